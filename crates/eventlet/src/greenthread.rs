@@ -1,0 +1,324 @@
+//! Green threads: spawning, joining, killing, sleeping and yielding.
+//!
+//! A green thread runs on its own small stack inside the current OS thread
+//! and never leaves it, so its closure need not be `Send` and may use `Rc`,
+//! `RefCell` and thread-locals. It runs until it blocks (green I/O, `sleep`,
+//! `join`, a pool or queue wait); then the hub runs the next ready one.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::hub::{self, with_hub, Kill, Packet, State, Task, TaskRef, Unparker, Wakeup};
+
+/// Spawns a green thread running `f` and returns a handle to join or kill it.
+///
+/// The green thread starts the next time this OS thread's hub runs: when
+/// the caller blocks (joins, sleeps, does green I/O) or yields.
+///
+/// # Panics
+///
+/// Panics if no stack can be had (the message says which kernel limit was
+/// hit); use [`Builder::spawn`] to get that as an error instead.
+///
+/// # Examples
+///
+/// ```
+/// let h = eventlet::spawn(|| 6 * 7);
+/// assert_eq!(h.join().unwrap(), 42);
+/// ```
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().spawn(f).unwrap_or_else(|e| panic!("eventlet::spawn: {e}"))
+}
+
+/// Spawns a green thread whose result nobody waits for.
+///
+/// Cheaper than [`spawn`]: there is no handle. A panic in `f` is reported on
+/// stderr (and through `log`) and disturbs nothing else.
+///
+/// # Panics
+///
+/// Panics if no stack can be had; see [`Builder::spawn_n`].
+pub fn spawn_n<F>(f: F)
+where
+    F: FnOnce() + 'static,
+{
+    Builder::new().spawn_n(f).unwrap_or_else(|e| panic!("eventlet::spawn_n: {e}"))
+}
+
+/// Spawns a green thread that starts after `delay`.
+///
+/// Killing it before then means it never runs.
+///
+/// # Panics
+///
+/// Panics if no stack can be had; see [`Builder::spawn_after`].
+pub fn spawn_after<F, T>(delay: Duration, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().spawn_after(delay, f).unwrap_or_else(|e| panic!("eventlet::spawn_after: {e}"))
+}
+
+/// Blocks the current green thread (or the root context) for `dur`, letting
+/// the others run. `sleep(Duration::ZERO)` is [`yield_now`].
+pub fn sleep(dur: Duration) {
+    if dur.is_zero() {
+        return yield_now();
+    }
+    let deadline = Instant::now() + dur;
+    while park_deadline(deadline) == Wakeup::Unparked && Instant::now() < deadline {}
+}
+
+/// Lets every other ready green thread, and any due I/O, run before the
+/// current one goes on (eventlet's `sleep(0)`).
+pub fn yield_now() {
+    with_hub(|h| h.yield_now())
+}
+
+/// Parks the current green thread (or the root) until it is unparked.
+///
+/// The waiting primitive everything else is built on. Like
+/// [`std::thread::park`] it may return spuriously, and an `unpark` that
+/// comes first makes the next `park` return at once; loop on a condition.
+pub fn park() {
+    with_hub(|h| h.park(None));
+}
+
+/// Parks until unparked or until `dur` has passed, and says which.
+pub fn park_timeout(dur: Duration) -> Wakeup {
+    park_deadline(Instant::now() + dur)
+}
+
+/// Parks until unparked or until `deadline`, and says which.
+pub fn park_deadline(deadline: Instant) -> Wakeup {
+    with_hub(|h| h.park(Some(deadline)))
+}
+
+/// Returns a handle to the running green thread (in the root context, a
+/// handle to the root, named `main`).
+pub fn current() -> GreenThread {
+    GreenThread { task: with_hub(|h| h.current()) }
+}
+
+/// Configures a green thread before spawning it, like
+/// [`std::thread::Builder`].
+///
+/// ```
+/// let h = eventlet::Builder::new()
+///     .name("worker")
+///     .stack_size(64 * 1024)
+///     .spawn(|| eventlet::current().name().map(str::to_owned))
+///     .unwrap();
+/// assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the defaults: no name, a
+    /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE) stack.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the green thread (shown in panic and stack-overflow reports).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the usable stack size in bytes (rounded up to whole pages; at
+    /// least [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE)). Only touched pages
+    /// cost memory.
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Spawns the green thread.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a stack size below the minimum; `OutOfMemory` when
+    /// the kernel refuses a stack, with a message naming the limit that was
+    /// hit (`vm.max_map_count`, memory) and how to raise it.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.spawn_inner(f, None, false)
+    }
+
+    /// Spawns a green thread whose result nobody waits for; see [`spawn_n`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::spawn`].
+    pub fn spawn_n<F>(self, f: F) -> io::Result<()>
+    where
+        F: FnOnce() + 'static,
+    {
+        self.spawn_inner(f, None, true).map(drop)
+    }
+
+    /// Spawns a green thread that starts after `delay`; see [`spawn_after`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::spawn`].
+    pub fn spawn_after<F, T>(self, delay: Duration, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.spawn_inner(f, Some(delay), false)
+    }
+
+    fn spawn_inner<F, T>(self, f: F, delay: Option<Duration>, report: bool) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let name = self.name.map(String::into_boxed_str);
+        let task = with_hub(|h| h.spawn(f, name, self.stack_size, delay, report))?;
+        Ok(JoinHandle { task, _not_send: PhantomData })
+    }
+}
+
+/// An owned permission to join a green thread (wait for its result) or kill
+/// it. Dropping it detaches the green thread, which goes on running.
+///
+/// A `JoinHandle` belongs to the OS thread whose hub runs the green thread,
+/// so it is not `Send`:
+///
+/// ```compile_fail
+/// let h = eventlet::spawn(|| 1);
+/// std::thread::spawn(move || h.join());
+/// ```
+pub struct JoinHandle<T> {
+    task: Rc<Task<Packet<T>>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: 'static> JoinHandle<T> {
+    /// Waits for the green thread to finish and returns its result: `Ok`
+    /// with its value, or `Err` with its panic payload. A killed green
+    /// thread's payload is [`Killed`](crate::Killed).
+    ///
+    /// # Panics
+    ///
+    /// Panics if a green thread tries to join itself.
+    pub fn join(self) -> std::thread::Result<T> {
+        with_hub(|h| {
+            let me = h.current();
+            if std::ptr::addr_eq(Rc::as_ptr(&me), Rc::as_ptr(&self.task)) {
+                panic!("eventlet: a green thread cannot join itself");
+            }
+            while !self.task.is_done() {
+                self.task.set_joiner(me.clone());
+                h.park(None);
+            }
+        });
+        self.task.slot.borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed)))
+    }
+
+    /// Kills the green thread.
+    ///
+    /// If it has not started it never will (its closure is dropped unrun).
+    /// If it is blocked, it is woken with an unwinding at its blocking point,
+    /// so its destructors run; this call then yields so it unwinds before the
+    /// caller goes on (a destructor that blocks may still be running: `join`
+    /// to wait for the end). Killing the running green thread unwinds it at
+    /// once. Its `join` returns `Err` with a [`Killed`](crate::Killed)
+    /// payload. Killing a finished green thread does nothing.
+    pub fn kill(&self) {
+        let t: TaskRef = self.task.clone();
+        let pending = with_hub(|h| {
+            h.kill(&t);
+            t.kill.get() == Kill::Pending
+        });
+        if pending {
+            yield_now();
+        }
+    }
+
+    /// Whether the green thread has finished (returned, panicked or been
+    /// killed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_done()
+    }
+
+    /// A handle to the green thread.
+    pub fn thread(&self) -> GreenThread {
+        GreenThread { task: self.task.clone() }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.task.id).field("name", &self.task.name).finish()
+    }
+}
+
+/// A handle to a green thread (or to the root context), from [`current`] or
+/// [`JoinHandle::thread`]. Not `Send`; for waking from another OS thread use
+/// [`GreenThread::unparker`].
+#[derive(Clone)]
+pub struct GreenThread {
+    task: TaskRef,
+}
+
+impl GreenThread {
+    /// A number unique among the green threads of this process.
+    pub fn id(&self) -> u64 {
+        self.task.id
+    }
+
+    /// The name given with [`Builder::name`] (`main` for the root).
+    pub fn name(&self) -> Option<&str> {
+        self.task.name.as_deref()
+    }
+
+    /// Wakes the green thread if it is parked; otherwise its next [`park`]
+    /// returns at once.
+    pub fn unpark(&self) {
+        with_hub(|h| h.unpark(&self.task))
+    }
+
+    /// A `Send + Sync` handle that wakes this green thread from any OS
+    /// thread.
+    pub fn unparker(&self) -> Unparker {
+        with_hub(|h| Unparker::new(h.shared.clone(), self.task.key.get(), self.task.id))
+    }
+
+    /// Whether the green thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.state.get() == State::Done
+    }
+}
+
+impl PartialEq for GreenThread {
+    fn eq(&self, other: &GreenThread) -> bool {
+        Rc::ptr_eq(&self.task, &other.task)
+    }
+}
+
+impl Eq for GreenThread {}
+
+impl fmt::Debug for GreenThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.task.fmt(f)
+    }
+}

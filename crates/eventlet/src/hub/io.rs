@@ -1,0 +1,215 @@
+//! The reactor: `mio::Poll` plus one slot of waiting green threads per
+//! registered socket.
+//!
+//! A socket registers once per hub it is used on (edge-triggered, read and
+//! write interest), lazily: the first time an operation would block there.
+//! Sockets are `Send + Sync` like std's, so one moved to another OS thread
+//! registers with that thread's hub too; dropping it deregisters it from
+//! every hub it joined.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::{try_with_hub, with_hub, Hub, HubShared, Remote, TaskRef, Wakeup};
+
+/// Which readiness a green thread waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+#[derive(Default)]
+struct Slot {
+    readers: Vec<TaskRef>,
+    writers: Vec<TaskRef>,
+}
+
+pub(crate) struct Reactor {
+    poll: RefCell<Poll>,
+    events: RefCell<Events>,
+    slots: RefCell<Slab<Slot>>,
+    waiters: Cell<usize>,
+}
+
+impl Reactor {
+    pub(crate) fn new(poll: Poll) -> Reactor {
+        Reactor {
+            poll: RefCell::new(poll),
+            events: RefCell::new(Events::with_capacity(1024)),
+            slots: RefCell::new(Slab::new()),
+            waiters: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn registrations(&self) -> usize {
+        self.slots.borrow().len()
+    }
+
+    pub(crate) fn waiters(&self) -> usize {
+        self.waiters.get()
+    }
+
+    pub(crate) fn free_slot(&self, token: usize) {
+        let slot = self.slots.borrow_mut().try_remove(token);
+        if let Some(s) = slot {
+            // No one can wait on a socket being dropped; be defensive anyway.
+            self.waiters.set(self.waiters.get() - s.readers.len() - s.writers.len());
+        }
+    }
+
+    /// Polls once and hands every green thread waiting on a ready socket to
+    /// `wake`.
+    pub(crate) fn poll(&self, timeout: Option<Duration>, mut wake: impl FnMut(TaskRef)) {
+        let mut events = self.events.borrow_mut();
+        if let Err(e) = self.poll.borrow_mut().poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::error!("eventlet: epoll_wait failed: {e}");
+            }
+            return;
+        }
+        for ev in events.iter() {
+            let token = ev.token();
+            if token == super::WAKER_TOKEN {
+                continue;
+            }
+            let fail = ev.is_error();
+            let read = fail || ev.is_readable() || ev.is_read_closed();
+            let write = fail || ev.is_writable() || ev.is_write_closed();
+            let woken = {
+                let mut slots = self.slots.borrow_mut();
+                let Some(slot) = slots.get_mut(token.0) else { continue };
+                let mut woken = Vec::new();
+                if read {
+                    woken.append(&mut slot.readers);
+                }
+                if write {
+                    woken.append(&mut slot.writers);
+                }
+                woken
+            };
+            self.waiters.set(self.waiters.get() - woken.len());
+            for t in woken {
+                wake(t);
+            }
+        }
+    }
+
+    fn add_waiter(&self, token: usize, dir: Direction, t: TaskRef) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[token];
+        match dir {
+            Direction::Read => slot.readers.push(t),
+            Direction::Write => slot.writers.push(t),
+        }
+        self.waiters.set(self.waiters.get() + 1);
+    }
+
+    fn remove_waiter(&self, token: usize, dir: Direction, t: &TaskRef) {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.get_mut(token) else { return };
+        let list = match dir {
+            Direction::Read => &mut slot.readers,
+            Direction::Write => &mut slot.writers,
+        };
+        if let Some(i) = list.iter().position(|w| std::rc::Rc::ptr_eq(w, t)) {
+            list.swap_remove(i);
+            self.waiters.set(self.waiters.get() - 1);
+        }
+    }
+}
+
+/// A socket's registrations, one per hub it has waited on.
+#[derive(Default)]
+pub(crate) struct Registration {
+    /// Id of the first hub it registered with (0: none), read without a lock.
+    home_hub: AtomicU64,
+    home_token: AtomicUsize,
+    all: Mutex<Vec<(Arc<HubShared>, usize)>>,
+}
+
+impl Registration {
+    /// The token of this socket in `hub`'s reactor, registering if needed.
+    fn token(&self, hub: &Hub, fd: RawFd) -> io::Result<usize> {
+        if self.home_hub.load(Ordering::Acquire) == hub.id {
+            return Ok(self.home_token.load(Ordering::Relaxed));
+        }
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, t)) = all.iter().find(|(s, _)| s.id == hub.id) {
+            return Ok(*t);
+        }
+        let token = hub.reactor.slots.borrow_mut().insert(Slot::default());
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = hub.shared.registry.register(&mut SourceFd(&fd), Token(token), interest) {
+            hub.reactor.slots.borrow_mut().remove(token);
+            return Err(e);
+        }
+        all.push((hub.shared.clone(), token));
+        if self.home_hub.load(Ordering::Relaxed) == 0 {
+            self.home_token.store(token, Ordering::Relaxed);
+            self.home_hub.store(hub.id, Ordering::Release);
+        }
+        Ok(token)
+    }
+
+    /// Removes `fd` from every hub it registered with. Call before closing it.
+    pub(crate) fn deregister(&mut self, fd: RawFd) {
+        let all = std::mem::take(self.all.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (shared, token) in all {
+            let _ = shared.registry.deregister(&mut SourceFd(&fd));
+            let local = try_with_hub(|h| {
+                if h.id == shared.id {
+                    h.reactor.free_slot(token);
+                    true
+                } else {
+                    false
+                }
+            });
+            if local != Some(true) {
+                shared.send(Remote::FreeSlot(token));
+            }
+        }
+        self.home_hub.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Removes a waiter from its slot however the wait ends (wake, timeout or a
+/// kill unwinding through it).
+struct WaiterGuard<'a> {
+    hub: &'a Hub,
+    token: usize,
+    dir: Direction,
+    task: TaskRef,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.hub.reactor.remove_waiter(self.token, self.dir, &self.task);
+    }
+}
+
+/// Parks the current green thread until `fd` may be ready in `dir`, or the
+/// deadline passes. May return early (a spurious wake); callers retry.
+pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Option<Instant>) -> io::Result<Wakeup> {
+    with_hub(|hub| {
+        let token = reg.token(hub, fd)?;
+        let task = hub.current();
+        hub.reactor.add_waiter(token, dir, task.clone());
+        let _guard = WaiterGuard { hub, token, dir, task };
+        Ok(hub.park(deadline))
+    })
+}
+
+/// Spends one unit of the running green thread's I/O budget.
+#[inline]
+pub(crate) fn consume_budget() {
+    with_hub(|h| h.consume_budget());
+}

@@ -1,0 +1,696 @@
+//! The hub: one per OS thread, created on first use.
+//!
+//! The hub owns the run queue (FIFO), the timers, the reactor (`mio::Poll`)
+//! and a queue of wake-ups sent from other OS threads. Its loop runs on the
+//! stack of the *root* context — the OS thread's own code, such as `main` —
+//! whenever the root parks: it runs a batch of ready green threads, polls for
+//! I/O (without blocking while work is queued, at least every 61 green
+//! threads run, and whenever a green thread yields), fires due timers, and
+//! stops as soon as the root itself is woken. A green thread that parks
+//! switches back to that loop; the loop switches into the next ready one.
+//!
+//! Green threads spawned on an OS thread whose root never parks (never
+//! joins, sleeps or does green I/O) do not run, as in eventlet.
+
+pub(crate) mod io;
+mod timers;
+
+use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use slab::Slab;
+
+use crate::stack::{self, GreenStack, StackPool};
+use crate::sys::{self, RunningInfo};
+pub(crate) use timers::TimerKey;
+use timers::Timers;
+
+/// Ready green threads run per loop iteration before the hub looks at
+/// timers again.
+const BATCH: usize = 256;
+/// Green threads run between two non-blocking I/O polls while busy.
+const IO_INTERVAL: u32 = 61;
+/// I/O operations a green thread may complete without blocking before it
+/// yields to the others (tokio's coop budget is the model).
+pub(crate) const BUDGET: u32 = 128;
+
+/// The token of the hub's waker in its `mio::Poll`.
+const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+
+static NEXT_HUB_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why a park returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wakeup {
+    /// Someone called `unpark` (or an unpark was already pending).
+    Unparked,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// In the run queue.
+    Ready,
+    /// Waiting for its start timer (`spawn_after`).
+    Delayed,
+    /// Running now.
+    Running,
+    /// Parked, waiting for an unpark or its deadline.
+    Parked,
+    /// Finished, killed or never started.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kill {
+    No,
+    Pending,
+    Delivered,
+}
+
+type Coro = Coroutine<(), (), (), GreenStack>;
+
+/// A green thread as the hub sees it. `S` is the slot its result goes to;
+/// the hub holds `Task<dyn Any>` and only the typed `JoinHandle` reads it.
+pub(crate) struct Task<S: ?Sized = dyn Any> {
+    pub(crate) id: u64,
+    pub(crate) key: Cell<usize>,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) state: Cell<State>,
+    notified: Cell<bool>,
+    pub(crate) kill: Cell<Kill>,
+    timer: Cell<Option<TimerKey>>,
+    wake: Cell<Wakeup>,
+    yielder: Cell<*const Yielder<(), ()>>,
+    coro: UnsafeCell<Option<Coro>>,
+    joiner: Cell<Option<TaskRef>>,
+    info: Cell<RunningInfo>,
+    pub(crate) slot: S,
+}
+
+pub(crate) type TaskRef = Rc<Task>;
+
+/// Where a `spawn`ed green thread's result lands.
+pub(crate) type Packet<T> = RefCell<Option<std::thread::Result<T>>>;
+
+impl<S> Task<S> {
+    fn new(id: u64, name: Option<Box<str>>, slot: S) -> Task<S> {
+        Task {
+            id,
+            key: Cell::new(usize::MAX),
+            name,
+            state: Cell::new(State::Ready),
+            notified: Cell::new(false),
+            kill: Cell::new(Kill::No),
+            timer: Cell::new(None),
+            wake: Cell::new(Wakeup::Unparked),
+            yielder: Cell::new(std::ptr::null()),
+            coro: UnsafeCell::new(None),
+            joiner: Cell::new(None),
+            info: Cell::new(RunningInfo::NONE),
+            slot,
+        }
+    }
+}
+
+impl<S: ?Sized> Task<S> {
+    pub(crate) fn is_root(&self) -> bool {
+        self.key.get() == 0
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.get() == State::Done
+    }
+
+    /// Whether the green thread's body has begun to run.
+    fn started(&self) -> bool {
+        // SAFETY: the coroutine cell is only mutated by the hub loop (resume,
+        // finish) and `finish_unstarted`, never while this shared read runs.
+        unsafe { (*self.coro.get()).as_ref().is_some_and(|c| c.started()) }
+    }
+
+    pub(crate) fn set_joiner(&self, t: TaskRef) {
+        self.joiner.set(Some(t));
+    }
+}
+
+/// The payload a killed green thread's `join` returns: see
+/// [`JoinHandle::kill`](crate::JoinHandle::kill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Killed;
+
+impl fmt::Display for Killed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("green thread was killed")
+    }
+}
+
+impl std::error::Error for Killed {}
+
+/// A wake-up sent to a hub from another OS thread.
+pub(crate) enum Remote {
+    Unpark { key: usize, id: u64 },
+    FreeSlot(usize),
+}
+
+/// The part of a hub other OS threads may touch.
+pub(crate) struct HubShared {
+    pub(crate) id: u64,
+    pub(crate) registry: mio::Registry,
+    waker: mio::Waker,
+    queue: Mutex<Vec<Remote>>,
+    pending: AtomicBool,
+    sleeping: AtomicBool,
+    /// Live `Unparker`s: while any exists, something outside may wake us.
+    pub(crate) handles: AtomicUsize,
+}
+
+impl HubShared {
+    pub(crate) fn send(&self, msg: Remote) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.pending.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// A snapshot of one hub's counters, from [`stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Green threads alive on this hub (spawned and not finished).
+    pub green_threads: usize,
+    /// Green threads in the run queue.
+    pub ready: usize,
+    /// Armed timers (sleeps, deadlines, delayed spawns).
+    pub timers: usize,
+    /// Sockets registered with this hub's reactor.
+    pub io_registrations: usize,
+    /// Green threads parked waiting for socket readiness.
+    pub io_waiters: usize,
+    /// Stacks in use by green threads.
+    pub stacks_in_use: usize,
+    /// Free stacks kept for reuse.
+    pub stacks_pooled: usize,
+    /// Green threads switched to since the hub started.
+    pub switches: u64,
+}
+
+/// Returns the counters of the current OS thread's hub (creating it if
+/// needed).
+pub fn stats() -> Stats {
+    with_hub(|h| Stats {
+        green_threads: h.tasks.borrow().len() - 1,
+        ready: h.queue.borrow().len(),
+        timers: h.timers.borrow().len(),
+        io_registrations: h.reactor.registrations(),
+        io_waiters: h.reactor.waiters(),
+        stacks_in_use: h.stacks.borrow().outstanding(),
+        stacks_pooled: h.stacks.borrow().pooled(),
+        switches: h.switches.get(),
+    })
+}
+
+/// Returns how this process installs stack guard pages.
+pub fn guard_mode() -> stack::GuardMode {
+    stack::guard_mode()
+}
+
+pub(crate) struct Hub {
+    pub(crate) id: u64,
+    queue: RefCell<VecDeque<TaskRef>>,
+    current: RefCell<TaskRef>,
+    root: TaskRef,
+    tasks: RefCell<Slab<TaskRef>>,
+    timers: RefCell<Timers>,
+    pub(crate) reactor: io::Reactor,
+    pub(crate) shared: Arc<HubShared>,
+    stacks: RefCell<StackPool>,
+    budget: Cell<u32>,
+    ticks: Cell<u32>,
+    io_requested: Cell<bool>,
+    next_id: Cell<u64>,
+    switches: Cell<u64>,
+}
+
+thread_local! {
+    static HUB: Hub = Hub::new().unwrap_or_else(|e| panic!("eventlet: cannot create this thread's hub: {e}"));
+}
+
+/// Runs `f` with this OS thread's hub.
+#[inline]
+pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
+    HUB.with(f)
+}
+
+/// Like [`with_hub`] but returns `None` while the thread is being torn down.
+pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    HUB.try_with(f).ok()
+}
+
+impl Hub {
+    fn new() -> std::io::Result<Hub> {
+        sys::install_overflow_handler();
+        let id = NEXT_HUB_ID.fetch_add(1, Ordering::Relaxed);
+        let poll = mio::Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let shared = Arc::new(HubShared {
+            id,
+            registry,
+            waker,
+            queue: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
+        });
+        let root: TaskRef = Rc::new(Task::new(id << 40, Some("main".into()), ()));
+        root.state.set(State::Running);
+        let mut tasks = Slab::new();
+        let key = tasks.insert(root.clone());
+        debug_assert_eq!(key, 0);
+        root.key.set(key);
+        Ok(Hub {
+            id,
+            queue: RefCell::new(VecDeque::new()),
+            current: RefCell::new(root.clone()),
+            root,
+            tasks: RefCell::new(tasks),
+            timers: RefCell::new(Timers::new()),
+            reactor: io::Reactor::new(poll),
+            shared,
+            stacks: RefCell::new(StackPool::new()),
+            budget: Cell::new(BUDGET),
+            ticks: Cell::new(0),
+            io_requested: Cell::new(false),
+            next_id: Cell::new(1),
+            switches: Cell::new(0),
+        })
+    }
+
+    /// The green thread (or root) running now.
+    #[inline]
+    pub(crate) fn current(&self) -> TaskRef {
+        self.current.borrow().clone()
+    }
+
+    pub(crate) fn in_green_thread(&self) -> bool {
+        !self.current.borrow().is_root()
+    }
+
+    /// Creates a green thread running `f`, puts it in the run queue (or
+    /// arms its start timer) and returns it.
+    pub(crate) fn spawn<T: 'static>(
+        &self,
+        f: impl FnOnce() -> T + 'static,
+        name: Option<Box<str>>,
+        stack_size: Option<usize>,
+        delay: Option<Duration>,
+        report_panic: bool,
+    ) -> std::io::Result<Rc<Task<Packet<T>>>> {
+        let size = match stack_size {
+            None => stack::DEFAULT_STACK_SIZE,
+            Some(s) => stack::checked_size(s)?,
+        };
+        let stack = self.stacks.borrow_mut().get(size)?;
+        let (guard_lo, guard_hi) = stack.guard();
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        let task: Rc<Task<Packet<T>>> = Rc::new(Task::new((self.id << 40) | n, name, RefCell::new(None)));
+        let (name_ptr, name_len) = task.name.as_deref().map_or((std::ptr::null(), 0), |s| (s.as_ptr(), s.len()));
+        task.info.set(RunningInfo { guard_lo, guard_hi, name_ptr, name_len, id: task.id, stack_size: size });
+        let me = task.clone();
+        let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), ()>, ()| {
+            me.yielder.set(y);
+            let result = panic::catch_unwind(AssertUnwindSafe(f));
+            if let Err(p) = &result {
+                if report_panic && !p.is::<Killed>() {
+                    report(&me, p.as_ref());
+                }
+            }
+            *me.slot.borrow_mut() = Some(result);
+        });
+        // SAFETY: the task is new; nothing else can see its coroutine cell.
+        unsafe { *task.coro.get() = Some(coro) };
+        let t: TaskRef = task.clone();
+        t.key.set(self.tasks.borrow_mut().insert(t.clone()));
+        match delay {
+            Some(d) if !d.is_zero() => {
+                t.state.set(State::Delayed);
+                let key = self.timers.borrow_mut().insert(Instant::now() + d, t.clone());
+                t.timer.set(Some(key));
+            }
+            _ => self.queue.borrow_mut().push_back(t),
+        }
+        Ok(task)
+    }
+
+    /// Makes a parked green thread ready; otherwise leaves a token so its
+    /// next park returns at once.
+    pub(crate) fn unpark(&self, t: &TaskRef) {
+        match t.state.get() {
+            State::Parked => {
+                t.state.set(State::Ready);
+                t.wake.set(Wakeup::Unparked);
+                self.queue.borrow_mut().push_back(t.clone());
+            }
+            State::Done => {}
+            _ => t.notified.set(true),
+        }
+    }
+
+    /// Parks the current green thread (or the root) until unparked or until
+    /// `deadline`.
+    pub(crate) fn park(&self, deadline: Option<Instant>) -> Wakeup {
+        let cur = self.current();
+        if cur.notified.replace(false) {
+            return Wakeup::Unparked;
+        }
+        cur.state.set(State::Parked);
+        if let Some(d) = deadline {
+            let key = self.timers.borrow_mut().insert(d, cur.clone());
+            cur.timer.set(Some(key));
+        }
+        self.switch_out(&cur);
+        if let Some(key) = cur.timer.take() {
+            self.timers.borrow_mut().cancel(key);
+        }
+        Self::check_kill(&cur);
+        cur.wake.get()
+    }
+
+    /// Puts the current green thread (or the root) at the back of the run
+    /// queue and lets every other ready green thread, and due I/O, run first.
+    pub(crate) fn yield_now(&self) {
+        let cur = self.current();
+        cur.state.set(State::Ready);
+        self.queue.borrow_mut().push_back(cur.clone());
+        self.io_requested.set(true);
+        self.switch_out(&cur);
+        Self::check_kill(&cur);
+    }
+
+    /// Spends one unit of the running green thread's I/O budget, yielding
+    /// first when it is used up.
+    #[inline]
+    pub(crate) fn consume_budget(&self) {
+        let b = self.budget.get();
+        if b == 0 {
+            self.yield_now();
+        } else {
+            self.budget.set(b - 1);
+        }
+    }
+
+    /// Leaves the current context until the hub switches back to it.
+    fn switch_out(&self, cur: &TaskRef) {
+        if cur.is_root() {
+            self.run();
+            cur.state.set(State::Running);
+            self.budget.set(BUDGET);
+        } else {
+            let y = cur.yielder.get();
+            // SAFETY: `y` was set by this green thread's body at its start and
+            // points into its own stack, which lives until the body returns;
+            // we are running on that stack now, inside the body.
+            unsafe { (*y).suspend(()) };
+        }
+    }
+
+    fn check_kill(cur: &TaskRef) {
+        if cur.kill.get() == Kill::Pending {
+            cur.kill.set(Kill::Delivered);
+            panic::resume_unwind(Box::new(Killed));
+        }
+    }
+
+    /// Kills a green thread of this hub. Returns without waiting.
+    pub(crate) fn kill(&self, t: &TaskRef) {
+        match t.state.get() {
+            State::Done => {}
+            _ if Rc::ptr_eq(t, &self.current()) => {
+                if t.kill.get() == Kill::No {
+                    t.kill.set(Kill::Delivered);
+                    panic::resume_unwind(Box::new(Killed));
+                }
+            }
+            State::Ready | State::Delayed if !t.started() => self.finish_unstarted(t),
+            _ => {
+                if t.kill.get() == Kill::No {
+                    t.kill.set(Kill::Pending);
+                    self.unpark(t);
+                }
+            }
+        }
+    }
+
+    /// Ends a green thread that never ran: its closure is dropped unrun.
+    fn finish_unstarted(&self, t: &TaskRef) {
+        t.state.set(State::Done);
+        if let Some(key) = t.timer.take() {
+            self.timers.borrow_mut().cancel(key);
+        }
+        // SAFETY: the coroutine has not started, so nothing runs on its
+        // stack and no reference into the cell exists.
+        let coro = unsafe { (*t.coro.get()).take() };
+        if let Some(mut coro) = coro {
+            // Not started: this drops the closure without running it.
+            coro.force_unwind();
+            self.stacks.borrow_mut().put(coro.into_stack());
+        }
+        self.retire(t);
+    }
+
+    /// Removes a finished green thread and wakes its joiner.
+    fn retire(&self, t: &TaskRef) {
+        self.tasks.borrow_mut().try_remove(t.key.get());
+        if let Some(j) = t.joiner.take() {
+            self.unpark(&j);
+        }
+    }
+
+    /// The loop: runs until the root is popped from the run queue.
+    fn run(&self) {
+        loop {
+            let n = self.queue.borrow().len().min(BATCH);
+            for _ in 0..n {
+                let t = self.queue.borrow_mut().pop_front();
+                let Some(t) = t else { break };
+                if t.is_root() {
+                    return;
+                }
+                if t.state.get() == State::Ready {
+                    self.run_task(t);
+                }
+            }
+            self.maintain();
+        }
+    }
+
+    fn run_task(&self, t: TaskRef) {
+        t.state.set(State::Running);
+        self.budget.set(BUDGET);
+        self.ticks.set(self.ticks.get() + 1);
+        self.switches.set(self.switches.get() + 1);
+        sys::set_running(t.info.get());
+        let prev = self.current.replace(t.clone());
+        // SAFETY: only this loop (never re-entered: it runs on the root's
+        // stack and green threads never run it) and `finish_unstarted` (for
+        // tasks that have not started, which this one may be but then nothing
+        // else holds the cell) touch the coroutine cell; the `&mut` lives for
+        // the resume only.
+        let res = unsafe { (*t.coro.get()).as_mut().map(|c| c.resume(())) };
+        *self.current.borrow_mut() = prev;
+        sys::set_running(RunningInfo::NONE);
+        if let Some(CoroutineResult::Return(())) = res {
+            t.state.set(State::Done);
+            // SAFETY: the coroutine returned; nothing runs on its stack.
+            if let Some(coro) = unsafe { (*t.coro.get()).take() } {
+                self.stacks.borrow_mut().put(coro.into_stack());
+            }
+            self.retire(&t);
+        }
+    }
+
+    /// Between batches: remote wake-ups, I/O, timers.
+    fn maintain(&self) {
+        if self.shared.pending.load(Ordering::Acquire) {
+            self.drain_remote();
+        }
+        let idle = self.queue.borrow().is_empty();
+        if idle {
+            let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout.is_none() && self.nothing_can_wake() {
+                panic!(
+                    "eventlet: deadlock: the main context of this thread is parked, and no green \
+                     thread, timer, I/O wait or wake-up from another thread is left to wake it"
+                );
+            }
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            let timeout = if self.shared.pending.load(Ordering::SeqCst) { Some(Duration::ZERO) } else { timeout };
+            self.poll_io(timeout);
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+            if self.shared.pending.load(Ordering::Acquire) {
+                self.drain_remote();
+            }
+        } else if self.io_requested.get() || self.ticks.get() >= IO_INTERVAL {
+            self.poll_io(Some(Duration::ZERO));
+        }
+        if self.timers.borrow().len() > 0 {
+            self.fire_timers();
+        }
+    }
+
+    fn nothing_can_wake(&self) -> bool {
+        self.reactor.waiters() == 0 && self.shared.handles.load(Ordering::SeqCst) == 0
+    }
+
+    fn poll_io(&self, timeout: Option<Duration>) {
+        self.ticks.set(0);
+        self.io_requested.set(false);
+        self.reactor.poll(timeout, |t| self.unpark(&t));
+    }
+
+    fn fire_timers(&self) {
+        let now = Instant::now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            let Some((key, t)) = due else { break };
+            if t.timer.get() != Some(key) {
+                continue;
+            }
+            t.timer.set(None);
+            match t.state.get() {
+                State::Parked => {
+                    t.state.set(State::Ready);
+                    t.wake.set(Wakeup::TimedOut);
+                    self.queue.borrow_mut().push_back(t);
+                }
+                State::Delayed => {
+                    t.state.set(State::Ready);
+                    self.queue.borrow_mut().push_back(t);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn drain_remote(&self) {
+        self.shared.pending.store(false, Ordering::SeqCst);
+        let msgs = std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        for m in msgs {
+            match m {
+                Remote::Unpark { key, id } => self.unpark_key(key, id),
+                Remote::FreeSlot(token) => self.reactor.free_slot(token),
+            }
+        }
+    }
+
+    /// Unparks the live task at `key` if it is still the one with `id`.
+    pub(crate) fn unpark_key(&self, key: usize, id: u64) {
+        let t = self.tasks.borrow().get(key).filter(|t| t.id == id).cloned();
+        if let Some(t) = t {
+            self.unpark(&t);
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // Green threads still parked when their OS thread exits are leaked
+        // with their stacks, not unwound: unwinding them would run their
+        // destructors while this thread's hub is already gone.
+        for (_, t) in self.tasks.get_mut().iter() {
+            if t.started() && !t.is_done() {
+                // SAFETY: the hub loop is not running (the thread is exiting),
+                // so nothing else touches the cell.
+                if let Some(c) = unsafe { (*t.coro.get()).take() } {
+                    std::mem::forget(c);
+                }
+            }
+        }
+    }
+}
+
+/// Reports a panic of a green thread nobody will join.
+fn report(t: &Task<Packet<impl Sized>>, payload: &(dyn Any + Send)) {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(|s| s.as_str()))
+        .unwrap_or("Box<dyn Any>");
+    let name = t.name.as_deref().unwrap_or("<unnamed>");
+    log::error!("green thread '{name}' (id {}) panicked: {msg}", t.id);
+    eprintln!("eventlet: green thread '{name}' (id {}) panicked: {msg}; the other green threads go on", t.id);
+}
+
+/// A handle that wakes a parked green thread from any OS thread.
+///
+/// Made by [`GreenThread::unparker`](crate::GreenThread::unparker). It is
+/// `Send + Sync`; while one exists the hub does not consider itself
+/// deadlocked.
+pub struct Unparker {
+    shared: Arc<HubShared>,
+    key: usize,
+    id: u64,
+}
+
+impl Unparker {
+    pub(crate) fn new(shared: Arc<HubShared>, key: usize, id: u64) -> Unparker {
+        shared.handles.fetch_add(1, Ordering::SeqCst);
+        Unparker { shared, key, id }
+    }
+
+    /// Wakes the green thread (or leaves a token for its next park).
+    pub fn unpark(&self) {
+        let local = try_with_hub(|h| {
+            if h.id == self.shared.id {
+                h.unpark_key(self.key, self.id);
+                true
+            } else {
+                false
+            }
+        });
+        if local != Some(true) {
+            self.shared.send(Remote::Unpark { key: self.key, id: self.id });
+        }
+    }
+}
+
+impl Clone for Unparker {
+    fn clone(&self) -> Unparker {
+        Unparker::new(self.shared.clone(), self.key, self.id)
+    }
+}
+
+impl Drop for Unparker {
+    fn drop(&mut self) {
+        self.shared.handles.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unparker").field("hub", &self.shared.id).field("green_thread", &self.id).finish()
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenThread")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &self.state.get())
+            .finish()
+    }
+}

@@ -1,0 +1,60 @@
+//! Green threads for Rust: blocking-style network code, thousands of
+//! connections on one OS thread.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use eventlet::net::{TcpListener, TcpStream};
+//!
+//! let server = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = server.local_addr()?;
+//! eventlet::spawn_n(move || {
+//!     let (mut sock, _) = server.accept().unwrap();
+//!     let mut buf = [0; 5];
+//!     sock.read_exact(&mut buf).unwrap();
+//!     sock.write_all(&buf).unwrap();
+//! });
+//! let mut client = TcpStream::connect(addr)?;
+//! client.write_all(b"hello")?;
+//! let mut buf = [0; 5];
+//! client.read_exact(&mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # How it works
+//!
+//! Each OS thread gets a *hub* the first time it needs one. A green thread
+//! is a coroutine (switched by `corosensei`) on a pooled stack with a guard
+//! page. Green I/O tries the syscall first; only when it would block does the
+//! green thread park, and the hub runs the next ready one, polling `mio` for
+//! readiness when nothing is ready. Plain `main` (the *root*) can block too:
+//! blocking there runs the hub until the root can go on, which is how
+//! `for x in pool.imap(f, items)` works from `main`.
+//!
+//! # Caveats
+//!
+//! Scheduling is cooperative: a green thread that computes for a long time
+//! without blocking holds up the others on its OS thread. I/O that never
+//! blocks still yields every [`hub::BUDGET`](crate::hub) operations. Blocking
+//! std calls (`std::net`, `std::fs`, `std::thread::sleep`) block the whole
+//! OS thread: use the green versions or [`tpool::execute`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod greenpool;
+mod greenthread;
+pub mod hub;
+pub mod net;
+mod stack;
+mod sys;
+pub mod tpool;
+
+
+pub use greenthread::{
+    current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_n, yield_now, Builder,
+    GreenThread, JoinHandle,
+};
+pub use hub::{Killed, Unparker, Wakeup};
+
+pub use stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};

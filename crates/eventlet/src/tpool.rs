@@ -1,0 +1,134 @@
+//! A pool of OS threads for blocking calls, so only the calling green thread
+//! waits (eventlet's `tpool`).
+//!
+//! ```
+//! let n = eventlet::tpool::execute(|| {
+//!     std::thread::sleep(std::time::Duration::from_millis(10)); // blocks a pool thread
+//!     7
+//! });
+//! assert_eq!(n, 7);
+//! ```
+//!
+//! The pool starts threads on demand up to [`max_threads`] (default 20,
+//! configurable with [`set_max_threads`] or the `EVENTLET_THREADPOOL_SIZE`
+//! environment variable); idle threads exit after ten seconds.
+
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::greenthread::{current, park};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Pool {
+    state: Mutex<PoolState>,
+    cond: Condvar,
+    max: AtomicUsize,
+}
+
+struct PoolState {
+    jobs: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+}
+
+const IDLE_EXIT: Duration = Duration::from_secs(10);
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let max = std::env::var("EVENTLET_THREADPOOL_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(20);
+        Pool {
+            state: Mutex::new(PoolState { jobs: VecDeque::new(), threads: 0, idle: 0 }),
+            cond: Condvar::new(),
+            max: AtomicUsize::new(max),
+        }
+    })
+}
+
+/// The most OS threads the pool runs at once.
+pub fn max_threads() -> usize {
+    pool().max.load(Ordering::Relaxed)
+}
+
+/// Sets the most OS threads the pool runs at once (at least 1).
+pub fn set_max_threads(n: usize) {
+    pool().max.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Runs `f` on a pool thread and parks the calling green thread (only it)
+/// until `f` returns; returns its value. A panic in `f` is resumed in the
+/// caller.
+///
+/// If the caller is killed while waiting, `f` still runs to its end on the
+/// pool thread and its result is dropped there.
+pub fn execute<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let done: Arc<Mutex<Option<std::thread::Result<R>>>> = Arc::new(Mutex::new(None));
+    let unparker = current().unparker();
+    let slot = done.clone();
+    submit(Box::new(move || {
+        let r = panic::catch_unwind(AssertUnwindSafe(f));
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        unparker.unpark();
+    }));
+    loop {
+        if let Some(r) = done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return r.unwrap_or_else(|p| panic::resume_unwind(p));
+        }
+        park();
+    }
+}
+
+fn submit(job: Job) {
+    let pool = pool();
+    let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+    st.jobs.push_back(job);
+    if st.idle == 0 && st.threads < pool.max.load(Ordering::Relaxed) {
+        st.threads += 1;
+        let spawned = std::thread::Builder::new().name("eventlet-tpool".into()).spawn(worker);
+        if spawned.is_err() {
+            st.threads -= 1;
+            if st.threads == 0 {
+                // No thread can run the job: run it here rather than hang.
+                let job = st.jobs.pop_back().expect("just pushed");
+                drop(st);
+                job();
+                return;
+            }
+        }
+    } else {
+        pool.cond.notify_one();
+    }
+}
+
+fn worker() {
+    let pool = pool();
+    let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = st.jobs.pop_front() {
+            drop(st);
+            job();
+            st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        st.idle += 1;
+        let (g, timeout) = pool.cond.wait_timeout(st, IDLE_EXIT).unwrap_or_else(|e| e.into_inner());
+        st = g;
+        st.idle -= 1;
+        if timeout.timed_out() && st.jobs.is_empty() {
+            st.threads -= 1;
+            return;
+        }
+    }
+}
