@@ -1,1 +1,803 @@
-//! placeholder
+//! Pools of green threads (eventlet's `greenpool` module): [`GreenPool`]
+//! bounds how many green threads run at once, [`GreenPool::imap`] maps a
+//! function over an iterator concurrently and yields the results in input
+//! order, and [`GreenPile`] collects the results of a set of spawns in
+//! spawn order.
+//!
+//! A pool counts *slots*. Spawning takes one, blocking the caller while all
+//! are in use; the slot is given back when the green thread ends, whichever
+//! way it ends: it returns, panics, is killed while blocked, or is killed
+//! before it started (its closure is then dropped unrun). The slot travels
+//! inside the closure as a guard, so dropping the closure frees it.
+//!
+//! Waiting spawners are served first come, first served: a freed slot is
+//! handed straight to the longest waiter, and a spawner that arrives while
+//! others wait queues behind them even if it could barge in.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::io;
+use std::iter::FusedIterator;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use crate::greenthread::{current, park, Builder, GreenThread, JoinHandle};
+use crate::hub::{self, Killed};
+use crate::stack::MIN_STACK_SIZE;
+
+/// The size of [`GreenPool::default`], as in eventlet.
+const DEFAULT_SIZE: usize = 1000;
+
+/// A pool of green threads that never runs more than [`size`](Self::size)
+/// of them at once.
+///
+/// Cloning a `GreenPool` gives another handle to the same pool. A pool
+/// belongs to one OS thread (it is not `Send`), like the green threads it
+/// spawns.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+/// use eventlet::GreenPool;
+///
+/// let pool = GreenPool::new(2);
+/// let done = Rc::new(Cell::new(0));
+/// for _ in 0..5 {
+///     let done = done.clone();
+///     // Blocks while two are running.
+///     pool.spawn_n(move || {
+///         eventlet::sleep(Duration::from_millis(1));
+///         done.set(done.get() + 1);
+///     });
+///     assert!(pool.running() <= 2);
+/// }
+/// pool.waitall();
+/// assert_eq!(done.get(), 5);
+///
+/// let h = pool.spawn(|| 6 * 7);
+/// assert_eq!(h.join().unwrap(), 42);
+/// ```
+#[derive(Clone)]
+pub struct GreenPool {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    size: Cell<usize>,
+    /// Slots in use: green threads of the pool that have not ended, plus
+    /// slots handed to a waiter that has not spawned yet.
+    running: Cell<usize>,
+    /// Spawners waiting for a slot, oldest first. Invariant: when it is not
+    /// empty, `running >= size` (a freed slot goes straight to the front).
+    waiters: RefCell<VecDeque<Rc<Waiter>>>,
+    /// Green threads (or the root) in `waitall`.
+    idle_waiters: RefCell<Vec<GreenThread>>,
+    /// Ids of the pool's green threads that have started and not ended.
+    members: RefCell<HashSet<u64>>,
+    stack_size: Cell<Option<usize>>,
+}
+
+struct Waiter {
+    thread: GreenThread,
+    state: Cell<WaitState>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WaitState {
+    /// In the waiters queue.
+    Queued,
+    /// Popped from the queue and given a slot it has not taken yet.
+    Granted,
+    /// The slot was taken (or the waiter gave up and left the queue).
+    Done,
+}
+
+/// Wakes `t`, unless this OS thread's hub is already gone: the guards of a
+/// pool may be dropped while the thread is torn down, and must not panic
+/// there.
+fn wake(t: &GreenThread) {
+    if hub::try_with_hub(|_| ()).is_some() {
+        t.unpark();
+    }
+}
+
+impl Inner {
+    /// Takes a slot if one is free and nobody is queued for one.
+    fn try_acquire(self: &Rc<Inner>) -> Option<Slot> {
+        if self.waiters.borrow().is_empty() && self.running.get() < self.size.get() {
+            self.running.set(self.running.get() + 1);
+            Some(Slot::new(self.clone()))
+        } else {
+            None
+        }
+    }
+
+    /// Waits in line for a slot; gives up (returning `None`) as soon as
+    /// `give_up()` is true when checked, which happens before queueing and
+    /// after each wake-up.
+    fn acquire_until(self: &Rc<Inner>, give_up: impl Fn() -> bool) -> Option<Slot> {
+        if let Some(slot) = self.try_acquire() {
+            return Some(slot);
+        }
+        if give_up() {
+            return None;
+        }
+        let waiter = Rc::new(Waiter { thread: current(), state: Cell::new(WaitState::Queued) });
+        self.waiters.borrow_mut().push_back(waiter.clone());
+        // Leaves the queue (or gives back an unused slot) however the wait
+        // ends, including by a kill unwinding through `park`.
+        let _guard = WaitGuard { inner: self, waiter: &waiter };
+        loop {
+            if waiter.state.get() == WaitState::Granted {
+                waiter.state.set(WaitState::Done);
+                return Some(Slot::new(self.clone()));
+            }
+            if give_up() {
+                return None;
+            }
+            park();
+        }
+    }
+
+    /// Hands free slots to the waiters at the front of the queue.
+    fn dispatch(&self) {
+        while self.running.get() < self.size.get() {
+            let Some(w) = self.waiters.borrow_mut().pop_front() else { break };
+            self.running.set(self.running.get() + 1);
+            w.state.set(WaitState::Granted);
+            wake(&w.thread);
+        }
+    }
+
+    fn release(&self) {
+        self.running.set(self.running.get() - 1);
+        self.dispatch();
+        if self.running.get() == 0 {
+            for t in self.idle_waiters.borrow().iter() {
+                wake(t);
+            }
+        }
+    }
+
+    fn builder(&self) -> Builder {
+        match self.stack_size.get() {
+            Some(s) => Builder::new().stack_size(s),
+            None => Builder::new(),
+        }
+    }
+}
+
+struct WaitGuard<'a> {
+    inner: &'a Inner,
+    waiter: &'a Rc<Waiter>,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        match self.waiter.state.replace(WaitState::Done) {
+            WaitState::Queued => {
+                // Not at capacity's edge: by the queue invariant no slot was
+                // free, so nobody behind us needs waking.
+                self.inner.waiters.borrow_mut().retain(|w| !Rc::ptr_eq(w, self.waiter));
+            }
+            WaitState::Granted => self.inner.release(),
+            WaitState::Done => {}
+        }
+    }
+}
+
+/// One slot of a pool, held by a green thread of the pool for its whole
+/// life (moved into its closure). Dropping it frees the slot.
+struct Slot {
+    inner: Rc<Inner>,
+    member: Option<u64>,
+}
+
+impl Slot {
+    fn new(inner: Rc<Inner>) -> Slot {
+        Slot { inner, member: None }
+    }
+
+    /// Records the running green thread as one of the pool's own.
+    fn enter(&mut self) {
+        let id = current().id();
+        self.inner.members.borrow_mut().insert(id);
+        self.member = Some(id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(id) = self.member {
+            self.inner.members.borrow_mut().remove(&id);
+        }
+        self.inner.release();
+    }
+}
+
+/// The error of [`GreenPool::try_new`]: a pool needs at least one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizeError {
+    _private: (),
+}
+
+impl fmt::Display for PoolSizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("green pool size must be at least 1")
+    }
+}
+
+impl std::error::Error for PoolSizeError {}
+
+/// The error of [`GreenPool::try_spawn`].
+pub enum TrySpawnError<F> {
+    /// Every slot is in use (or other spawners are waiting for one); the
+    /// closure is handed back.
+    Full(F),
+    /// No green thread could be created (no stack to be had); see
+    /// [`Builder::spawn`](crate::Builder::spawn). The closure was dropped.
+    Spawn(io::Error),
+}
+
+impl<F> TrySpawnError<F> {
+    /// The closure, if the pool was full.
+    pub fn into_inner(self) -> Option<F> {
+        match self {
+            TrySpawnError::Full(f) => Some(f),
+            TrySpawnError::Spawn(_) => None,
+        }
+    }
+}
+
+impl<F> fmt::Debug for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySpawnError::Full(_) => f.write_str("Full(..)"),
+            TrySpawnError::Spawn(e) => f.debug_tuple("Spawn").field(e).finish(),
+        }
+    }
+}
+
+impl<F> fmt::Display for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySpawnError::Full(_) => f.write_str("green pool is full"),
+            TrySpawnError::Spawn(e) => write!(f, "cannot spawn a green thread: {e}"),
+        }
+    }
+}
+
+impl<F> std::error::Error for TrySpawnError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TrySpawnError::Full(_) => None,
+            TrySpawnError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+impl GreenPool {
+    /// A pool running at most `size` green threads at once.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `size` is 0; see [`GreenPool::try_new`].
+    pub fn new(size: usize) -> GreenPool {
+        GreenPool::try_new(size).unwrap_or_else(|e| panic!("eventlet: GreenPool::new({size}): {e}"))
+    }
+
+    /// A pool running at most `size` green threads at once.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolSizeError`] if `size` is 0.
+    pub fn try_new(size: usize) -> Result<GreenPool, PoolSizeError> {
+        if size == 0 {
+            return Err(PoolSizeError { _private: () });
+        }
+        Ok(GreenPool {
+            inner: Rc::new(Inner {
+                size: Cell::new(size),
+                running: Cell::new(0),
+                waiters: RefCell::new(VecDeque::new()),
+                idle_waiters: RefCell::new(Vec::new()),
+                members: RefCell::new(HashSet::new()),
+                stack_size: Cell::new(None),
+            }),
+        })
+    }
+
+    /// Gives the green threads this pool spawns from now on a stack of
+    /// `bytes` (see [`Builder::stack_size`](crate::Builder::stack_size)).
+    /// The setting belongs to the pool, so every handle to it sees it.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `bytes` is below [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
+    pub fn with_stack_size(self, bytes: usize) -> GreenPool {
+        assert!(
+            bytes >= MIN_STACK_SIZE,
+            "eventlet: GreenPool::with_stack_size: {bytes} bytes is below the minimum of {MIN_STACK_SIZE}"
+        );
+        self.inner.stack_size.set(Some(bytes));
+        self
+    }
+
+    /// The most green threads the pool runs at once.
+    pub fn size(&self) -> usize {
+        self.inner.size.get()
+    }
+
+    /// Slots in use: green threads of the pool that have not ended yet
+    /// (including ones not started yet).
+    pub fn running(&self) -> usize {
+        self.inner.running.get()
+    }
+
+    /// Slots free now: `size() - running()`, or 0 while a shrunk pool
+    /// still runs more than its new size.
+    pub fn free(&self) -> usize {
+        self.size().saturating_sub(self.running())
+    }
+
+    /// Green threads (or the root) blocked in [`spawn`](Self::spawn),
+    /// [`spawn_n`](Self::spawn_n) or an [`Imap`] waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.borrow().len()
+    }
+
+    /// Changes the size of the pool. Growing it hands the new slots to
+    /// waiting spawners at once; shrinking it lets the green threads already
+    /// running finish, and new ones start only once fewer than `size` run.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `size` is 0.
+    pub fn resize(&self, size: usize) {
+        assert!(size >= 1, "eventlet: GreenPool::resize(0): green pool size must be at least 1");
+        self.inner.size.set(size);
+        self.inner.dispatch();
+    }
+
+    /// Spawns a green thread running `f` in the pool, first blocking the
+    /// calling green thread (or the root) while the pool is full. Waiting
+    /// spawners get slots in the order they came.
+    ///
+    /// A green thread of the pool that spawns into the full pool waits like
+    /// any other caller (eventlet instead runs `f` inline).
+    ///
+    /// # Panics
+    ///
+    /// Panics if no stack can be had for the green thread (see
+    /// [`Builder::spawn`](crate::Builder::spawn)); the slot is given back.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let slot = self.acquire();
+        self.start(slot, f).unwrap_or_else(|e| panic!("eventlet: GreenPool::spawn: {e}"))
+    }
+
+    /// Spawns a green thread running `f` in the pool if a slot is free now,
+    /// without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySpawnError::Full`] with `f` if no slot is free or other spawners
+    /// are waiting for one; [`TrySpawnError::Spawn`] if no stack can be had.
+    pub fn try_spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, TrySpawnError<F>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        match self.inner.try_acquire() {
+            Some(slot) => self.start(slot, f).map_err(TrySpawnError::Spawn),
+            None => Err(TrySpawnError::Full(f)),
+        }
+    }
+
+    /// Like [`spawn`](Self::spawn), for a green thread whose result nobody
+    /// waits for. A panic in `f` is reported by the runtime (see
+    /// [`spawn_n`](crate::spawn_n)) and only frees the slot.
+    ///
+    /// # Panics
+    ///
+    /// Panics if no stack can be had for the green thread; the slot is given
+    /// back.
+    pub fn spawn_n<F>(&self, f: F)
+    where
+        F: FnOnce() + 'static,
+    {
+        let mut slot = self.acquire();
+        self.inner
+            .builder()
+            .spawn_n(move || {
+                slot.enter();
+                f();
+                drop(slot);
+            })
+            .unwrap_or_else(|e| panic!("eventlet: GreenPool::spawn_n: {e}"));
+    }
+
+    /// Blocks until no green thread of the pool is running.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called from one of the pool's own green threads, which
+    /// would wait for itself forever.
+    pub fn waitall(&self) {
+        let me = current();
+        assert!(
+            !self.inner.members.borrow().contains(&me.id()),
+            "eventlet: GreenPool::waitall called from one of the pool's own green threads would never return"
+        );
+        if self.running() == 0 {
+            return;
+        }
+        self.inner.idle_waiters.borrow_mut().push(me.clone());
+        let _guard = IdleGuard { inner: &self.inner, me: &me };
+        while self.running() != 0 {
+            park();
+        }
+    }
+
+    /// Applies `f` to each item of `iter` in the pool's green threads and
+    /// returns an iterator over the results in input order.
+    ///
+    /// Items are pulled from `iter` only while the returned [`Imap`] is
+    /// iterated, and each starts only when a slot of the pool is free, so at
+    /// most [`size`](Self::size) calls run at once (fewer if other users of
+    /// the pool hold slots). While it waits for the next result in order,
+    /// the iterator keeps starting new items as slots free up, so results
+    /// that finish early are held until their turn.
+    ///
+    /// A panic in `f` is resumed in the iterating context when its result's
+    /// turn comes ([`std::panic::resume_unwind`]). Dropping the `Imap`
+    /// leaves the calls already started to finish on their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use std::time::Duration;
+    /// use eventlet::GreenPool;
+    ///
+    /// fn fetch(url: &str) -> io::Result<Vec<u8>> {
+    ///     eventlet::sleep(Duration::from_millis(url.len() as u64)); // I/O here
+    ///     Ok(url.as_bytes().to_vec())
+    /// }
+    ///
+    /// let urls = vec!["http://a.example/long/path", "http://b.example/"];
+    /// let pool = GreenPool::new(1000);
+    /// let mut lens = Vec::new();
+    /// for body in pool.imap(fetch, urls) {
+    ///     lens.push(body?.len());
+    /// }
+    /// assert_eq!(lens, [26, 17]);
+    /// # Ok::<(), io::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Iterating panics if no stack can be had for a green thread.
+    pub fn imap<F, I, T>(&self, f: F, iter: I) -> Imap<I::IntoIter, T>
+    where
+        F: Fn(I::Item) -> T + 'static,
+        I: IntoIterator,
+        I::Item: 'static,
+        T: 'static,
+    {
+        Imap {
+            pool: self.clone(),
+            iter: iter.into_iter(),
+            exhausted: false,
+            f: Rc::new(f),
+            pending: VecDeque::new(),
+            consumer: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    fn acquire(&self) -> Slot {
+        match self.inner.acquire_until(|| false) {
+            Some(slot) => slot,
+            None => unreachable!("acquire_until(never) gave up"),
+        }
+    }
+
+    fn start<F, T>(&self, mut slot: Slot, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.inner.builder().spawn(move || {
+            slot.enter();
+            let r = f();
+            drop(slot);
+            r
+        })
+    }
+}
+
+impl Default for GreenPool {
+    /// A pool of 1000, eventlet's default size.
+    fn default() -> GreenPool {
+        GreenPool::new(DEFAULT_SIZE)
+    }
+}
+
+impl fmt::Debug for GreenPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenPool")
+            .field("size", &self.size())
+            .field("running", &self.running())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+struct IdleGuard<'a> {
+    inner: &'a Inner,
+    me: &'a GreenThread,
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        let mut idle = self.inner.idle_waiters.borrow_mut();
+        if let Some(i) = idle.iter().position(|t| t == self.me) {
+            idle.swap_remove(i);
+        }
+    }
+}
+
+/// The iterator of [`GreenPool::imap`]: the results of a function applied
+/// concurrently to the items of `I`, in input order.
+pub struct Imap<I: Iterator, T> {
+    pool: GreenPool,
+    iter: I,
+    exhausted: bool,
+    f: Rc<dyn Fn(I::Item) -> T>,
+    /// Started items, in input order.
+    pending: VecDeque<Rc<Item<T>>>,
+    /// Whoever is blocked in `next`, to be woken when an item ends.
+    consumer: Rc<RefCell<Option<GreenThread>>>,
+}
+
+struct Item<T> {
+    result: RefCell<Option<std::thread::Result<T>>>,
+    done: Cell<bool>,
+}
+
+/// Marks an item done and wakes the consumer when the item's green thread
+/// ends, or when its closure is dropped unrun.
+struct ItemDone<T> {
+    item: Rc<Item<T>>,
+    consumer: Rc<RefCell<Option<GreenThread>>>,
+}
+
+impl<T> Drop for ItemDone<T> {
+    fn drop(&mut self) {
+        self.item.done.set(true);
+        if let Some(c) = self.consumer.borrow().as_ref() {
+            wake(c);
+        }
+    }
+}
+
+/// Registers the running context as an `Imap`'s consumer while it waits.
+struct ConsumerGuard(Rc<RefCell<Option<GreenThread>>>);
+
+impl ConsumerGuard {
+    fn new(cell: &Rc<RefCell<Option<GreenThread>>>) -> ConsumerGuard {
+        *cell.borrow_mut() = Some(current());
+        ConsumerGuard(cell.clone())
+    }
+}
+
+impl Drop for ConsumerGuard {
+    fn drop(&mut self) {
+        self.0.borrow_mut().take();
+    }
+}
+
+impl<I: Iterator, T: 'static> Imap<I, T>
+where
+    I::Item: 'static,
+{
+    /// Pulls the next input item and starts it with `slot`; at the end of
+    /// the input, gives the slot back.
+    fn start_next(&mut self, mut slot: Slot) {
+        let Some(x) = self.iter.next() else {
+            self.exhausted = true;
+            return;
+        };
+        let item = Rc::new(Item { result: RefCell::new(None), done: Cell::new(false) });
+        let done = ItemDone { item: item.clone(), consumer: self.consumer.clone() };
+        let f = self.f.clone();
+        self.pending.push_back(item);
+        self.pool
+            .inner
+            .builder()
+            .spawn_n(move || {
+                slot.enter();
+                let r = panic::catch_unwind(AssertUnwindSafe(|| f(x)));
+                *done.item.result.borrow_mut() = Some(r);
+                drop(slot);
+                drop(done);
+            })
+            .unwrap_or_else(|e| panic!("eventlet: GreenPool::imap: {e}"));
+    }
+
+    fn head_done(pending: &VecDeque<Rc<Item<T>>>) -> bool {
+        pending.front().is_some_and(|i| i.done.get())
+    }
+}
+
+impl<I: Iterator, T: 'static> Iterator for Imap<I, T>
+where
+    I::Item: 'static,
+{
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        loop {
+            // Keep the pool busy while slots are free.
+            while !self.exhausted {
+                let Some(slot) = self.pool.inner.try_acquire() else { break };
+                self.start_next(slot);
+            }
+            if Self::head_done(&self.pending) {
+                let item = self.pending.pop_front()?;
+                let result = item.result.borrow_mut().take();
+                return match result {
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(payload)) => panic::resume_unwind(payload),
+                    None => panic::resume_unwind(Box::new(Killed)),
+                };
+            }
+            if self.pending.is_empty() && self.exhausted {
+                return None;
+            }
+            // Wait for the next result, or for a slot to start another item.
+            let _consumer = ConsumerGuard::new(&self.consumer);
+            if self.exhausted {
+                while !Self::head_done(&self.pending) {
+                    park();
+                }
+            } else {
+                let pending = &self.pending;
+                if let Some(slot) = self.pool.inner.acquire_until(|| Self::head_done(pending)) {
+                    self.start_next(slot);
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.exhausted {
+            return (self.pending.len(), Some(self.pending.len()));
+        }
+        let (lo, hi) = self.iter.size_hint();
+        (lo.saturating_add(self.pending.len()), hi.and_then(|h| h.checked_add(self.pending.len())))
+    }
+}
+
+impl<I: Iterator, T: 'static> FusedIterator for Imap<I, T> where I::Item: 'static {}
+
+impl<I: Iterator, T> fmt::Debug for Imap<I, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("pool", &self.pool)
+            .field("pending", &self.pending.len())
+            .field("exhausted", &self.exhausted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Results of green threads in the order they were spawned (eventlet's
+/// `GreenPile`).
+///
+/// [`spawn`](Self::spawn) starts a green thread in the pile's pool
+/// (blocking while the pool is full); iterating the pile waits for each
+/// result in turn. A panic of a green thread is resumed in the iterating
+/// context when its turn comes. After the last result the iterator returns
+/// `None`, until more is spawned.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use eventlet::GreenPile;
+///
+/// let mut pile = GreenPile::new(10);
+/// for ms in [30, 10, 20] {
+///     pile.spawn(move || {
+///         eventlet::sleep(Duration::from_millis(ms));
+///         ms
+///     });
+/// }
+/// assert_eq!(pile.len(), 3);
+/// assert_eq!(pile.collect::<Vec<_>>(), [30, 10, 20]);
+/// ```
+pub struct GreenPile<T> {
+    pool: GreenPool,
+    pending: VecDeque<JoinHandle<T>>,
+}
+
+impl<T: 'static> GreenPile<T> {
+    /// A pile with its own pool of `size`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `size` is 0.
+    pub fn new(size: usize) -> GreenPile<T> {
+        GreenPile::with_pool(&GreenPool::new(size))
+    }
+
+    /// A pile spawning into `pool` (shared with its other users).
+    pub fn with_pool(pool: &GreenPool) -> GreenPile<T> {
+        GreenPile { pool: pool.clone(), pending: VecDeque::new() }
+    }
+
+    /// The pool the pile spawns into.
+    pub fn pool(&self) -> &GreenPool {
+        &self.pool
+    }
+
+    /// Spawns `f` in the pile's pool (see [`GreenPool::spawn`], which may
+    /// block) and queues its result.
+    ///
+    /// # Panics
+    ///
+    /// Panics if no stack can be had for the green thread.
+    pub fn spawn<F>(&mut self, f: F)
+    where
+        F: FnOnce() -> T + 'static,
+    {
+        self.pending.push_back(self.pool.spawn(f));
+    }
+
+    /// Results not yet taken: green threads spawned and not yet yielded by
+    /// the iterator.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether every spawned result has been taken.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+impl<T: 'static> Default for GreenPile<T> {
+    /// A pile with its own pool of the default size (1000).
+    fn default() -> GreenPile<T> {
+        GreenPile::with_pool(&GreenPool::default())
+    }
+}
+
+impl<T: 'static> Iterator for GreenPile<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        let h = self.pending.pop_front()?;
+        match h.join() {
+            Ok(v) => Some(v),
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.pending.len(), Some(self.pending.len()))
+    }
+}
+
+impl<T> fmt::Debug for GreenPile<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenPile").field("pool", &self.pool).field("pending", &self.pending.len()).finish()
+    }
+}

@@ -50,11 +50,12 @@ mod stack;
 mod sys;
 pub mod tpool;
 
-
+pub use greenpool::{GreenPile, GreenPool, Imap, PoolSizeError, TrySpawnError};
 pub use greenthread::{
-    current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_n, yield_now, Builder,
-    GreenThread, JoinHandle,
+    current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
+    JoinHandle,
 };
 pub use hub::{Killed, Unparker, Wakeup};
+pub use net::{connect, listen, serve, Server, StopHandle};
 
 pub use stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};

@@ -67,7 +67,7 @@ pub enum GuardMode {
 }
 
 /// Returns how guard pages are installed in this process.
-pub fn guard_mode() -> GuardMode {
+pub(crate) fn guard_mode() -> GuardMode {
     match GUARD_MODE.load(Ordering::Relaxed) {
         GUARD_MADVISE => GuardMode::Madvise,
         GUARD_MPROTECT => GuardMode::Mprotect,

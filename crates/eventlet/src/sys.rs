@@ -58,14 +58,8 @@ pub(crate) struct RunningInfo {
 }
 
 impl RunningInfo {
-    pub(crate) const NONE: RunningInfo = RunningInfo {
-        guard_lo: 0,
-        guard_hi: 0,
-        name_ptr: std::ptr::null(),
-        name_len: 0,
-        id: 0,
-        stack_size: 0,
-    };
+    pub(crate) const NONE: RunningInfo =
+        RunningInfo { guard_lo: 0, guard_hi: 0, name_ptr: std::ptr::null(), name_len: 0, id: 0, stack_size: 0 };
 }
 
 thread_local! {
@@ -89,10 +83,7 @@ static mut OLD_BUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUnin
 pub(crate) fn install_overflow_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for (sig, old) in [
-            (libc::SIGSEGV, &raw mut OLD_SEGV),
-            (libc::SIGBUS, &raw mut OLD_BUS),
-        ] {
+        for (sig, old) in [(libc::SIGSEGV, &raw mut OLD_SEGV), (libc::SIGBUS, &raw mut OLD_BUS)] {
             // SAFETY: (1) `action` is fully initialised before use (zeroed is a
             // valid `sigaction`); (2) `old` points to a static written only
             // here, inside `Once`, before the handler can read it; (3) the
@@ -129,11 +120,7 @@ fn ensure_altstack() {
     }
     let size = libc::SIGSTKSZ.max(64 * 1024);
     let mem = vec![0u8; size].into_boxed_slice();
-    let stack = libc::stack_t {
-        ss_sp: Box::leak(mem).as_mut_ptr().cast(),
-        ss_flags: 0,
-        ss_size: size,
-    };
+    let stack = libc::stack_t { ss_sp: Box::leak(mem).as_mut_ptr().cast(), ss_flags: 0, ss_size: size };
     // SAFETY: `stack` describes leaked memory that stays valid for the life
     // of the process.
     let _ = syscall!(sigaltstack(&stack, std::ptr::null_mut()));
@@ -165,11 +152,7 @@ extern "C" fn overflow_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx
         }
     }
     // Not ours: hand the signal to whoever handled it before us.
-    let old = if sig == libc::SIGSEGV {
-        &raw const OLD_SEGV
-    } else {
-        &raw const OLD_BUS
-    };
+    let old = if sig == libc::SIGSEGV { &raw const OLD_SEGV } else { &raw const OLD_BUS };
     // SAFETY: the old action was written inside `Once` before this handler
     // was installed, and is never written again.
     let old = unsafe { (*old).assume_init_ref() };
@@ -184,8 +167,7 @@ extern "C" fn overflow_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx
     } else if old.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous handler was installed with SA_SIGINFO and so
         // has this signature.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(h) };
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(h) };
         f(sig, info, ctx);
     } else {
         // SAFETY: the previous handler was installed without SA_SIGINFO and
@@ -228,12 +210,8 @@ impl Buf {
 /// Reads `/proc/sys/vm/max_map_count` and the number of mappings this process
 /// has, for error messages.
 pub(crate) fn map_count_status() -> (Option<u64>, Option<u64>) {
-    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    let cur = std::fs::read_to_string("/proc/self/maps")
-        .ok()
-        .map(|s| s.lines().count() as u64);
+    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok());
+    let cur = std::fs::read_to_string("/proc/self/maps").ok().map(|s| s.lines().count() as u64);
     (max, cur)
 }
 

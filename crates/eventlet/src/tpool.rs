@@ -104,7 +104,6 @@ fn submit(job: Job) {
                 let job = st.jobs.pop_back().expect("just pushed");
                 drop(st);
                 job();
-                return;
             }
         }
     } else {

@@ -248,7 +248,14 @@ fn root_parked_with_nothing_to_wake_it_is_an_error() {
 #[test]
 fn many_green_threads() {
     let n = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
-    let hs: Vec<_> = (0..n).map(|i| eventlet::spawn(move || { eventlet::yield_now(); i })).collect();
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            eventlet::spawn(move || {
+                eventlet::yield_now();
+                i
+            })
+        })
+        .collect();
     let sum: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(sum, n * (n - 1) / 2);
 }

@@ -221,8 +221,10 @@ pub fn stats() -> Stats {
     })
 }
 
+pub use crate::stack::GuardMode;
+
 /// Returns how this process installs stack guard pages.
-pub fn guard_mode() -> stack::GuardMode {
+pub fn guard_mode() -> GuardMode {
     stack::guard_mode()
 }
 
@@ -230,7 +232,6 @@ pub(crate) struct Hub {
     pub(crate) id: u64,
     queue: RefCell<VecDeque<TaskRef>>,
     current: RefCell<TaskRef>,
-    root: TaskRef,
     tasks: RefCell<Slab<TaskRef>>,
     timers: RefCell<Timers>,
     pub(crate) reactor: io::Reactor,
@@ -283,8 +284,7 @@ impl Hub {
         Ok(Hub {
             id,
             queue: RefCell::new(VecDeque::new()),
-            current: RefCell::new(root.clone()),
-            root,
+            current: RefCell::new(root),
             tasks: RefCell::new(tasks),
             timers: RefCell::new(Timers::new()),
             reactor: io::Reactor::new(poll),
@@ -302,10 +302,6 @@ impl Hub {
     #[inline]
     pub(crate) fn current(&self) -> TaskRef {
         self.current.borrow().clone()
-    }
-
-    pub(crate) fn in_green_thread(&self) -> bool {
-        !self.current.borrow().is_root()
     }
 
     /// Creates a green thread running `f`, puts it in the run queue (or

@@ -1,0 +1,323 @@
+//! Green sockets: TCP, UDP, Unix; timeouts, errors, kill, fairness, threads.
+
+use std::cell::{Cell, RefCell};
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use eventlet::net::unix::{UnixDatagram, UnixListener, UnixStream};
+use eventlet::net::{TcpListener, TcpStream, UdpSocket};
+
+fn pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = eventlet::spawn(move || l.accept().unwrap().0);
+    let c = TcpStream::connect(addr).unwrap();
+    (c, h.join().unwrap())
+}
+
+#[test]
+fn tcp_round_trip_through_t_and_ref_t() {
+    let (mut a, b) = pair();
+    let echo = eventlet::spawn(move || {
+        let mut buf = vec![0; 100_000];
+        (&b).read_exact(&mut buf).unwrap();
+        (&b).write_all(&buf).unwrap();
+    });
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    a.write_all(&data).unwrap();
+    let mut back = vec![0; data.len()];
+    a.read_exact(&mut back).unwrap();
+    assert_eq!(back, data);
+    echo.join().unwrap();
+    a.set_nodelay(true).unwrap();
+    assert!(a.nodelay().unwrap());
+}
+
+#[test]
+fn eof_after_peer_shutdown_and_try_clone() {
+    let (a, b) = pair();
+    let a2 = a.try_clone().unwrap();
+    (&a2).write_all(b"bye").unwrap();
+    a.shutdown(Shutdown::Write).unwrap();
+    let mut s = String::new();
+    (&b).read_to_string(&mut s).unwrap();
+    assert_eq!(s, "bye");
+}
+
+#[test]
+fn read_timeout_has_std_semantics() {
+    let (a, _b) = pair();
+    assert_eq!(a.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    a.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+    assert_eq!(a.read_timeout().unwrap(), Some(Duration::from_millis(30)));
+    let t = Instant::now();
+    let err = (&a).read(&mut [0; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    assert_eq!(eventlet::hub::stats().timers, 0);
+    assert_eq!(eventlet::hub::stats().io_waiters, 0);
+    a.set_read_timeout(None).unwrap();
+    assert_eq!(a.read_timeout().unwrap(), None);
+}
+
+#[test]
+fn write_timeout_fires_when_peer_does_not_read() {
+    let (a, _b) = pair();
+    a.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    let err = loop {
+        if let Err(e) = (&a).write(&chunk) {
+            break e;
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+}
+
+#[test]
+fn connect_to_closed_port_is_refused_with_the_address() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let err = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[test]
+fn binding_a_used_port_says_so() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let err = TcpListener::bind(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[test]
+fn bad_addresses_are_clear_errors() {
+    let err = TcpStream::connect("no-port-here").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = TcpStream::connect("127.0.0.1:99999").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn reading_a_reset_connection_errors() {
+    let (a, b) = pair();
+    socket2::SockRef::from(&b).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(b);
+    let err = (&a).read(&mut [0; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn connect_timeout_times_out_when_the_backlog_is_full() {
+    // A listener with a tiny backlog that never accepts: further SYNs are
+    // dropped, so connects hang until the timeout.
+    let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    raw.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    raw.listen(0).unwrap();
+    let addr = raw.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    let mut timed_out = false;
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    assert!(timed_out, "no connect timed out");
+    assert_eq!(TcpStream::connect_timeout(&addr, Duration::ZERO).unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+struct DropFlag(Rc<Cell<bool>>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn kill_unwinds_a_reader_and_releases_its_registration() {
+    let before = eventlet::hub::stats();
+    let (a, b) = pair();
+    let dropped = Rc::new(Cell::new(false));
+    let d = dropped.clone();
+    let reader = eventlet::spawn(move || {
+        let _flag = DropFlag(d);
+        let mut buf = [0; 16];
+        let _ = (&b).read(&mut buf);
+        unreachable!("the read never completes");
+    });
+    eventlet::sleep(Duration::from_millis(10));
+    let during = eventlet::hub::stats();
+    assert_eq!(during.io_waiters, 1);
+    assert!(during.io_registrations > before.io_registrations);
+    reader.kill();
+    assert!(dropped.get(), "destructors ran");
+    assert!(reader.join().unwrap_err().is::<eventlet::Killed>());
+    drop(a);
+    let after = eventlet::hub::stats();
+    assert_eq!(after.io_waiters, 0);
+    assert_eq!(after.io_registrations, before.io_registrations);
+    assert_eq!(after.green_threads, 0);
+}
+
+#[test]
+fn every_busy_connection_makes_progress() {
+    // 1,000 connections that always have data ready: without a budget the
+    // first readers would take every read and starve the rest.
+    const CONNS: usize = 1000;
+    const TOTAL_READS: usize = 200_000;
+    let total = Rc::new(Cell::new(0usize));
+    let counts = Rc::new(RefCell::new(vec![0usize; CONNS]));
+    let mut keep = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..CONNS {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        // 64 KiB queued: 4,096 reads of 16 bytes, more than the run takes
+        // from any one connection when the readers share fairly.
+        let fill = vec![1u8; 64 * 1024];
+        let mut off = 0;
+        while off < fill.len() {
+            off += (&tx).write(&fill[off..]).unwrap();
+        }
+        keep.push(tx);
+        rxs.push(rx);
+    }
+    // When the run ends the writers close, so a reader that drained its
+    // connection (as unfair scheduling would make the first ones do) sees
+    // EOF instead of waiting forever.
+    let keep = Rc::new(RefCell::new(keep));
+    let mut readers = Vec::new();
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let (total, counts, keep) = (total.clone(), counts.clone(), keep.clone());
+        readers.push(eventlet::spawn(move || {
+            let mut buf = [0u8; 16];
+            while total.get() < TOTAL_READS {
+                if (&rx).read_exact(&mut buf).is_err() {
+                    break;
+                }
+                total.set(total.get() + 1);
+                counts.borrow_mut()[i] += 1;
+            }
+            keep.borrow_mut().clear();
+        }));
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    let counts = counts.borrow();
+    let mean = counts.iter().sum::<usize>() / CONNS;
+    let min = *counts.iter().min().unwrap();
+    assert!(min * 10 >= mean, "starved: min {min}, mean {mean}");
+}
+
+#[test]
+fn udp_send_recv() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let baddr = b.local_addr().unwrap();
+    let h = eventlet::spawn(move || {
+        let mut buf = [0; 64];
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        b.send_to(&buf[..n], from).unwrap();
+    });
+    eventlet::sleep(Duration::from_millis(5));
+    a.send_to(b"ping", baddr).unwrap();
+    let mut buf = [0; 64];
+    let (n, from) = a.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"ping"[..], baddr));
+    h.join().unwrap();
+    a.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    assert_eq!(a.recv(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+}
+
+#[test]
+fn unix_stream_listener_and_datagram() {
+    let dir = std::env::temp_dir().join(format!("eventlet-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).unwrap();
+    let server = eventlet::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut buf = String::new();
+        (&s).read_to_string(&mut buf).unwrap();
+        (&s).write_all(buf.to_uppercase().as_bytes()).unwrap();
+    });
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.write_all(b"green").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "GREEN");
+    server.join().unwrap();
+
+    let (x, y) = UnixDatagram::pair().unwrap();
+    let h = eventlet::spawn(move || {
+        let mut buf = [0; 16];
+        let n = y.recv(&mut buf).unwrap();
+        buf[..n].to_vec()
+    });
+    eventlet::yield_now();
+    x.send(b"dgram").unwrap();
+    assert_eq!(h.join().unwrap(), b"dgram");
+    let err = UnixStream::connect(dir.join("missing.sock")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sockets_are_send_and_sync_and_work_on_another_hub() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TcpStream>();
+    assert_send_sync::<TcpListener>();
+    assert_send_sync::<UdpSocket>();
+    assert_send_sync::<UnixStream>();
+
+    let (a, b) = pair();
+    // Register `a` with this hub by blocking on it once.
+    a.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    assert_eq!((&a).read(&mut [0; 1]).unwrap_err().kind(), ErrorKind::TimedOut);
+    a.set_read_timeout(None).unwrap();
+    let t = std::thread::spawn(move || {
+        // A different OS thread, a different hub.
+        let mut buf = [0; 5];
+        (&a).read_exact(&mut buf).unwrap();
+        (&a).write_all(&buf).unwrap();
+        eventlet::hub::stats().io_registrations
+    });
+    eventlet::sleep(Duration::from_millis(20));
+    (&b).write_all(b"hello").unwrap();
+    let mut buf = [0; 5];
+    (&b).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    assert_eq!(t.join().unwrap(), 1);
+}
+
+#[test]
+fn many_readers_one_socket() {
+    let (a, b) = pair();
+    let b = Rc::new(b);
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            eventlet::spawn(move || {
+                let mut buf = [0; 1];
+                (&*b).read_exact(&mut buf).unwrap();
+                buf[0]
+            })
+        })
+        .collect();
+    eventlet::sleep(Duration::from_millis(5));
+    (&a).write_all(&[1, 2, 3, 4]).unwrap();
+    let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+}
