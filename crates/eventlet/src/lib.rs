@@ -35,7 +35,7 @@
 //!
 //! Scheduling is cooperative: a green thread that computes for a long time
 //! without blocking holds up the others on its OS thread. I/O that never
-//! blocks still yields every [`hub::BUDGET`](crate::hub) operations. Blocking
+//! blocks still yields every [`hub::BUDGET`] operations. Blocking
 //! std calls (`std::net`, `std::fs`, `std::thread::sleep`) block the whole
 //! OS thread: use the green versions or [`tpool::execute`].
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -40,7 +40,7 @@ const BATCH: usize = 256;
 const IO_INTERVAL: u32 = 61;
 /// I/O operations a green thread may complete without blocking before it
 /// yields to the others (tokio's coop budget is the model).
-pub(crate) const BUDGET: u32 = 128;
+pub const BUDGET: u32 = 128;
 
 /// The token of the hub's waker in its `mio::Poll`.
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
