@@ -7,40 +7,18 @@
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventlet::net::TcpStream;
 use eventlet::GreenPool;
 
+mod util;
+use util::{example_binary, KillOnDrop};
+
 const CLIENTS: usize = 10_000;
 const MSG_LEN: usize = 24;
-
-/// The example binary cargo builds beside the tests; built on demand when
-/// only this test target was built.
-fn example_binary(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    let bin = deps.parent().unwrap().join("examples").join(name);
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "eventlet", "--example", name]);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "building example {name} failed");
-    }
-    bin
-}
-
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn echo_server_answers_ten_thousand_concurrent_clients() {

@@ -1,0 +1,101 @@
+//! `serve` / `Server`: the accept loop's guarantees.
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use eventlet::net::TcpStream;
+use eventlet::Server;
+
+fn echo_once(sock: &TcpStream) -> std::io::Result<()> {
+    let mut buf = [0; 64];
+    let n = (&*sock).read(&mut buf)?;
+    (&*sock).write_all(&buf[..n])
+}
+
+fn round_trip(addr: std::net::SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut c = eventlet::connect(addr)?;
+    c.write_all(msg)?;
+    let mut back = vec![0; msg.len()];
+    c.read_exact(&mut back)?;
+    Ok(back)
+}
+
+#[test]
+fn serves_and_stops_from_another_green_thread() {
+    let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 100);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+    let accept_loop = eventlet::spawn(move || server.serve(|s, _| echo_once(&s).unwrap()));
+    for i in 0..20u8 {
+        assert_eq!(round_trip(addr, &[i; 10]).unwrap(), vec![i; 10]);
+    }
+    let stopper = eventlet::spawn(move || stop.stop());
+    stopper.join().unwrap();
+    accept_loop.join().unwrap().unwrap();
+    // The listener is closed once serve returns.
+    assert!(eventlet::connect(addr).is_err());
+    assert_eq!(eventlet::hub::stats().green_threads, 0);
+}
+
+#[test]
+fn a_panicking_handler_ends_only_its_own_connection() {
+    let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 100);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+    let accept_loop = eventlet::spawn(move || {
+        server.serve(|s, _| {
+            let mut buf = [0; 5];
+            (&s).read_exact(&mut buf).unwrap();
+            if &buf == b"panic" {
+                panic!("handler told to panic");
+            }
+            (&s).write_all(&buf).unwrap();
+        })
+    });
+    let mut bad = eventlet::connect(addr).unwrap();
+    bad.write_all(b"panic").unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(bad.read_to_end(&mut rest).unwrap_or(0), 0, "the panicking handler's connection closes");
+    assert_eq!(round_trip(addr, b"hello").unwrap(), b"hello");
+    stop.stop();
+    accept_loop.join().unwrap().unwrap();
+}
+
+#[test]
+fn stops_accepting_while_full() {
+    let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 2);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+    let started = Rc::new(Cell::new(0));
+    let s2 = started.clone();
+    let accept_loop = eventlet::spawn(move || {
+        server.serve(move |s, _| {
+            s2.set(s2.get() + 1);
+            echo_once(&s).unwrap();
+        })
+    });
+    let clients: Vec<TcpStream> = (0..3).map(|_| eventlet::connect(addr).unwrap()).collect();
+    eventlet::sleep(Duration::from_millis(30));
+    assert_eq!(started.get(), 2, "a third handler started while two ran");
+    assert_eq!(stop.running(), 2);
+    (&clients[0]).write_all(b"x").unwrap();
+    let mut b = [0; 1];
+    (&clients[0]).read_exact(&mut b).unwrap();
+    eventlet::sleep(Duration::from_millis(30));
+    assert_eq!(started.get(), 3, "a freed slot lets the next connection in");
+    for c in &clients[1..] {
+        (&*c).write_all(b"y").unwrap();
+        let mut b = [0; 1];
+        (&*c).read_exact(&mut b).unwrap();
+    }
+    stop.stop();
+    accept_loop.join().unwrap().unwrap();
+}
+
+#[test]
+#[should_panic(expected = "concurrency must be at least 1")]
+fn zero_concurrency_is_refused() {
+    let _ = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 0);
+}

@@ -1,0 +1,66 @@
+//! The accept loop survives running out of file descriptors: it backs off
+//! and serves the waiting clients once descriptors are free again.
+//!
+//! Its own test binary: it lowers this process's descriptor limit.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn accept_loop_backs_off_on_emfile_and_recovers() {
+    let server = eventlet::Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 100);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+
+    // Clients connect first: the kernel completes their handshakes into the
+    // listen backlog before anything is accepted.
+    let clients: Vec<_> = (0..5).map(|_| eventlet::connect(addr).unwrap()).collect();
+
+    // Lower the limit and use up every descriptor left.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write `lim`.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let saved = lim;
+    lim.rlim_cur = (open_fds() + 16) as libc::rlim_t;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut hog = Vec::new();
+    while let Ok(f) = File::open("/dev/null") {
+        hog.push(f);
+    }
+
+    let started = Instant::now();
+    let accept_loop = eventlet::spawn(move || {
+        server.serve(|mut s, _| {
+            let mut buf = [0; 4];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        })
+    });
+    // The accept loop meets EMFILE and backs off; the hub stays responsive.
+    let mut ticks = 0;
+    while started.elapsed() < Duration::from_millis(150) {
+        eventlet::sleep(Duration::from_millis(5));
+        ticks += 1;
+    }
+    assert!(ticks >= 10, "the hub was stuck: {ticks} ticks");
+    assert!(!accept_loop.is_finished(), "serve gave up on EMFILE");
+
+    drop(hog);
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let msg = [i as u8; 4];
+        c.write_all(&msg).unwrap();
+        let mut back = [0; 4];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    stop.stop();
+    accept_loop.join().unwrap().unwrap();
+}

@@ -1,0 +1,29 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+/// The example binary cargo builds beside the tests; built on demand when
+/// only this test target was built.
+pub fn example_binary(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let bin = deps.parent().unwrap().join("examples").join(name);
+    if !bin.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "eventlet", "--example", name]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().unwrap().success(), "building example {name} failed");
+    }
+    bin
+}
+
+pub struct KillOnDrop(pub Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
