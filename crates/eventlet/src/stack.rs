@@ -12,7 +12,9 @@
 //! `madvise(MADV_GUARD_INSTALL)`, which does not split the mapping: a million
 //! stacks cost a few hundred kernel mappings. On older kernels the guard is
 //! an `mprotect(PROT_NONE)` page, which splits the mapping, so every stack
-//! costs two entries against `vm.max_map_count`.
+//! costs two entries against `vm.max_map_count`. Setting the environment
+//! variable `EVENTLET_STACK_GUARD=mprotect` forces that older way (for tests
+//! and comparisons).
 //!
 //! Memory is committed lazily by the kernel: a stack costs only the pages it
 //! touches. When a stack returns to the pool after running deep, the pages
@@ -265,9 +267,19 @@ fn carve(size: usize, n: usize, out: &mut Vec<GreenStack>) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `EVENTLET_STACK_GUARD=mprotect` asks for the old-kernel guard
+/// pages even where `MADV_GUARD_INSTALL` works (to test that path).
+fn mprotect_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os("EVENTLET_STACK_GUARD").is_some_and(|v| v == "mprotect"))
+}
+
 /// Makes `addr..addr+page` fault on access.
 fn install_guard(addr: usize, page: usize) -> io::Result<()> {
     let p = addr as *mut libc::c_void;
+    if mprotect_forced() {
+        GUARD_MODE.store(GUARD_MPROTECT, Ordering::Relaxed);
+    }
     if GUARD_MODE.load(Ordering::Relaxed) != GUARD_MPROTECT {
         // SAFETY: `p` is the first page of a stack slot in a mapping we own
         // and have not handed out.

@@ -10,7 +10,11 @@
 //! switches back to that loop; the loop switches into the next ready one.
 //!
 //! Green threads spawned on an OS thread whose root never parks (never
-//! joins, sleeps or does green I/O) do not run, as in eventlet.
+//! joins, sleeps or does green I/O) do not run, as in eventlet. Green
+//! threads still parked when their OS thread exits are leaked with their
+//! stacks, not unwound (their hub is gone, so their destructors could not
+//! run green code); give such threads an end (join them) before the thread
+//! returns.
 
 pub(crate) mod io;
 mod timers;
@@ -527,6 +531,8 @@ impl Hub {
         if idle {
             let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none() && self.nothing_can_wake() {
+                // Leave the root runnable for whoever catches this.
+                self.current().state.set(State::Running);
                 panic!(
                     "eventlet: deadlock: the main context of this thread is parked, and no green \
                      thread, timer, I/O wait or wake-up from another thread is left to wake it"

@@ -1,0 +1,66 @@
+//! When the kernel refuses more stacks, the error names the limit that was
+//! hit and how to raise it. Each case runs in a child process, which lowers
+//! its own limits.
+
+use std::process::Command;
+
+/// Spawns parked green threads until spawning fails; prints the error.
+fn spawn_until_refused(max: usize) {
+    let mut handles = Vec::new();
+    for i in 0..max {
+        match eventlet::Builder::new().spawn(eventlet::park) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                eprintln!("refused after {i}: kind={:?}: {e}", e.kind());
+                std::process::exit(3);
+            }
+        }
+    }
+    eprintln!("never refused");
+    std::process::exit(4);
+}
+
+#[test]
+fn child() {
+    match std::env::var("EVENTLET_LIMIT_CHILD").as_deref() {
+        Ok("address-space") => {
+            let lim = libc::rlimit { rlim_cur: 2 << 30, rlim_max: 2 << 30 };
+            // SAFETY: setrlimit only reads `lim`.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+            spawn_until_refused(1_000_000);
+        }
+        Ok("map-count") => spawn_until_refused(200_000),
+        _ => {} // only runs as a child of the tests below
+    }
+}
+
+fn run_child(case: &str, extra_env: &[(&str, &str)]) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("EVENTLET_LIMIT_CHILD", case)
+        .envs(extra_env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "child did not hit a limit: {stderr}");
+    stderr
+}
+
+#[test]
+fn address_space_exhaustion_is_explained() {
+    let err = run_child("address-space", &[]);
+    assert!(err.contains("kind=OutOfMemory"), "{err}");
+    assert!(err.contains("out of memory or address space") && err.contains("RLIMIT_AS"), "{err}");
+}
+
+#[test]
+fn map_count_exhaustion_with_mprotect_guards_is_explained() {
+    let max: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
+    if max > 150_000 {
+        eprintln!("vm.max_map_count is {max}: too high to reach in this test; skipped");
+        return;
+    }
+    let err = run_child("map-count", &[("EVENTLET_STACK_GUARD", "mprotect")]);
+    assert!(err.contains("kind=OutOfMemory"), "{err}");
+    assert!(err.contains("vm.max_map_count") && err.contains("sysctl -w vm.max_map_count="), "{err}");
+}
