@@ -3,9 +3,12 @@
 //!
 //! - `spawn_join`: spawn, run and join an empty green thread, one at a time
 //!   (`single`) and 100 spawned then 100 joined (`batch100`, time per
-//!   thread). Peers: a tokio current-thread runtime (`tokio::spawn` + await
-//!   of the `JoinHandle` inside one `block_on`), `may` coroutines (`go!` +
-//!   `join` from inside a coroutine, one worker) and `std::thread`.
+//!   thread). `eventlet_spawn_n/batch100` spawns without a handle and lets
+//!   the root yield once per batch. Peers: a tokio current-thread runtime
+//!   (`tokio::spawn` + await of the `JoinHandle`, from the `block_on` future
+//!   and, as `single_in_task`, from inside a spawned task), `may` coroutines
+//!   (`go!` + `join` from inside a coroutine, one worker) and
+//!   `std::thread`.
 //! - `pingpong`: a round trip between two green threads, each waking the
 //!   other and going to sleep. eventlet uses `current()`/`unpark()`/`park()`;
 //!   tokio `Notify` (its permit works like an unpark token) and an `mpsc`
@@ -13,7 +16,7 @@
 //!   `park`/`unpark`. Time per round trip.
 //! - `yield`: two green threads calling `yield_now` in turn. Time per switch.
 //!
-//! Run pinned to one core, as the numbers in the docs were:
+//! Run pinned to one core:
 //!
 //! ```text
 //! taskset -c 1 cargo bench -p eventlet --bench runtime -- --warm-up-time 1 --measurement-time 3

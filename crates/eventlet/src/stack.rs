@@ -20,7 +20,7 @@
 //! touches. When a stack returns to the pool after running deep, the pages
 //! below the top [`WARM_BYTES`] are given back with `MADV_DONTNEED`; whether
 //! it ran deep is read from a sample of words at that depth (they are zero
-//! until something writes there), and every 64th release trims
+//! until something writes there), and every 1024th release trims
 //! unconditionally in case a deep frame wrote only zeroes there.
 
 use std::cell::Cell;
@@ -226,7 +226,7 @@ impl StackPool {
         class.releases.set(n);
         if class.free.len() >= WARM_STACKS {
             stack.trim(0);
-        } else if n % 64 == 0 || stack.ran_deep() {
+        } else if n % 1024 == 0 || stack.ran_deep() {
             stack.trim(WARM_BYTES);
         }
         class.free.push(stack);

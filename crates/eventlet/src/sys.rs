@@ -63,12 +63,13 @@ impl RunningInfo {
 }
 
 thread_local! {
-    static RUNNING: Cell<RunningInfo> = const { Cell::new(RunningInfo::NONE) };
+    static RUNNING: Cell<*const RunningInfo> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Records which green thread runs now (called on every switch).
+/// Records which green thread runs now (called on every switch): a pointer
+/// to its `RunningInfo`, which lives as long as the green thread, or null.
 #[inline]
-pub(crate) fn set_running(info: RunningInfo) {
+pub(crate) fn set_running(info: *const RunningInfo) {
     RUNNING.with(|r| r.set(info));
 }
 
@@ -129,7 +130,14 @@ fn ensure_altstack() {
 extern "C" fn overflow_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let running = RUNNING.with(|r| r.get());
+    let p = RUNNING.with(|r| r.get());
+    let running = if p.is_null() {
+        RunningInfo::NONE
+    } else {
+        // SAFETY: a non-null pointer is set only while its green thread runs,
+        // and the green thread (and so its info) is alive while it runs.
+        unsafe { *p }
+    };
     if running.guard_hi != 0 && addr >= running.guard_lo && addr < running.guard_hi {
         let mut buf = Buf::new();
         buf.push(b"\nfatal: green thread ");

@@ -235,7 +235,9 @@ pub fn guard_mode() -> GuardMode {
 pub(crate) struct Hub {
     pub(crate) id: u64,
     queue: RefCell<VecDeque<TaskRef>>,
-    current: RefCell<TaskRef>,
+    /// The running green thread, or the root. Points into an `Rc<Task>`
+    /// kept alive by `run_task` (green threads) or the task slab (root).
+    current: Cell<*const Task>,
     tasks: RefCell<Slab<TaskRef>>,
     timers: RefCell<Timers>,
     pub(crate) reactor: io::Reactor,
@@ -288,7 +290,7 @@ impl Hub {
         Ok(Hub {
             id,
             queue: RefCell::new(VecDeque::new()),
-            current: RefCell::new(root),
+            current: Cell::new(Rc::as_ptr(&root)),
             tasks: RefCell::new(tasks),
             timers: RefCell::new(Timers::new()),
             reactor: io::Reactor::new(poll),
@@ -305,7 +307,21 @@ impl Hub {
     /// The green thread (or root) running now.
     #[inline]
     pub(crate) fn current(&self) -> TaskRef {
-        self.current.borrow().clone()
+        let p = self.current.get();
+        // SAFETY: `p` came from `Rc::as_ptr` of a task that is alive while it
+        // is current (see the field's comment); we add the count we take.
+        unsafe {
+            Rc::increment_strong_count(p);
+            Rc::from_raw(p)
+        }
+    }
+
+    /// The running green thread (or root), borrowed.
+    #[inline]
+    fn cur(&self) -> &Task {
+        // SAFETY: the current task outlives every use of this borrow: callers
+        // use it only while they themselves are that task, running or parked.
+        unsafe { &*self.current.get() }
     }
 
     /// Creates a green thread running `f`, puts it in the run queue (or
@@ -372,32 +388,32 @@ impl Hub {
     /// Parks the current green thread (or the root) until unparked or until
     /// `deadline`.
     pub(crate) fn park(&self, deadline: Option<Instant>) -> Wakeup {
-        let cur = self.current();
+        let cur = self.cur();
         if cur.notified.replace(false) {
             return Wakeup::Unparked;
         }
         cur.state.set(State::Parked);
         if let Some(d) = deadline {
-            let key = self.timers.borrow_mut().insert(d, cur.clone());
+            let key = self.timers.borrow_mut().insert(d, self.current());
             cur.timer.set(Some(key));
         }
-        self.switch_out(&cur);
+        self.switch_out(cur);
         if let Some(key) = cur.timer.take() {
             self.timers.borrow_mut().cancel(key);
         }
-        Self::check_kill(&cur);
+        Self::check_kill(cur);
         cur.wake.get()
     }
 
     /// Puts the current green thread (or the root) at the back of the run
     /// queue and lets every other ready green thread, and due I/O, run first.
     pub(crate) fn yield_now(&self) {
-        let cur = self.current();
+        let cur = self.cur();
         cur.state.set(State::Ready);
-        self.queue.borrow_mut().push_back(cur.clone());
+        self.queue.borrow_mut().push_back(self.current());
         self.io_requested.set(true);
-        self.switch_out(&cur);
-        Self::check_kill(&cur);
+        self.switch_out(cur);
+        Self::check_kill(cur);
     }
 
     /// Spends one unit of the running green thread's I/O budget, yielding
@@ -413,7 +429,7 @@ impl Hub {
     }
 
     /// Leaves the current context until the hub switches back to it.
-    fn switch_out(&self, cur: &TaskRef) {
+    fn switch_out(&self, cur: &Task) {
         if cur.is_root() {
             self.run();
             cur.state.set(State::Running);
@@ -427,7 +443,7 @@ impl Hub {
         }
     }
 
-    fn check_kill(cur: &TaskRef) {
+    fn check_kill(cur: &Task) {
         if cur.kill.get() == Kill::Pending {
             cur.kill.set(Kill::Delivered);
             panic::resume_unwind(Box::new(Killed));
@@ -438,7 +454,7 @@ impl Hub {
     pub(crate) fn kill(&self, t: &TaskRef) {
         match t.state.get() {
             State::Done => {}
-            _ if Rc::ptr_eq(t, &self.current()) => {
+            _ if std::ptr::addr_eq(Rc::as_ptr(t), self.current.get()) => {
                 if t.kill.get() == Kill::No {
                     t.kill.set(Kill::Delivered);
                     panic::resume_unwind(Box::new(Killed));
@@ -482,8 +498,7 @@ impl Hub {
     /// The loop: runs until the root is popped from the run queue.
     fn run(&self) {
         loop {
-            let n = self.queue.borrow().len().min(BATCH);
-            for _ in 0..n {
+            for _ in 0..BATCH {
                 let t = self.queue.borrow_mut().pop_front();
                 let Some(t) = t else { break };
                 if t.is_root() {
@@ -491,6 +506,11 @@ impl Hub {
                 }
                 if t.state.get() == State::Ready {
                     self.run_task(t);
+                }
+                // A yield asks for I/O to be polled before it runs again;
+                // that matters only if someone waits for I/O.
+                if self.io_requested.get() && self.reactor.waiters() > 0 {
+                    break;
                 }
             }
             self.maintain();
@@ -502,16 +522,16 @@ impl Hub {
         self.budget.set(BUDGET);
         self.ticks.set(self.ticks.get() + 1);
         self.switches.set(self.switches.get() + 1);
-        sys::set_running(t.info.get());
-        let prev = self.current.replace(t.clone());
+        sys::set_running(t.info.as_ptr());
+        let prev = self.current.replace(Rc::as_ptr(&t));
         // SAFETY: only this loop (never re-entered: it runs on the root's
         // stack and green threads never run it) and `finish_unstarted` (for
         // tasks that have not started, which this one may be but then nothing
         // else holds the cell) touch the coroutine cell; the `&mut` lives for
         // the resume only.
         let res = unsafe { (*t.coro.get()).as_mut().map(|c| c.resume(())) };
-        *self.current.borrow_mut() = prev;
-        sys::set_running(RunningInfo::NONE);
+        self.current.set(prev);
+        sys::set_running(std::ptr::null());
         if let Some(CoroutineResult::Return(())) = res {
             t.state.set(State::Done);
             // SAFETY: the coroutine returned; nothing runs on its stack.
@@ -532,7 +552,7 @@ impl Hub {
             let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none() && self.nothing_can_wake() {
                 // Leave the root runnable for whoever catches this.
-                self.current().state.set(State::Running);
+                self.cur().state.set(State::Running);
                 panic!(
                     "eventlet: deadlock: the main context of this thread is parked, and no green \
                      thread, timer, I/O wait or wake-up from another thread is left to wake it"
@@ -545,7 +565,7 @@ impl Hub {
             if self.shared.pending.load(Ordering::Acquire) {
                 self.drain_remote();
             }
-        } else if self.io_requested.get() || self.ticks.get() >= IO_INTERVAL {
+        } else if (self.io_requested.get() && self.reactor.waiters() > 0) || self.ticks.get() >= IO_INTERVAL {
             self.poll_io(Some(Duration::ZERO));
         }
         if self.timers.borrow().len() > 0 {
