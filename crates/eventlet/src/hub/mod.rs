@@ -252,16 +252,34 @@ pub(crate) struct Hub {
 
 thread_local! {
     static HUB: Hub = Hub::new().unwrap_or_else(|e| panic!("eventlet: cannot create this thread's hub: {e}"));
+    /// Fast path to `HUB` once it exists: a plain pointer load instead of the
+    /// lazy thread-local's state check. Cleared first thing in `Hub::drop`.
+    static HUB_PTR: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Runs `f` with this OS thread's hub.
 #[inline]
 pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
-    HUB.with(f)
+    let p = HUB_PTR.with(Cell::get);
+    if !p.is_null() {
+        // SAFETY: `HUB_PTR` is set to this thread's `HUB` once it exists and
+        // cleared at the start of its destructor, so a non-null pointer
+        // points to a live hub owned by this thread.
+        return f(unsafe { &*p });
+    }
+    HUB.with(|h| {
+        HUB_PTR.with(|c| c.set(h));
+        f(h)
+    })
 }
 
 /// Like [`with_hub`] but returns `None` while the thread is being torn down.
 pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    let p = HUB_PTR.try_with(Cell::get).ok()?;
+    if !p.is_null() {
+        // SAFETY: as in `with_hub`.
+        return Some(f(unsafe { &*p }));
+    }
     HUB.try_with(f).ok()
 }
 
@@ -629,6 +647,7 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
+        let _ = HUB_PTR.try_with(|c| c.set(std::ptr::null()));
         // Green threads still parked when their OS thread exits are leaked
         // with their stacks, not unwound: unwinding them would run their
         // destructors while this thread's hub is already gone.
