@@ -68,13 +68,20 @@ where
 }
 
 /// Blocks the current green thread (or the root context) for `dur`, letting
-/// the others run. `sleep(Duration::ZERO)` is [`yield_now`].
+/// the others run. `sleep(Duration::ZERO)` is [`yield_now`]. A
+/// [`Timeout`](crate::Timeout) that expires during the sleep unwinds it.
 pub fn sleep(dur: Duration) {
     if dur.is_zero() {
         return yield_now();
     }
     let deadline = Instant::now() + dur;
-    while park_deadline(deadline) == Wakeup::Unparked && Instant::now() < deadline {}
+    loop {
+        match with_hub(|h| h.park_inner(Some(deadline))) {
+            Ok(Wakeup::Unparked) if Instant::now() < deadline => {}
+            Ok(_) => return,
+            Err(elapsed) => std::panic::resume_unwind(Box::new(elapsed)),
+        }
+    }
 }
 
 /// Lets every other ready green thread, and any due I/O, run before the
@@ -88,6 +95,8 @@ pub fn yield_now() {
 /// The waiting primitive everything else is built on. Like
 /// [`std::thread::park`] it may return spuriously, and an `unpark` that
 /// comes first makes the next `park` return at once; loop on a condition.
+/// If a [`Timeout`](crate::Timeout) of the caller expires meanwhile, the
+/// park unwinds with its [`Elapsed`](crate::timeout::Elapsed) payload.
 pub fn park() {
     with_hub(|h| h.park(None));
 }
@@ -97,7 +106,9 @@ pub fn park_timeout(dur: Duration) -> Wakeup {
     park_deadline(Instant::now() + dur)
 }
 
-/// Parks until unparked or until `deadline`, and says which.
+/// Parks until unparked or until `deadline`, and says which. A
+/// [`Timeout`](crate::Timeout) of the caller that expires first also
+/// returns `TimedOut`.
 pub fn park_deadline(deadline: Instant) -> Wakeup {
     with_hub(|h| h.park(Some(deadline)))
 }

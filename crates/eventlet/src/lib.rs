@@ -48,6 +48,7 @@ pub mod hub;
 pub mod net;
 mod stack;
 mod sys;
+pub mod timeout;
 pub mod tpool;
 
 pub use greenpool::{GreenPile, GreenPool, Imap, PoolSizeError, TrySpawnError};
@@ -57,5 +58,6 @@ pub use greenthread::{
 };
 pub use hub::{Killed, Unparker, Wakeup};
 pub use net::{connect, listen, serve, Server, StopHandle};
+pub use timeout::{with_timeout, Timeout};
 
 pub use stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};

@@ -204,7 +204,7 @@ pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Opti
         let task = hub.current();
         hub.reactor.add_waiter(token, dir, task.clone());
         let _guard = WaiterGuard { hub, token, dir, task };
-        Ok(hub.park(deadline))
+        hub.park_inner(deadline).map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))
     })
 }
 

@@ -34,6 +34,7 @@ use slab::Slab;
 
 use crate::stack::{self, GreenStack, StackPool};
 use crate::sys::{self, RunningInfo};
+use crate::timeout::Elapsed;
 pub(crate) use timers::TimerKey;
 use timers::Timers;
 
@@ -98,6 +99,8 @@ pub(crate) struct Task<S: ?Sized = dyn Any> {
     coro: UnsafeCell<Option<Coro>>,
     joiner: Cell<Option<TaskRef>>,
     info: Cell<RunningInfo>,
+    /// Live `Timeout`s of this green thread: (deadline, id, duration).
+    pub(crate) timeouts: RefCell<Vec<(Instant, u64, Duration)>>,
     pub(crate) slot: S,
 }
 
@@ -121,6 +124,7 @@ impl<S> Task<S> {
             coro: UnsafeCell::new(None),
             joiner: Cell::new(None),
             info: Cell::new(RunningInfo::NONE),
+            timeouts: RefCell::new(Vec::new()),
             slot,
         }
     }
@@ -140,6 +144,11 @@ impl<S: ?Sized> Task<S> {
         // SAFETY: the coroutine cell is only mutated by the hub loop (resume,
         // finish) and `finish_unstarted`, never while this shared read runs.
         unsafe { (*self.coro.get()).as_ref().is_some_and(|c| c.started()) }
+    }
+
+    /// The earliest live `Timeout`: (deadline, id, duration).
+    fn earliest_timeout(&self) -> Option<(Instant, u64, Duration)> {
+        self.timeouts.borrow().iter().copied().min_by_key(|t| t.0)
     }
 
     pub(crate) fn set_joiner(&self, t: TaskRef) {
@@ -404,11 +413,36 @@ impl Hub {
     }
 
     /// Parks the current green thread (or the root) until unparked or until
-    /// `deadline`.
+    /// `deadline`. If a [`Timeout`](crate::Timeout) of the green thread
+    /// expires first: with no `deadline` the wait unwinds with its
+    /// [`Elapsed`](crate::timeout::Elapsed) payload (as eventlet raises its
+    /// `Timeout`); with a `deadline` it returns `TimedOut`, and the caller
+    /// reports its own timeout error.
     pub(crate) fn park(&self, deadline: Option<Instant>) -> Wakeup {
+        match self.park_inner(deadline) {
+            Ok(w) => w,
+            Err(e) if deadline.is_none() => panic::resume_unwind(Box::new(e)),
+            Err(_) => Wakeup::TimedOut,
+        }
+    }
+
+    /// Like [`park`](Self::park), but an expired `Timeout` comes back as
+    /// `Err` whatever the deadline.
+    pub(crate) fn park_inner(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
         let cur = self.cur();
         if cur.notified.replace(false) {
-            return Wakeup::Unparked;
+            return Ok(Wakeup::Unparked);
+        }
+        let tmo = cur.earliest_timeout();
+        let (deadline, by_timeout) = match (deadline, tmo) {
+            (d, None) => (d, false),
+            (Some(d), Some((at, ..))) if d <= at => (Some(d), false),
+            (_, Some((at, ..))) => (Some(at), true),
+        };
+        if let (true, Some((at, id, duration))) = (by_timeout, tmo) {
+            if at <= Instant::now() {
+                return Err(Elapsed { id, duration });
+            }
         }
         cur.state.set(State::Parked);
         if let Some(d) = deadline {
@@ -420,7 +454,10 @@ impl Hub {
             self.timers.borrow_mut().cancel(key);
         }
         Self::check_kill(cur);
-        cur.wake.get()
+        match (cur.wake.get(), tmo) {
+            (Wakeup::TimedOut, Some((_, id, duration))) if by_timeout => Err(Elapsed { id, duration }),
+            (w, _) => Ok(w),
+        }
     }
 
     /// Puts the current green thread (or the root) at the back of the run
@@ -669,7 +706,9 @@ fn report(t: &Task<Packet<impl Sized>>, payload: &(dyn Any + Send)) {
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(|s| s.as_str()))
-        .unwrap_or("Box<dyn Any>");
+        .map(str::to_owned)
+        .or_else(|| payload.downcast_ref::<Elapsed>().map(|e| e.to_string()))
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned());
     let name = t.name.as_deref().unwrap_or("<unnamed>");
     log::error!("green thread '{name}' (id {}) panicked: {msg}", t.id);
     eprintln!("eventlet: green thread '{name}' (id {}) panicked: {msg}; the other green threads go on", t.id);
