@@ -42,22 +42,31 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod event;
 mod greenpool;
 mod greenthread;
 pub mod hub;
+pub mod lock;
 pub mod net;
+pub mod queue;
+pub mod semaphore;
 mod stack;
 mod sys;
 pub mod timeout;
 pub mod tpool;
+mod waitlist;
 
+pub use event::Event;
 pub use greenpool::{GreenPile, GreenPool, Imap, PoolSizeError, TrySpawnError};
 pub use greenthread::{
     current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
     JoinHandle,
 };
 pub use hub::{Killed, Unparker, Wakeup};
+pub use lock::{Condvar, Lock, LockGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use net::{connect, listen, serve, Server, StopHandle};
+pub use queue::{LifoQueue, PriorityQueue, Queue};
+pub use semaphore::{BoundedSemaphore, CappedSemaphore, Permit, Semaphore};
 pub use timeout::{with_timeout, Timeout};
 
 pub use stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};

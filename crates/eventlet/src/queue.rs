@@ -1,0 +1,821 @@
+//! Queues between green threads (eventlet's `queue` module): [`Queue`]
+//! (first in, first out), [`LifoQueue`] (last in, first out) and
+//! [`PriorityQueue`] (smallest first).
+//!
+//! Each is unbounded ([`Queue::new`]), bounded ([`Queue::bounded`]: `put`
+//! blocks while it is full) or, with a capacity of 0, a *rendezvous*:
+//! every `put` waits until a `get` takes its item. Every blocking call
+//! comes in three forms, `x`, `try_x` and `x_timeout`, and a failed put
+//! hands the item back in its error.
+//!
+//! Waiting getters and waiting putters are served first come, first
+//! served, and items move directly: a put with getters waiting hands its
+//! item to the longest-waiting getter, and a get from a full queue lets the
+//! longest-waiting putter's item in. Nobody who arrives later can take
+//! what was handed on.
+//!
+//! [`close`](Queue::close) ends a queue: puts fail with the item handed
+//! back, and gets take what is left, then fail. [`task_done`](Queue::task_done)
+//! and [`join`](Queue::join) count work as Python's `queue.Queue` does.
+//!
+//! An item handed to a waiting getter that is killed before it wakes goes
+//! back to the head of the queue (or to the next waiting getter), even
+//! past the capacity, so no item is lost.
+//!
+//! # Differences from eventlet
+//!
+//! `Queue::bounded(0)` is eventlet's `Queue(0)` channel (in Python's
+//! `queue` module a size of 0 means unbounded; here that is
+//! [`Queue::new`]). Waiters are served in arrival order (eventlet wakes
+//! them in no defined order). `close` is new (like Python 3.13's
+//! `shutdown`); there is no `resize`.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList, Waiter};
+
+/// How many items a store holds (apart from [`Store`], which for a heap
+/// needs `T: Ord`).
+trait Items {
+    fn len(&self) -> usize;
+}
+
+/// How the items of a queue are kept: the only thing that differs between
+/// [`Queue`], [`LifoQueue`] and [`PriorityQueue`].
+trait Store<T>: Items {
+    fn new() -> Self;
+    /// Adds a newly put item.
+    fn push(&mut self, item: T);
+    /// Takes the next item to get.
+    fn pop(&mut self) -> Option<T>;
+    /// Puts back an item just taken with `pop`, so that it is next again.
+    fn unpop(&mut self, item: T);
+}
+
+struct Fifo<T>(VecDeque<T>);
+
+impl<T> Items for Fifo<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<T> Store<T> for Fifo<T> {
+    fn new() -> Self {
+        Fifo(VecDeque::new())
+    }
+    fn push(&mut self, item: T) {
+        self.0.push_back(item);
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop_front()
+    }
+    fn unpop(&mut self, item: T) {
+        self.0.push_front(item);
+    }
+}
+
+struct Lifo<T>(Vec<T>);
+
+impl<T> Items for Lifo<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<T> Store<T> for Lifo<T> {
+    fn new() -> Self {
+        Lifo(Vec::new())
+    }
+    fn push(&mut self, item: T) {
+        self.0.push(item);
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+    fn unpop(&mut self, item: T) {
+        self.0.push(item);
+    }
+}
+
+/// A min-heap; equal items come out in the order they were put (the
+/// sequence number breaks ties), which Python's `heapq` does not promise.
+struct Heap<T> {
+    heap: BinaryHeap<Reverse<(T, i64)>>,
+    /// Next sequence number for `push` (counting up).
+    back: i64,
+    /// Next sequence number for `unpop` (counting down, so ahead of all).
+    front: i64,
+}
+
+impl<T> Items for Heap<T> {
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+impl<T: Ord> Store<T> for Heap<T> {
+    fn new() -> Self {
+        Heap { heap: BinaryHeap::new(), back: 0, front: -1 }
+    }
+    fn push(&mut self, item: T) {
+        self.heap.push(Reverse((item, self.back)));
+        self.back += 1;
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.heap.pop().map(|Reverse((item, _))| item)
+    }
+    fn unpop(&mut self, item: T) {
+        self.heap.push(Reverse((item, self.front)));
+        self.front -= 1;
+    }
+}
+
+/// The state every handle of one queue shares.
+struct Shared<T, S> {
+    store: RefCell<S>,
+    /// `None`: unbounded. `Some(0)`: rendezvous.
+    capacity: Option<usize>,
+    closed: Cell<bool>,
+    /// Waiting getters; an item handed to one travels in its slot.
+    /// Invariant: empty unless the store is empty.
+    getters: WaitList<T>,
+    /// Waiting putters, each with its item in its slot. Invariant: empty
+    /// unless the store is full.
+    putters: WaitList<T>,
+    /// Items put and not yet marked done with `task_done`.
+    unfinished: Cell<usize>,
+    joiners: WaitList<()>,
+}
+
+/// Why a put failed; the item is handed back.
+enum PutFail<T> {
+    Full(T),
+    Closed(T),
+}
+
+/// Why a get failed.
+enum GetFail {
+    Empty,
+    Closed,
+}
+
+impl<T, S: Items> Shared<T, S> {
+    fn len(&self) -> usize {
+        self.store.borrow().len()
+    }
+
+    fn has_room(&self) -> bool {
+        self.capacity.is_none_or(|c| self.len() < c)
+    }
+}
+
+impl<T, S: Store<T>> Shared<T, S> {
+    fn new(capacity: Option<usize>) -> Rc<Shared<T, S>> {
+        Rc::new(Shared {
+            store: RefCell::new(S::new()),
+            capacity,
+            closed: Cell::new(false),
+            getters: WaitList::new(),
+            putters: WaitList::new(),
+            unfinished: Cell::new(0),
+            joiners: WaitList::new(),
+        })
+    }
+
+    fn accepted(&self) {
+        self.unfinished.set(self.unfinished.get() + 1);
+    }
+
+    /// Puts `item` without waiting if that can be done now.
+    fn try_put(&self, item: T) -> Result<(), PutFail<T>> {
+        if self.closed.get() {
+            return Err(PutFail::Closed(item));
+        }
+        if let Some(g) = self.getters.pop_front() {
+            self.accepted();
+            g.grant_with(item);
+        } else if self.putters.is_empty() && self.has_room() {
+            self.accepted();
+            self.store.borrow_mut().push(item);
+        } else {
+            return Err(PutFail::Full(item));
+        }
+        Ok(())
+    }
+
+    /// Puts `item`, waiting in line until `deadline` (forever if `None`).
+    fn put(&self, item: T, deadline: Option<Instant>) -> Result<(), PutFail<T>> {
+        let item = match self.try_put(item) {
+            Err(PutFail::Full(item)) if !expired(deadline) => item,
+            done => return done,
+        };
+        // Granted means the item was taken in: the put is done even if
+        // the putter is killed before it wakes.
+        let wait = Wait::enqueue(&self.putters, Some(item), |_, _| {});
+        match wait.park(deadline) {
+            Status::Granted => Ok(()),
+            Status::Closed => Err(PutFail::Closed(Self::item_of(wait.waiter()))),
+            _ => Err(PutFail::Full(Self::item_of(wait.waiter()))),
+        }
+    }
+
+    /// The item a waiting putter came with (or a granted getter was handed).
+    fn item_of(w: &Waiter<T>) -> T {
+        match w.take_value() {
+            Some(item) => item,
+            None => unreachable!("a queue waiter lost its item"),
+        }
+    }
+
+    /// Gets an item without waiting if one can be had now.
+    fn try_get(&self) -> Result<T, GetFail> {
+        let popped = self.store.borrow_mut().pop();
+        if let Some(item) = popped {
+            // Room now: let the longest-waiting putters in.
+            while self.has_room() {
+                let Some(p) = self.putters.pop_front() else { break };
+                let next = Self::item_of(&p);
+                self.accepted();
+                self.store.borrow_mut().push(next);
+                p.grant();
+            }
+            return Ok(item);
+        }
+        // Empty: a putter waits only on a rendezvous (or an overfull queue).
+        if let Some(p) = self.putters.pop_front() {
+            let item = Self::item_of(&p);
+            self.accepted();
+            p.grant();
+            return Ok(item);
+        }
+        if self.closed.get() {
+            Err(GetFail::Closed)
+        } else {
+            Err(GetFail::Empty)
+        }
+    }
+
+    /// Gets an item, waiting in line until `deadline` (forever if `None`).
+    fn get(&self, deadline: Option<Instant>) -> Result<T, GetFail> {
+        match self.try_get() {
+            Err(GetFail::Empty) if !expired(deadline) => {}
+            done => return done,
+        }
+        let wait = Wait::enqueue(&self.getters, None, |status, w| {
+            if status == Status::Granted {
+                // Killed between the hand-over and its wake-up.
+                if let Some(item) = w.take_value() {
+                    self.unget(item);
+                }
+            }
+        });
+        match wait.park(deadline) {
+            Status::Granted => Ok(Self::item_of(wait.waiter())),
+            Status::Closed => Err(GetFail::Closed),
+            _ => Err(GetFail::Empty),
+        }
+    }
+
+    /// Puts back an item handed to a getter that never took it.
+    fn unget(&self, item: T) {
+        match self.getters.pop_front() {
+            Some(g) => g.grant_with(item),
+            None => self.store.borrow_mut().unpop(item),
+        }
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.getters.close_all();
+        self.putters.close_all();
+    }
+
+    fn task_done(&self) {
+        let n = self.unfinished.get();
+        assert!(n > 0, "eventlet: Queue::task_done called more times than items were put");
+        self.unfinished.set(n - 1);
+        if n == 1 {
+            self.joiners.grant_all();
+        }
+    }
+
+    fn join(&self) {
+        if self.unfinished.get() == 0 {
+            return;
+        }
+        let wait = Wait::enqueue(&self.joiners, None, |_, _| {});
+        wait.park(None);
+    }
+}
+
+macro_rules! queue_impl {
+    ($name:ident, [$($bound:tt)*], $what:literal) => {
+        impl<T $($bound)*> $name<T> {
+            #[doc = concat!("An unbounded ", $what, ": [`put`](Self::put) never blocks.")]
+            pub fn new() -> $name<T> {
+                $name { shared: Shared::new(None) }
+            }
+
+            #[doc = concat!("A ", $what, " holding at most `capacity` items: [`put`](Self::put)")]
+            /// blocks while it is full. With a capacity of 0 it is a
+            /// rendezvous: every put waits for a get to take its item.
+            pub fn bounded(capacity: usize) -> $name<T> {
+                $name { shared: Shared::new(Some(capacity)) }
+            }
+
+            /// Puts `item`, blocking the calling green thread (or the root)
+            /// while the queue is full or other putters are waiting (on a
+            /// rendezvous, until a getter takes it).
+            ///
+            /// # Errors
+            ///
+            /// [`PutError`] with the item if the queue is closed, or gets
+            /// closed while the put waits.
+            pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+                match self.shared.put(item, None) {
+                    Ok(()) => Ok(()),
+                    Err(PutFail::Closed(item) | PutFail::Full(item)) => Err(PutError(item)),
+                }
+            }
+
+            /// Puts `item` if that can be done now without waiting.
+            ///
+            /// # Errors
+            ///
+            /// [`TryPutError::Full`] with the item if the queue is full or
+            /// other putters are waiting (on a rendezvous: if no getter is
+            /// waiting); [`TryPutError::Closed`] with the item if the
+            /// queue is closed.
+            pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+                self.shared.try_put(item).map_err(|e| match e {
+                    PutFail::Full(item) => TryPutError::Full(item),
+                    PutFail::Closed(item) => TryPutError::Closed(item),
+                })
+            }
+
+            /// Like [`put`](Self::put), waiting at most `timeout`.
+            ///
+            /// # Errors
+            ///
+            /// [`PutTimeoutError::Timeout`] with the item if there was no
+            /// room in time; [`PutTimeoutError::Closed`] with the item if
+            /// the queue is or gets closed.
+            pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+                self.shared.put(item, deadline_after(timeout)).map_err(|e| match e {
+                    PutFail::Full(item) => PutTimeoutError::Timeout(item),
+                    PutFail::Closed(item) => PutTimeoutError::Closed(item),
+                })
+            }
+
+            /// Takes the next item, blocking the calling green thread (or
+            /// the root) while the queue is empty or other getters are
+            /// waiting.
+            ///
+            /// # Errors
+            ///
+            /// [`GetError`] if the queue is closed and empty (or gets
+            /// closed while the get waits).
+            pub fn get(&self) -> Result<T, GetError> {
+                self.shared.get(None).map_err(|_| GetError)
+            }
+
+            /// Takes the next item if there is one now (on a rendezvous:
+            /// if a putter is waiting).
+            ///
+            /// # Errors
+            ///
+            /// [`TryGetError::Empty`] if there is none;
+            /// [`TryGetError::Closed`] if the queue is closed and empty.
+            pub fn try_get(&self) -> Result<T, TryGetError> {
+                self.shared.try_get().map_err(|e| match e {
+                    GetFail::Empty => TryGetError::Empty,
+                    GetFail::Closed => TryGetError::Closed,
+                })
+            }
+
+            /// Like [`get`](Self::get), waiting at most `timeout`.
+            ///
+            /// # Errors
+            ///
+            /// [`GetTimeoutError::Timeout`] if no item came in time;
+            /// [`GetTimeoutError::Closed`] if the queue is or gets closed
+            /// while empty.
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+                self.shared.get(deadline_after(timeout)).map_err(|e| match e {
+                    GetFail::Empty => GetTimeoutError::Timeout,
+                    GetFail::Closed => GetTimeoutError::Closed,
+                })
+            }
+
+            /// Closes the queue: puts fail from now on, waiting putters get
+            /// their items back with an error, and getters take the items
+            /// left, then fail. Closing twice does nothing more.
+            pub fn close(&self) {
+                self.shared.close();
+            }
+
+            /// Whether [`close`](Self::close) was called.
+            pub fn is_closed(&self) -> bool {
+                self.shared.closed.get()
+            }
+
+            /// Items in the queue (not counting those of waiting putters).
+            pub fn len(&self) -> usize {
+                self.shared.len()
+            }
+
+            /// Whether the queue holds no item.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// Whether a put would have to wait (always for a rendezvous,
+            /// never for an unbounded queue).
+            pub fn is_full(&self) -> bool {
+                !self.shared.has_room()
+            }
+
+            /// The most items the queue holds; `None` if unbounded.
+            pub fn capacity(&self) -> Option<usize> {
+                self.shared.capacity
+            }
+
+            /// Green threads (or the root) blocked in a get (eventlet's
+            /// `getting`).
+            pub fn getting(&self) -> usize {
+                self.shared.getters.len()
+            }
+
+            /// Green threads (or the root) blocked in a put (eventlet's
+            /// `putting`).
+            pub fn putting(&self) -> usize {
+                self.shared.putters.len()
+            }
+
+            /// Marks one item taken from the queue as processed; when every
+            /// item put so far is, [`join`](Self::join) returns.
+            ///
+            /// # Panics
+            ///
+            /// Panics if called more times than items were put (Python
+            /// raises `ValueError`).
+            pub fn task_done(&self) {
+                self.shared.task_done();
+            }
+
+            /// Blocks until every item put so far has been marked with
+            /// [`task_done`](Self::task_done).
+            pub fn join(&self) {
+                self.shared.join();
+            }
+
+            /// Items put and not yet marked with [`task_done`](Self::task_done).
+            pub fn unfinished_tasks(&self) -> usize {
+                self.shared.unfinished.get()
+            }
+        }
+
+        impl<T $($bound)*> Default for $name<T> {
+            #[doc = concat!("An unbounded ", $what, ".")]
+            fn default() -> $name<T> {
+                $name::new()
+            }
+        }
+
+        impl<T> Clone for $name<T> {
+            /// Another handle to the same queue.
+            fn clone(&self) -> $name<T> {
+                $name { shared: self.shared.clone() }
+            }
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("len", &self.shared.len())
+                    .field("capacity", &self.shared.capacity)
+                    .field("closed", &self.shared.closed.get())
+                    .field("getting", &self.shared.getters.len())
+                    .field("putting", &self.shared.putters.len())
+                    .finish()
+            }
+        }
+    };
+}
+
+/// A first-in, first-out queue between green threads (eventlet's
+/// `Queue`): unbounded, bounded, or a rendezvous (capacity 0).
+///
+/// Cloning a `Queue` gives another handle to the same queue. It belongs to
+/// one OS thread (it is not `Send`), like its green threads.
+///
+/// # Examples
+///
+/// ```
+/// use eventlet::Queue;
+///
+/// let q = Queue::bounded(2);
+/// let tx = q.clone();
+/// let producer = eventlet::spawn(move || {
+///     for i in 0..5 {
+///         tx.put(i).unwrap(); // blocks while two items wait
+///     }
+///     tx.close();
+/// });
+/// let mut got = Vec::new();
+/// while let Ok(i) = q.get() {
+///     got.push(i);
+/// }
+/// producer.join().unwrap();
+/// assert_eq!(got, [0, 1, 2, 3, 4]);
+/// ```
+///
+/// A queue handle stays on its OS thread:
+///
+/// ```compile_fail
+/// let q = eventlet::Queue::new();
+/// std::thread::spawn(move || q.put(1));
+/// ```
+pub struct Queue<T> {
+    shared: Rc<Shared<T, Fifo<T>>>,
+}
+
+queue_impl!(Queue, [], "first-in, first-out queue");
+
+/// A last-in, first-out queue between green threads (eventlet's
+/// `LifoQueue`): a stack. Otherwise like [`Queue`].
+///
+/// # Examples
+///
+/// ```
+/// use eventlet::LifoQueue;
+///
+/// let q = LifoQueue::new();
+/// for i in 0..3 {
+///     q.put(i).unwrap();
+/// }
+/// assert_eq!(q.get(), Ok(2));
+/// assert_eq!(q.get(), Ok(1));
+/// q.put(9).unwrap();
+/// assert_eq!(q.get(), Ok(9));
+/// assert_eq!(q.get(), Ok(0));
+/// ```
+pub struct LifoQueue<T> {
+    shared: Rc<Shared<T, Lifo<T>>>,
+}
+
+queue_impl!(LifoQueue, [], "last-in, first-out queue");
+
+/// A queue between green threads that hands out the smallest item first
+/// (eventlet's `PriorityQueue`, Python's `heapq` order). Otherwise like
+/// [`Queue`].
+///
+/// Equal items come out in the order they were put, which Python does not
+/// promise. Put `(priority, item)` pairs to order items by a key, or wrap
+/// in [`Reverse`] for largest first.
+///
+/// # Examples
+///
+/// ```
+/// use eventlet::PriorityQueue;
+///
+/// let q = PriorityQueue::new();
+/// for job in [(3, "low"), (1, "urgent"), (2, "normal"), (1, "also urgent")] {
+///     q.put(job).unwrap();
+/// }
+/// let order: Vec<_> = std::iter::from_fn(|| q.try_get().ok()).map(|(_, name)| name).collect();
+/// assert_eq!(order, ["also urgent", "urgent", "normal", "low"]);
+/// ```
+pub struct PriorityQueue<T> {
+    shared: Rc<Shared<T, Heap<T>>>,
+}
+
+queue_impl!(PriorityQueue, [: Ord], "priority queue");
+
+/// The error of [`Queue::put`]: the queue is closed. Holds the item that
+/// was not put.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PutError<T>(pub T);
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PutError(..)")
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("putting on a closed queue")
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+
+/// The error of [`Queue::try_put`]; holds the item that was not put.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TryPutError<T> {
+    /// The queue is full (or others are waiting to put).
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+impl<T> TryPutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPutError::Full(item) | TryPutError::Closed(item) => item,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryPutError::Full(_))
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryPutError::Closed(_))
+    }
+}
+
+impl<T> From<PutError<T>> for TryPutError<T> {
+    fn from(e: PutError<T>) -> TryPutError<T> {
+        TryPutError::Closed(e.0)
+    }
+}
+
+impl<T> fmt::Debug for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPutError::Full(_) => f.write_str("Full(..)"),
+            TryPutError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPutError::Full(_) => f.write_str("putting on a full queue"),
+            TryPutError::Closed(_) => f.write_str("putting on a closed queue"),
+        }
+    }
+}
+
+impl<T> std::error::Error for TryPutError<T> {}
+
+/// The error of [`Queue::put_timeout`]; holds the item that was not put.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PutTimeoutError<T> {
+    /// There was no room before the timeout.
+    Timeout(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+impl<T> PutTimeoutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutTimeoutError::Timeout(item) | PutTimeoutError::Closed(item) => item,
+        }
+    }
+
+    /// Whether the put timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PutTimeoutError::Timeout(_))
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, PutTimeoutError::Closed(_))
+    }
+}
+
+impl<T> From<PutError<T>> for PutTimeoutError<T> {
+    fn from(e: PutError<T>) -> PutTimeoutError<T> {
+        PutTimeoutError::Closed(e.0)
+    }
+}
+
+impl<T> fmt::Debug for PutTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutTimeoutError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PutTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutTimeoutError::Timeout(_) => f.write_str("timed out putting on a full queue"),
+            PutTimeoutError::Closed(_) => f.write_str("putting on a closed queue"),
+        }
+    }
+}
+
+impl<T> std::error::Error for PutTimeoutError<T> {}
+
+/// The error of [`Queue::get`]: the queue is closed and empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetError;
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("getting from a closed and empty queue")
+    }
+}
+
+impl std::error::Error for GetError {}
+
+/// The error of [`Queue::try_get`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryGetError {
+    /// The queue is empty (or others are waiting to get).
+    Empty,
+    /// The queue is closed and empty.
+    Closed,
+}
+
+impl TryGetError {
+    /// Whether the queue was empty but open.
+    pub fn is_empty(&self) -> bool {
+        *self == TryGetError::Empty
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        *self == TryGetError::Closed
+    }
+}
+
+impl From<GetError> for TryGetError {
+    fn from(_: GetError) -> TryGetError {
+        TryGetError::Closed
+    }
+}
+
+impl fmt::Display for TryGetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryGetError::Empty => f.write_str("getting from an empty queue"),
+            TryGetError::Closed => f.write_str("getting from a closed and empty queue"),
+        }
+    }
+}
+
+impl std::error::Error for TryGetError {}
+
+/// The error of [`Queue::get_timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetTimeoutError {
+    /// No item came before the timeout.
+    Timeout,
+    /// The queue is closed and empty.
+    Closed,
+}
+
+impl GetTimeoutError {
+    /// Whether the get timed out.
+    pub fn is_timeout(&self) -> bool {
+        *self == GetTimeoutError::Timeout
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        *self == GetTimeoutError::Closed
+    }
+}
+
+impl From<GetError> for GetTimeoutError {
+    fn from(_: GetError) -> GetTimeoutError {
+        GetTimeoutError::Closed
+    }
+}
+
+impl fmt::Display for GetTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetTimeoutError::Timeout => f.write_str("timed out getting from an empty queue"),
+            GetTimeoutError::Closed => f.write_str("getting from a closed and empty queue"),
+        }
+    }
+}
+
+impl std::error::Error for GetTimeoutError {}
