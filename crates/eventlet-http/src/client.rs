@@ -1,0 +1,435 @@
+//! The HTTP client (eventlet's green `urllib2`): [`get`], [`post`] and a
+//! reusable [`Client`] with a keep-alive connection pool.
+//!
+//! It is [ureq](https://docs.rs/ureq) 3 made green: ureq does the HTTP
+//! (request writing, response parsing, chunked and close-delimited bodies,
+//! redirects, the connection pool), and its two I/O hooks are ours — the
+//! connector opens a green [`TcpStream`] and the resolver looks names up
+//! with [`eventlet::net::resolve`] on the thread pool. So a fetch parks only
+//! its own green thread, and thousands run at once on one OS thread.
+//!
+//! ```
+//! use eventlet_http::{client, Body, Server};
+//!
+//! let server = Server::bind("127.0.0.1:0")?;
+//! let addr = server.local_addr()?;
+//! let stop = server.shutdown_handle();
+//! eventlet::spawn_n(move || server.serve(|_req| http::Response::new(Body::from("hello"))).unwrap());
+//!
+//! let resp = client::get(&format!("http://{addr}/"))?;
+//! assert_eq!(resp.status(), 200);
+//! assert_eq!(resp.headers()["content-length"], "5");
+//! assert_eq!(resp.into_body().into_string()?, "hello");
+//! stop.shutdown();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! `https://` goes through rustls (ureq's `RustlsConnector` chained after
+//! our green connector, so the TLS bytes travel over the green socket),
+//! trusting Mozilla's roots (bundled, from `webpki-roots`) or a CA file of
+//! your own ([`ClientBuilder::ca_file`]); it needs the `tls` feature (on by
+//! default), without which an `https://` URL fails with `Unsupported`.
+//! Responses compressed with gzip are decompressed. Statuses of 400 and up
+//! are responses like any other, not errors.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlet::net::TcpStream;
+use http::{Request, Response, Uri};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, ShutdownHandle, Transport,
+};
+
+use crate::body::Body;
+
+/// A reusable HTTP client: keeps connections alive between requests to the
+/// same host (a pool shared by its clones), follows redirects (at most 10
+/// by default), and applies timeouts.
+///
+/// Cloning is cheap; a `Client` is `Send + Sync`, but each connection is
+/// used from one green thread at a time.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = eventlet_http::Client::builder().timeout_connect(Duration::from_secs(5)).max_redirects(3).build();
+/// let body = client.get("http://example.com/")?.into_body().into_bytes()?;
+/// println!("{} bytes", body.len());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+/// Settings for a [`Client`]; from [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    connect: Option<Duration>,
+    read: Option<Duration>,
+    total: Option<Duration>,
+    max_redirects: u32,
+    user_agent: String,
+    #[cfg(feature = "tls")]
+    roots: Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>,
+}
+
+impl ClientBuilder {
+    /// How long opening a connection may take (default 30 s; `None`: no limit).
+    pub fn timeout_connect(mut self, t: impl Into<Option<Duration>>) -> ClientBuilder {
+        self.connect = t.into();
+        self
+    }
+
+    /// How long one read may wait for the server (default 60 s; `None`: no
+    /// limit).
+    pub fn timeout_read(mut self, t: impl Into<Option<Duration>>) -> ClientBuilder {
+        self.read = t.into();
+        self
+    }
+
+    /// How long a whole request may take, body included (default: no limit).
+    pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> ClientBuilder {
+        self.total = t.into();
+        self
+    }
+
+    /// How many redirects to follow (default 10; 0: hand back the 3xx).
+    pub fn max_redirects(mut self, n: u32) -> ClientBuilder {
+        self.max_redirects = n;
+        self
+    }
+
+    /// The `User-Agent` header (default `eventlet-http/VERSION`).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> ClientBuilder {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` for
+    /// `https://`, instead of the bundled Mozilla roots.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or holds no valid certificate
+    /// (`InvalidData`).
+    #[cfg(feature = "tls")]
+    pub fn ca_file(mut self, path: impl AsRef<std::path::Path>) -> io::Result<ClientBuilder> {
+        let pem = std::fs::read(path.as_ref())?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
+                ureq::tls::PemItem::Certificate(c) => certs.push(c.to_owned()),
+                _ => continue,
+            }
+        }
+        if certs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no certificate in {}", path.as_ref().display()),
+            ));
+        }
+        self.roots = Some(std::sync::Arc::new(certs));
+        Ok(self)
+    }
+
+    /// Makes the client.
+    pub fn build(self) -> Client {
+        #[cfg(feature = "tls")]
+        let tls = {
+            let roots = match self.roots {
+                Some(certs) => ureq::tls::RootCerts::Specific(certs),
+                None => ureq::tls::RootCerts::WebPki,
+            };
+            ureq::tls::TlsConfig::builder().root_certs(roots).build()
+        };
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(self.max_redirects)
+            .max_redirects_will_error(false)
+            .timeout_connect(self.connect)
+            .timeout_recv_response(self.read)
+            .timeout_recv_body(self.read)
+            .timeout_global(self.total)
+            .user_agent(self.user_agent.as_str());
+        #[cfg(feature = "tls")]
+        let config = config.tls_config(tls);
+        let config = config.build();
+        #[cfg(feature = "tls")]
+        let connector = GreenConnector.chain(ureq::unversioned::transport::RustlsConnector::default());
+        #[cfg(not(feature = "tls"))]
+        let connector = GreenConnector;
+        Client { agent: ureq::Agent::with_parts(config, connector, GreenResolver) }
+    }
+}
+
+impl Default for Client {
+    fn default() -> Client {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// A client with the default settings (see [`ClientBuilder`]).
+    pub fn new() -> Client {
+        Client::builder().build()
+    }
+
+    /// Settings for a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            connect: Some(Duration::from_secs(30)),
+            read: Some(Duration::from_secs(60)),
+            total: None,
+            max_redirects: 10,
+            user_agent: concat!("eventlet-http/", env!("CARGO_PKG_VERSION")).to_string(),
+            #[cfg(feature = "tls")]
+            roots: None,
+        }
+    }
+
+    /// `GET url`.
+    ///
+    /// # Errors
+    ///
+    /// A bad URL (`InvalidInput`), a failed lookup or connection, a timeout
+    /// (`TimedOut`), a malformed response (`InvalidData`), too many
+    /// redirects. A status of 400 or more is not an error.
+    pub fn get(&self, url: &str) -> io::Result<Response<Body>> {
+        convert(self.agent.get(url).call())
+    }
+
+    /// `POST url` with `body` (sent with `Content-Length`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub fn post(&self, url: &str, body: impl AsRef<[u8]>) -> io::Result<Response<Body>> {
+        convert(self.agent.post(url).send(body.as_ref()))
+    }
+
+    /// Sends `req` as it is (method, URI, headers, body).
+    ///
+    /// ```no_run
+    /// let req = http::Request::put("http://127.0.0.1:8090/x").header("X-Token", "t").body(b"data".to_vec()).unwrap();
+    /// let resp = eventlet_http::Client::new().request(req)?;
+    /// assert!(resp.status().is_success());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub fn request(&self, req: Request<Vec<u8>>) -> io::Result<Response<Body>> {
+        convert(self.agent.run(req))
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    static DEFAULT: Client = Client::new();
+}
+
+/// `GET url` with this OS thread's default [`Client`] (its connection pool
+/// is shared by every call on the thread).
+///
+/// # Errors
+///
+/// As [`Client::get`].
+pub fn get(url: &str) -> io::Result<Response<Body>> {
+    DEFAULT.with(Client::clone).get(url)
+}
+
+/// `POST url` with `body`, with this OS thread's default [`Client`].
+///
+/// # Errors
+///
+/// As [`Client::get`].
+pub fn post(url: &str, body: impl AsRef<[u8]>) -> io::Result<Response<Body>> {
+    DEFAULT.with(Client::clone).post(url, body)
+}
+
+fn convert(r: Result<Response<ureq::Body>, ureq::Error>) -> io::Result<Response<Body>> {
+    let resp = r.map_err(into_io)?;
+    let (parts, body) = resp.into_parts();
+    let len = body.content_length();
+    let reader = ReadIo(body.into_reader());
+    let body = match len {
+        Some(n) => Body::reader_with_len(reader, n),
+        None => Body::from_reader(reader),
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// ureq's body reader, with its errors in std's kinds.
+struct ReadIo<R>(R);
+
+impl<R: Read> Read for ReadIo<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+fn into_io(e: ureq::Error) -> io::Error {
+    match e {
+        ureq::Error::Io(e) => e,
+        ureq::Error::Timeout(t) => io::Error::new(io::ErrorKind::TimedOut, format!("timed out ({t})")),
+        ureq::Error::HostNotFound => io::Error::new(io::ErrorKind::NotFound, "host not found"),
+        ureq::Error::BadUri(u) => io::Error::new(io::ErrorKind::InvalidInput, format!("bad URL: {u}")),
+        e @ ureq::Error::Http(_) => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+        e @ ureq::Error::Protocol(_) => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        e => e.into_io(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ureq's I/O hooks
+
+/// Opens green TCP connections for ureq.
+#[derive(Debug)]
+struct GreenConnector;
+
+/// Resolves host names with eventlet's resolver (on the thread pool).
+#[derive(Debug)]
+struct GreenResolver;
+
+/// The socket, shared (weakly) with ureq's shutdown registry.
+#[derive(Debug)]
+struct Sock(TcpStream);
+
+impl ShutdownHandle for Sock {
+    fn shutdown(&self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// A ureq transport over a green [`TcpStream`].
+#[derive(Debug)]
+struct GreenTransport {
+    sock: Arc<Sock>,
+    buffers: LazyBuffers,
+}
+
+impl Connector<()> for GreenConnector {
+    type Out = GreenTransport;
+
+    fn connect(&self, details: &ConnectionDetails<'_>, _chained: Option<()>) -> Result<Option<Self::Out>, ureq::Error> {
+        if details.needs_tls() && !cfg!(feature = "tls") {
+            return Err(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "https needs eventlet-http's `tls` feature",
+            )));
+        }
+        let timeout = details.timeout.not_zero().map(|d| *d);
+        let mut last = None;
+        let mut stream = None;
+        for addr in details.addrs.iter() {
+            let r = match timeout {
+                Some(t) => TcpStream::connect_timeout(addr, t),
+                None => TcpStream::connect(addr),
+            };
+            match r {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    last = Some(ureq::Error::Timeout(details.timeout.reason))
+                }
+                Err(e) => last = Some(ureq::Error::Io(e)),
+            }
+        }
+        let Some(stream) = stream else {
+            return Err(last.unwrap_or(ureq::Error::HostNotFound));
+        };
+        if details.config.no_delay() {
+            stream.set_nodelay(true)?;
+        }
+        let sock = Arc::new(Sock(stream));
+        (details.register_shutdown)(Arc::downgrade(&sock) as std::sync::Weak<dyn ShutdownHandle>)?;
+        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        Ok(Some(GreenTransport { sock, buffers }))
+    }
+}
+
+fn map_io(e: io::Error, timeout: &NextTimeout) -> ureq::Error {
+    if e.kind() == io::ErrorKind::TimedOut {
+        ureq::Error::Timeout(timeout.reason)
+    } else {
+        ureq::Error::Io(e)
+    }
+}
+
+impl Transport for GreenTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = timeout.for_write();
+        if timeout.after.is_zero() {
+            return Err(ureq::Error::Timeout(timeout.reason));
+        }
+        self.sock.0.set_write_timeout(timeout.not_zero().map(|d| *d))?;
+        let out = &self.buffers.output()[..amount];
+        (&self.sock.0).write_all(out).map_err(|e| map_io(e, &timeout))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let timeout = timeout.for_read();
+        if timeout.after.is_zero() {
+            return Err(ureq::Error::Timeout(timeout.reason));
+        }
+        self.sock.0.set_read_timeout(timeout.not_zero().map(|d| *d))?;
+        let buf = self.buffers.input_append_buf();
+        let n = loop {
+            match (&self.sock.0).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| map_io(e, &timeout))?,
+            }
+        };
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    /// Open and idle: a non-blocking peek finds nothing to read (the green
+    /// socket's descriptor is non-blocking, so this never waits).
+    fn is_open(&mut self) -> bool {
+        let mut byte = [MaybeUninit::uninit()];
+        matches!(socket2::SockRef::from(&self.sock.0).peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+impl Resolver for GreenResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        let addrs = eventlet::net::resolve(host, port).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ureq::Error::HostNotFound,
+            _ => ureq::Error::Io(e),
+        })?;
+        let mut out = self.empty();
+        for a in addrs.into_iter().take(16) {
+            out.push(a);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,71 @@
+//! HTTP/1.1 on eventlet green threads: a server whose handlers are plain
+//! functions from [`http::Request`] to [`http::Response`] (eventlet's
+//! `wsgi`), and a client (eventlet's green `urllib2`).
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use eventlet_http::{Body, Server};
+//!
+//! let server = Server::bind("127.0.0.1:0")?;
+//! let addr = server.local_addr()?;
+//! let stop = server.shutdown_handle();
+//! eventlet::spawn_n(move || {
+//!     server.serve(|_req| http::Response::new(Body::from("Hello, World!\r\n"))).unwrap();
+//! });
+//!
+//! // Any HTTP client will do; here, by hand over a green socket.
+//! let mut c = eventlet::net::TcpStream::connect(addr)?;
+//! c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+//! let mut reply = String::new();
+//! c.read_to_string(&mut reply)?;
+//! assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(reply.contains("\r\nContent-Length: 15\r\n"));
+//! assert!(reply.ends_with("\r\n\r\nHello, World!\r\n"));
+//! stop.shutdown();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # How it works
+//!
+//! Everything is blocking code on green sockets
+//! ([`eventlet::net::TcpStream`]): a call that would block parks only its
+//! own green thread, so one OS thread serves thousands of connections.
+//! The server parses request heads with `httparse` and speaks HTTP/1.0 and
+//! 1.1 with keep-alive, pipelining, chunked bodies both ways,
+//! `Expect: 100-continue`, and limits with the right status codes (see
+//! [`server`]). The client is ureq 3 with its connector and resolver
+//! replaced by green ones (see [`client`]), so the seed's crawler reads:
+//!
+//! ```no_run
+//! use eventlet::GreenPool;
+//!
+//! fn fetch(url: &str) -> std::io::Result<Vec<u8>> {
+//!     eventlet_http::get(url)?.into_body().into_bytes()
+//! }
+//!
+//! let urls = ["http://example.com/", "http://example.org/"];
+//! let pool = GreenPool::new(1000);
+//! for body in pool.imap(fetch, urls) {
+//!     println!("got body {}", body?.len());
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `tls` (default): `https://` in the client, with rustls and Mozilla's
+//!   roots bundled.
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![doc(test(attr(deny(warnings))))]
+
+mod body;
+pub mod client;
+mod date;
+pub mod server;
+
+pub use body::Body;
+pub use client::{get, post, Client, ClientBuilder};
+pub use server::{serve, RemoteAddr, Server, ShutdownHandle};
+
+pub use http;

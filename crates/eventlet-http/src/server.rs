@@ -1,0 +1,1228 @@
+//! The HTTP/1.1 server (eventlet's `wsgi`): [`Server`], [`serve`],
+//! [`ShutdownHandle`].
+//!
+//! Each connection runs on its own green thread and is read with plain
+//! blocking calls on a green [`TcpStream`]; `httparse` parses request heads.
+//! A connection loops: read a head, build an [`http::Request`] whose
+//! [`Body`] reads the rest from the connection, call the handler, write the
+//! response, drain what the handler left unread of the request body, and go
+//! on with the next (possibly already buffered, pipelined) request.
+//!
+//! Limits and what a client gets past them:
+//!
+//! | what | answer |
+//! | --- | --- |
+//! | request line longer than 8 KiB | `414`, then close |
+//! | head longer than 64 KiB, or more than 100 header fields | `431`, then close |
+//! | `Content-Length` above [`Server::max_body_size`] | `413`, then close |
+//! | a chunked body that grows past it | `413`, then close |
+//! | both `Content-Length` and `Transfer-Encoding`, a bad length, a bad chunk | `400`, then close |
+//! | a transfer coding other than `chunked` | `501`, then close |
+//! | an HTTP version other than 1.0 and 1.1 | `505`, then close |
+//! | a head not complete [`Server::header_timeout`] after its first byte | `408`, then close |
+//! | no new request for [`Server::keepalive_timeout`] | close |
+//! | a handler that panics | `500` for that request; the connection goes on |
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use eventlet::net::{TcpListener, TcpStream};
+use eventlet::{current, park, GreenThread, Killed, StopHandle};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+
+use crate::body::Body;
+use crate::date;
+
+/// Longest request line accepted (longer: `414 URI Too Long`).
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Longest request head accepted (longer: `431 Request Header Fields Too Large`).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one request (more: `431`).
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of a request body the server reads and throws away when a
+/// handler left it unread; past that it closes the connection instead.
+const MAX_DRAIN: u64 = 1024 * 1024;
+/// Longest chunk-size line (with extensions) of a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Response bodies in memory up to this size go out in one write with the head.
+const COALESCE: usize = 32 * 1024;
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The peer's address, put in every request's
+/// [extensions](http::Request::extensions).
+///
+/// ```
+/// # use eventlet_http::RemoteAddr;
+/// fn handler(req: http::Request<eventlet_http::Body>) -> http::Response<eventlet_http::Body> {
+///     let peer = req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string());
+///     http::Response::new(peer.unwrap_or_default().into())
+/// }
+/// # let _ = handler;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+type LogSink = Rc<dyn Fn(&str)>;
+
+/// Settings of a [`Server`].
+#[derive(Clone)]
+struct Config {
+    max_connections: usize,
+    max_body_size: u64,
+    header_timeout: Duration,
+    keepalive: bool,
+    keepalive_timeout: Duration,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    log: Option<LogSink>,
+}
+
+/// An HTTP/1.1 server: a listener, settings (builder style), and
+/// [`serve`](Server::serve) to run it with a handler.
+///
+/// A handler is a plain function from [`http::Request<Body>`] to
+/// [`http::Response<Body>`]; each connection runs on its own green thread,
+/// at most [`max_connections`](Server::max_connections) at once (an idle
+/// keep-alive connection counts: it holds its green thread).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use eventlet_http::{Body, Server};
+///
+/// let server = Server::bind("127.0.0.1:0")?.max_connections(100).header_timeout(Duration::from_secs(5));
+/// let addr = server.local_addr()?;
+/// let stop = server.shutdown_handle();
+/// eventlet::spawn_n(move || {
+///     server.serve(|req| http::Response::new(Body::from(format!("hi {}", req.uri().path())))).unwrap()
+/// });
+///
+/// let mut c = eventlet::net::TcpStream::connect(addr)?;
+/// c.write_all(b"GET /there HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// let mut reply = String::new();
+/// c.read_to_string(&mut reply)?;
+/// assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(reply.ends_with("\r\n\r\nhi /there"));
+/// stop.shutdown();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    state: Rc<State>,
+}
+
+/// Shared by the accept loop, the connections and the shutdown handles.
+struct State {
+    shutting_down: Cell<bool>,
+    stop: RefCell<Option<StopHandle>>,
+    /// Connections waiting for their next request, by id.
+    idle: RefCell<HashMap<u64, Rc<TcpStream>>>,
+    next_id: Cell<u64>,
+    live: Cell<usize>,
+    waiter: RefCell<Option<GreenThread>>,
+}
+
+/// Stops a [`Server`] gracefully: no new connections are accepted, idle
+/// keep-alive connections are closed, requests in flight are finished (and
+/// answered with `Connection: close`), then [`Server::serve`] returns.
+///
+/// From [`Server::shutdown_handle`]; it belongs to the server's OS thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Rc<State>,
+}
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown; returns at once.
+    pub fn shutdown(&self) {
+        let st = &self.state;
+        if st.shutting_down.replace(true) {
+            return;
+        }
+        if let Some(stop) = st.stop.borrow().as_ref() {
+            stop.stop();
+        }
+        for s in st.idle.borrow().values() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        if let Some(w) = st.waiter.borrow().as_ref() {
+            w.unpark();
+        }
+    }
+
+    /// Connections still open.
+    pub fn connections(&self) -> usize {
+        self.state.live.get()
+    }
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("shutting_down", &self.state.shutting_down.get())
+            .field("connections", &self.state.live.get())
+            .finish()
+    }
+}
+
+/// Runs `handler` for every request on `listener` with the default
+/// settings of [`Server`]; returns only on an accept error that retrying
+/// cannot cure.
+///
+/// ```no_run
+/// eventlet_http::serve(eventlet::listen("0.0.0.0:8090")?, |_req| {
+///     http::Response::new("Hello, World!\r\n".into())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The accept loop's error.
+pub fn serve<H>(listener: TcpListener, handler: H) -> io::Result<()>
+where
+    H: Fn(Request<Body>) -> Response<Body> + 'static,
+{
+    Server::new(listener).serve(handler)
+}
+
+impl Server {
+    /// A server on `listener` with the default settings: 1024 connections,
+    /// a body limit of 1 GiB, 30 s to send a request head, keep-alive with
+    /// a 75 s idle timeout, 60 s read and write timeouts, no access log.
+    pub fn new(listener: TcpListener) -> Server {
+        Server {
+            listener,
+            config: Config {
+                max_connections: 1024,
+                max_body_size: 1 << 30,
+                header_timeout: Duration::from_secs(30),
+                keepalive: true,
+                keepalive_timeout: Duration::from_secs(75),
+                read_timeout: Some(Duration::from_secs(60)),
+                write_timeout: Some(Duration::from_secs(60)),
+                log: None,
+            },
+            state: Rc::new(State {
+                shutting_down: Cell::new(false),
+                stop: RefCell::new(None),
+                idle: RefCell::new(HashMap::new()),
+                next_id: Cell::new(0),
+                live: Cell::new(0),
+                waiter: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Binds a listener on `addr` (see [`eventlet::listen`]) and makes a
+    /// server on it.
+    ///
+    /// # Errors
+    ///
+    /// The bind error, for example `AddrInUse`.
+    pub fn bind<A: eventlet::net::ToSocketAddrs>(addr: A) -> io::Result<Server> {
+        Ok(Server::new(TcpListener::bind(addr)?))
+    }
+
+    /// The listening address.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Most connections open at once (default 1024); past it, new clients
+    /// wait in the kernel's backlog. Idle keep-alive connections count.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is 0.
+    pub fn max_connections(mut self, n: usize) -> Server {
+        assert!(n > 0, "eventlet_http::Server::max_connections: must be at least 1");
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Largest request body accepted, in bytes (default 1 GiB). A larger
+    /// `Content-Length` is answered `413` without calling the handler; a
+    /// chunked body that grows past it fails the handler's read with
+    /// `InvalidData` and is answered `413`.
+    pub fn max_body_size(mut self, bytes: u64) -> Server {
+        self.config.max_body_size = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request head once it has sent
+    /// its first byte, and on a new connection, from the accept (default
+    /// 30 s): the guard against slowloris clients.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `t` is zero.
+    pub fn header_timeout(mut self, t: Duration) -> Server {
+        assert!(!t.is_zero(), "eventlet_http::Server::header_timeout: must not be zero");
+        self.config.header_timeout = t;
+        self
+    }
+
+    /// Whether connections are kept open between requests (default
+    /// `true`, as eventlet's `keepalive`).
+    pub fn keepalive(mut self, on: bool) -> Server {
+        self.config.keepalive = on;
+        self
+    }
+
+    /// How long a kept-alive connection may wait for its next request
+    /// before the server closes it (default 75 s).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `t` is zero.
+    pub fn keepalive_timeout(mut self, t: Duration) -> Server {
+        assert!(!t.is_zero(), "eventlet_http::Server::keepalive_timeout: must not be zero");
+        self.config.keepalive_timeout = t;
+        self
+    }
+
+    /// How long one read of a request body may wait (default 60 s; `None`:
+    /// forever). An expired read fails with `TimedOut`.
+    pub fn read_timeout(mut self, t: Option<Duration>) -> Server {
+        self.config.read_timeout = t.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// How long one write of a response may wait (default 60 s; `None`:
+    /// forever); on expiry the connection is closed.
+    pub fn write_timeout(mut self, t: Option<Duration>) -> Server {
+        self.config.write_timeout = t.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Writes an access log line to stderr for every response (default:
+    /// off), in eventlet's format:
+    /// `127.0.0.1 - - [06/Nov/1994 08:49:37] "GET / HTTP/1.1" 200 13 0.000140`
+    /// (client ip, date in UTC, request line, status, body bytes sent,
+    /// seconds taken).
+    pub fn access_log(mut self, on: bool) -> Server {
+        self.config.log = if on { Some(Rc::new(|line: &str| eprintln!("{line}"))) } else { None };
+        self
+    }
+
+    /// Hands every access log line (see [`Server::access_log`]) to `sink`
+    /// instead of stderr.
+    pub fn access_log_with<F: Fn(&str) + 'static>(mut self, sink: F) -> Server {
+        self.config.log = Some(Rc::new(sink));
+        self
+    }
+
+    /// A handle that shuts the server down gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { state: self.state.clone() }
+    }
+
+    /// Serves on the calling green thread (or the root) until shut down
+    /// (see [`ShutdownHandle`]); returns once the connections still open
+    /// then are done.
+    ///
+    /// # Errors
+    ///
+    /// An accept error that retrying cannot cure (the accept loop backs off
+    /// from running out of file descriptors and goes on).
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Request<Body>) -> Response<Body> + 'static,
+    {
+        let Server { listener, config, state } = self;
+        if state.shutting_down.get() {
+            return Ok(());
+        }
+        let server = eventlet::Server::new(listener, config.max_connections);
+        *state.stop.borrow_mut() = Some(server.stop_handle());
+        let handler = Rc::new(handler);
+        let config = Rc::new(config);
+        let st = state.clone();
+        let result = server.serve(move |sock, peer| {
+            let _live = Live::new(st.clone());
+            let conn = Connection::new(sock, peer, config.clone(), st.clone());
+            conn.run(&*handler);
+        });
+        *state.stop.borrow_mut() = None;
+        while state.live.get() > 0 {
+            *state.waiter.borrow_mut() = Some(current());
+            park();
+        }
+        *state.waiter.borrow_mut() = None;
+        result
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("max_connections", &self.config.max_connections)
+            .field("max_body_size", &self.config.max_body_size)
+            .field("header_timeout", &self.config.header_timeout)
+            .field("keepalive", &self.config.keepalive)
+            .field("keepalive_timeout", &self.config.keepalive_timeout)
+            .field("access_log", &self.config.log.is_some())
+            .finish()
+    }
+}
+
+/// Counts a connection as live for as long as it exists.
+struct Live(Rc<State>);
+
+impl Live {
+    fn new(st: Rc<State>) -> Live {
+        st.live.set(st.live.get() + 1);
+        Live(st)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.set(self.0.live.get() - 1);
+        if self.0.live.get() == 0 {
+            if let Some(w) = self.0.waiter.borrow().as_ref() {
+                w.unpark();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Buffered reading
+
+fn invalid(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// The read side of a connection: the socket and a buffer.
+struct Reader {
+    stream: Rc<TcpStream>,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl Reader {
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        debug_assert!(self.pos <= self.end);
+    }
+
+    /// Reads more from the socket, keeping the buffered bytes; the buffer
+    /// grows up to `max` bytes. `Ok(0)` at end of stream.
+    fn fill(&mut self, max: usize) -> io::Result<usize> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            } else if self.buf.len() < max {
+                let n = (self.buf.len() * 2).clamp(4096, max);
+                self.buf.resize(n, 0);
+            } else {
+                return Err(invalid("line too long"));
+            }
+        }
+        let n = (&*self.stream).read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Reads up to `out.len()` bytes, from the buffer first.
+    fn read_some(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.end {
+            if out.len() >= 8192 {
+                return (&*self.stream).read(out);
+            }
+            if self.fill(MAX_HEAD)? == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.end - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+
+    /// Reads one line (without its `\r\n` or `\n`) of at most `max` bytes.
+    fn read_line(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut searched = 0;
+        loop {
+            let buf = self.buffered();
+            if let Some(i) = buf[searched..].iter().position(|&b| b == b'\n') {
+                let i = searched + i;
+                let line = buf[..i].strip_suffix(b"\r").unwrap_or(&buf[..i]).to_vec();
+                self.consume(i + 1);
+                return Ok(line);
+            }
+            searched = buf.len();
+            if searched > max {
+                return Err(invalid("line too long"));
+            }
+            if self.fill(MAX_HEAD + 2)? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a request body"));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Request bodies
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyError {
+    TooLarge,
+    Malformed,
+    Io,
+}
+
+/// The connection's read side and the state of the current request body,
+/// shared by the connection loop and the request's [`Body`].
+struct Exchange {
+    reader: Reader,
+    /// Bumped when a request is over: its `Body` then reads nothing more.
+    generation: u64,
+    framing: Framing,
+    received: u64,
+    limit: u64,
+    continue_pending: bool,
+    error: Option<BodyError>,
+    read_timeout: Option<Duration>,
+}
+
+impl Exchange {
+    fn read_body(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self.error {
+            Some(BodyError::TooLarge) => return Err(invalid("request body is larger than the server accepts")),
+            Some(BodyError::Malformed) => return Err(invalid("malformed chunked request body")),
+            Some(BodyError::Io) => return Err(io::Error::other("request body is unreadable after an earlier error")),
+            None => {}
+        }
+        if out.is_empty() || self.framing == Framing::Done {
+            return Ok(0);
+        }
+        if self.continue_pending {
+            self.continue_pending = false;
+            (&*self.reader.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        self.reader.stream.set_read_timeout(self.read_timeout)?;
+        let r = self.decode(out);
+        if let Err(e) = &r {
+            self.error = Some(match e.kind() {
+                io::ErrorKind::InvalidData if self.error.is_none() => BodyError::Malformed,
+                _ => self.error.unwrap_or(BodyError::Io),
+            });
+        }
+        r
+    }
+
+    fn decode(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.framing {
+                Framing::Done => return Ok(0),
+                Framing::Length(0) => {
+                    self.framing = Framing::Done;
+                    return Ok(0);
+                }
+                Framing::Length(n) | Framing::ChunkData(n) => {
+                    let want = out.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    let k = self.reader.read_some(&mut out[..want])?;
+                    if k == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed inside a request body",
+                        ));
+                    }
+                    self.received += k as u64;
+                    let left = n - k as u64;
+                    self.framing = match self.framing {
+                        Framing::Length(_) => Framing::Length(left),
+                        _ if left == 0 => Framing::ChunkEnd,
+                        _ => Framing::ChunkData(left),
+                    };
+                    return Ok(k);
+                }
+                Framing::ChunkSize => {
+                    let line = self.reader.read_line(MAX_CHUNK_LINE)?;
+                    let size = parse_chunk_size(&line).ok_or_else(|| invalid("bad chunk size"))?;
+                    if size == 0 {
+                        self.framing = Framing::Trailers;
+                    } else if self.received.saturating_add(size) > self.limit {
+                        self.error = Some(BodyError::TooLarge);
+                        return Err(invalid("request body is larger than the server accepts"));
+                    } else {
+                        self.framing = Framing::ChunkData(size);
+                    }
+                }
+                Framing::ChunkEnd => {
+                    if !self.reader.read_line(2)?.is_empty() {
+                        return Err(invalid("chunk data longer than its size"));
+                    }
+                    self.framing = Framing::ChunkSize;
+                }
+                Framing::Trailers => {
+                    let mut total = 0;
+                    loop {
+                        let line = self.reader.read_line(MAX_HEAD)?;
+                        total += line.len() + 2;
+                        if total > MAX_HEAD {
+                            return Err(invalid("chunked body trailers too long"));
+                        }
+                        if line.is_empty() {
+                            break;
+                        }
+                    }
+                    self.framing = Framing::Done;
+                }
+            }
+        }
+    }
+}
+
+/// Parses `1a;ext=1` into 26.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|&b| b == b';').next()?;
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        n = n * 16 + u64::from((d as char).to_digit(16)?);
+    }
+    Some(n)
+}
+
+/// The request body as handed to a handler; see [`Body`].
+pub(crate) struct Incoming {
+    ex: Rc<RefCell<Exchange>>,
+    generation: u64,
+}
+
+impl Incoming {
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut ex = self
+            .ex
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("request body read from two green threads at once"))?;
+        if ex.generation != self.generation {
+            return Err(io::Error::other("request body read after its request was answered"));
+        }
+        ex.read_body(out)
+    }
+
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        let ex = self.ex.try_borrow().ok()?;
+        if ex.generation != self.generation {
+            return Some(0);
+        }
+        match ex.framing {
+            Framing::Length(n) => Some(n),
+            Framing::Done => Some(0),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    line: String,
+}
+
+enum HeadError {
+    /// The client closed or went idle between requests: just close.
+    Closed,
+    /// Answer with this status, then close.
+    Status(StatusCode),
+}
+
+struct Connection {
+    stream: Rc<TcpStream>,
+    peer: SocketAddr,
+    config: Rc<Config>,
+    state: Rc<State>,
+    ex: Rc<RefCell<Exchange>>,
+    id: u64,
+}
+
+/// Takes a connection off the idle list however the wait ends.
+struct IdleGuard<'a>(&'a Connection);
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.0.state.idle.borrow_mut().remove(&self.0.id);
+    }
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+impl Connection {
+    fn new(sock: TcpStream, peer: SocketAddr, config: Rc<Config>, state: Rc<State>) -> Connection {
+        let _ = sock.set_nodelay(true);
+        let _ = sock.set_write_timeout(config.write_timeout);
+        let stream = Rc::new(sock);
+        let id = state.next_id.get();
+        state.next_id.set(id + 1);
+        let ex = Rc::new(RefCell::new(Exchange {
+            reader: Reader { stream: stream.clone(), buf: vec![0; 4096], pos: 0, end: 0 },
+            generation: 0,
+            framing: Framing::Done,
+            received: 0,
+            limit: config.max_body_size,
+            continue_pending: false,
+            error: None,
+            read_timeout: config.read_timeout,
+        }));
+        Connection { stream, peer, config, state, ex, id }
+    }
+
+    fn run(&self, handler: &dyn Fn(Request<Body>) -> Response<Body>) {
+        self.serve_requests(handler);
+        self.linger();
+    }
+
+    /// Closes gently: ends our side, then reads (and drops) what the client
+    /// still sends for a moment, so that closing with unread bytes does not
+    /// reset the connection before the client has read our last answer.
+    fn linger(&self) {
+        if self.stream.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let _ = self.stream.set_read_timeout(Some(LINGER));
+        let mut scratch = [0; 8192];
+        let mut total = 0;
+        while let Ok(n @ 1..) = (&*self.stream).read(&mut scratch) {
+            total += n;
+            if total > 256 * 1024 {
+                break;
+            }
+        }
+    }
+
+    fn serve_requests(&self, handler: &dyn Fn(Request<Body>) -> Response<Body>) {
+        let mut first = true;
+        loop {
+            if self.state.shutting_down.get() && self.ex.borrow().reader.buffered().is_empty() {
+                return;
+            }
+            let head = match self.read_head(first) {
+                Ok(h) => h,
+                Err(HeadError::Closed) => return,
+                Err(HeadError::Status(s)) => {
+                    let _ = self.write_error(s, Instant::now(), None);
+                    return;
+                }
+            };
+            first = false;
+            let started = Instant::now();
+            match self.exchange(head, started, handler) {
+                Ok(true) => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads the next request head. The first byte of a request may take
+    /// the keep-alive timeout (the header timeout on a fresh connection);
+    /// the whole head then has the header timeout.
+    fn read_head(&self, first: bool) -> Result<Head, HeadError> {
+        let mut ex = self.ex.borrow_mut();
+        let r = &mut ex.reader;
+        let cfg = &self.config;
+        let mut deadline =
+            if first || !r.buffered().is_empty() { Some(Instant::now() + cfg.header_timeout) } else { None };
+        loop {
+            if !r.buffered().is_empty() {
+                if let Some(head) = parse_head(r)? {
+                    return Ok(head);
+                }
+            }
+            let timeout = match deadline {
+                None => cfg.keepalive_timeout,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(t) if !t.is_zero() => t,
+                    _ => return Err(timed_out(r)),
+                },
+            };
+            let _ = r.stream.set_read_timeout(Some(timeout));
+            let idle = r.buffered().is_empty();
+            let guard = if idle {
+                if self.state.shutting_down.get() {
+                    return Err(HeadError::Closed);
+                }
+                self.state.idle.borrow_mut().insert(self.id, self.stream.clone());
+                Some(IdleGuard(self))
+            } else {
+                None
+            };
+            let n = r.fill(MAX_HEAD + 1024);
+            drop(guard);
+            match n {
+                Ok(0) => return Err(HeadError::Closed),
+                Ok(_) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + cfg.header_timeout);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out(r)),
+                Err(_) => return Err(HeadError::Closed),
+            }
+        }
+    }
+
+    /// Handles one request; `Ok(true)` to go on with the next.
+    fn exchange(
+        &self,
+        head: Head,
+        started: Instant,
+        handler: &dyn Fn(Request<Body>) -> Response<Body>,
+    ) -> io::Result<bool> {
+        let cfg = &self.config;
+        let framing = match request_framing(&head) {
+            Ok(f) => f,
+            Err(status) => {
+                self.write_error(status, started, Some(&head))?;
+                return Ok(false);
+            }
+        };
+        if let Framing::Length(n) = framing {
+            if n > cfg.max_body_size {
+                self.write_error(StatusCode::PAYLOAD_TOO_LARGE, started, Some(&head))?;
+                return Ok(false);
+            }
+        }
+        let mut keep_alive = cfg.keepalive
+            && match head.version {
+                Version::HTTP_11 => !has_token(&head.headers, header::CONNECTION, "close"),
+                _ => has_token(&head.headers, header::CONNECTION, "keep-alive"),
+            };
+        let expects_continue = head.version == Version::HTTP_11
+            && head.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let generation = {
+            let mut ex = self.ex.borrow_mut();
+            ex.generation += 1;
+            ex.framing = framing;
+            ex.received = 0;
+            ex.error = None;
+            ex.continue_pending = expects_continue && framing != Framing::Length(0);
+            ex.generation
+        };
+        let is_head = head.method == Method::HEAD;
+        let line = head.line;
+        let mut req = Request::new(Body::incoming(Incoming { ex: self.ex.clone(), generation }));
+        *req.method_mut() = head.method;
+        *req.uri_mut() = head.uri;
+        *req.version_mut() = head.version;
+        *req.headers_mut() = head.headers;
+        req.extensions_mut().insert(RemoteAddr(self.peer));
+
+        let mut resp = match panic::catch_unwind(AssertUnwindSafe(|| handler(req))) {
+            Ok(r) => r,
+            Err(p) if p.is::<Killed>() => panic::resume_unwind(p),
+            Err(_) => simple_response(StatusCode::INTERNAL_SERVER_ERROR),
+        };
+
+        if has_token(resp.headers(), header::CONNECTION, "close") {
+            keep_alive = false;
+        }
+        // The request body: drain what the handler left (unless the
+        // response streams it back), and turn body errors into statuses.
+        let streams_body = resp.body().is_incoming();
+        if !streams_body {
+            self.finish_body(&mut keep_alive);
+        }
+        let error = self.ex.try_borrow().map_or(Some(BodyError::Io), |ex| ex.error);
+        match error {
+            Some(BodyError::TooLarge) => resp = simple_response(StatusCode::PAYLOAD_TOO_LARGE),
+            Some(BodyError::Malformed) => resp = simple_response(StatusCode::BAD_REQUEST),
+            Some(BodyError::Io) => return Ok(false),
+            None => {}
+        }
+        if error.is_some() || self.state.shutting_down.get() {
+            keep_alive = false;
+        }
+        let status = resp.status();
+        let sent = self.write_response(resp, head.version, is_head, &mut keep_alive);
+        if streams_body {
+            self.finish_body(&mut keep_alive);
+        }
+        self.ex.borrow_mut().generation += 1;
+        let sent = match sent {
+            Ok(n) => n,
+            Err(e) => {
+                self.log(&line, status, 0, started);
+                return Err(e);
+            }
+        };
+        self.log(&line, status, sent, started);
+        Ok(keep_alive && !self.state.shutting_down.get())
+    }
+
+    /// Reads and discards what is left of the request body, up to
+    /// [`MAX_DRAIN`]; clears `keep_alive` when the connection cannot be
+    /// reused.
+    fn finish_body(&self, keep_alive: &mut bool) {
+        let Ok(mut ex) = self.ex.try_borrow_mut() else {
+            *keep_alive = false;
+            return;
+        };
+        if ex.error.is_some() {
+            *keep_alive = false;
+            return;
+        }
+        if ex.framing == Framing::Done || ex.framing == Framing::Length(0) {
+            return;
+        }
+        if ex.continue_pending {
+            // The client waits for our go-ahead that never came: the body
+            // will not follow on this connection.
+            *keep_alive = false;
+            return;
+        }
+        let mut scratch = [0; 8192];
+        let mut drained = 0u64;
+        loop {
+            match ex.read_body(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => {
+                    drained += n as u64;
+                    if drained > MAX_DRAIN {
+                        *keep_alive = false;
+                        return;
+                    }
+                }
+                Err(_) => {
+                    *keep_alive = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_error(&self, status: StatusCode, started: Instant, head: Option<&Head>) -> io::Result<()> {
+        let mut keep_alive = false;
+        let version = head.map_or(Version::HTTP_11, |h| h.version);
+        let r = self.write_response(simple_response(status), version, false, &mut keep_alive);
+        let line = head.map_or("-", |h| &h.line);
+        self.log(line, status, *r.as_ref().unwrap_or(&0), started);
+        r.map(drop)
+    }
+
+    /// Writes `resp`; returns the body bytes sent.
+    fn write_response(
+        &self,
+        resp: Response<Body>,
+        version: Version,
+        is_head: bool,
+        keep_alive: &mut bool,
+    ) -> io::Result<u64> {
+        let (parts, mut body) = resp.into_parts();
+        let status = parts.status;
+        let no_body =
+            status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let handler_len =
+            parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let len = body.len().or(handler_len);
+        let chunked = !no_body && len.is_none() && version == Version::HTTP_11;
+        if !no_body && len.is_none() && !chunked && !is_head {
+            *keep_alive = false; // HTTP/1.0 and no length: the close ends the body
+        }
+
+        let mut out = Vec::with_capacity(256);
+        let reason = status.canonical_reason().unwrap_or("Unknown");
+        write!(out, "HTTP/1.1 {} {}\r\n", status.as_u16(), reason)?;
+        let mut has_date = false;
+        for (name, value) in &parts.headers {
+            if name == header::CONNECTION || name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
+                continue;
+            }
+            has_date |= name == header::DATE;
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !has_date {
+            write!(out, "Date: {}\r\n", date::http_date_now())?;
+        }
+        if no_body {
+            // A 304 may repeat the length of what a GET would send.
+            if let (StatusCode::NOT_MODIFIED, Some(n)) = (status, handler_len) {
+                write!(out, "Content-Length: {n}\r\n")?;
+            }
+        } else if let Some(n) = len {
+            write!(out, "Content-Length: {n}\r\n")?;
+        } else if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        if !*keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if version == Version::HTTP_10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+
+        let mut w = &*self.stream;
+        if is_head || no_body {
+            w.write_all(&out)?;
+            return Ok(0);
+        }
+        if let Some(n) = body.len().filter(|&n| n as usize <= COALESCE && !body.is_incoming()) {
+            let at = out.len();
+            body.read_to_end(&mut out)?;
+            if (out.len() - at) as u64 != n {
+                *keep_alive = false;
+            }
+            w.write_all(&out)?;
+            return Ok((out.len() - at) as u64);
+        }
+        w.write_all(&out)?;
+        let mut buf = vec![0; 16 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let want = match len {
+                Some(n) => buf.len().min(usize::try_from(n - sent).unwrap_or(usize::MAX)),
+                None => buf.len(),
+            };
+            if want == 0 {
+                break;
+            }
+            let k = match body.read(&mut buf[..want]) {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    *keep_alive = false;
+                    return Err(e);
+                }
+            };
+            if k == 0 {
+                break;
+            }
+            if chunked {
+                let mut frame = Vec::with_capacity(k + 12);
+                write!(frame, "{k:x}\r\n")?;
+                frame.extend_from_slice(&buf[..k]);
+                frame.extend_from_slice(b"\r\n");
+                w.write_all(&frame)?;
+            } else {
+                w.write_all(&buf[..k])?;
+            }
+            sent += k as u64;
+        }
+        if chunked {
+            w.write_all(b"0\r\n\r\n")?;
+        } else if len.is_some_and(|n| n != sent) {
+            *keep_alive = false;
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "response body shorter than its length"));
+        }
+        Ok(sent)
+    }
+
+    fn log(&self, line: &str, status: StatusCode, sent: u64, started: Instant) {
+        if let Some(sink) = &self.config.log {
+            sink(&format!(
+                "{} - - [{}] \"{}\" {} {} {:.6}",
+                self.peer.ip(),
+                date::log_date(date::now_secs()),
+                line,
+                status.as_u16(),
+                sent,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+}
+
+fn timed_out(r: &Reader) -> HeadError {
+    if r.buffered().is_empty() {
+        HeadError::Closed
+    } else {
+        HeadError::Status(StatusCode::REQUEST_TIMEOUT)
+    }
+}
+
+fn simple_response(status: StatusCode) -> Response<Body> {
+    let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// Tries to parse a complete head out of the buffer; `Ok(None)` when more
+/// bytes are needed.
+fn parse_head(r: &mut Reader) -> Result<Option<Head>, HeadError> {
+    let buf = r.buffered();
+    // Empty lines before a request line are ignored (RFC 9112 §2.2).
+    let lead = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let body = &buf[lead..];
+    let line_len = body.iter().position(|&b| b == b'\n');
+    if line_len.unwrap_or(body.len()) > MAX_REQUEST_LINE {
+        return Err(HeadError::Status(StatusCode::URI_TOO_LONG));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(body) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if body.len() > MAX_HEAD {
+                return Err(HeadError::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+            }
+            if lead > 0 {
+                r.consume(lead);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+        }
+        Err(httparse::Error::Version) => return Err(HeadError::Status(StatusCode::HTTP_VERSION_NOT_SUPPORTED)),
+        Err(_) => return Err(HeadError::Status(StatusCode::BAD_REQUEST)),
+    };
+    if n > MAX_HEAD {
+        return Err(HeadError::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
+    let bad = || HeadError::Status(StatusCode::BAD_REQUEST);
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad())?;
+    let path = req.path.unwrap_or("");
+    let uri = Uri::try_from(path).map_err(|_| bad())?;
+    let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut map = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
+        map.append(name, value);
+    }
+    let line = format!("{} {} HTTP/1.{}", method, path, req.version.unwrap_or(1));
+    r.consume(lead + n);
+    Ok(Some(Head { method, uri, version, headers: map, line }))
+}
+
+/// How the request body is framed, or the status to refuse it with.
+fn request_framing(head: &Head) -> Result<Framing, StatusCode> {
+    let te: Vec<&HeaderValue> = head.headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&HeaderValue> = head.headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() {
+        if !cl.is_empty() || head.version == Version::HTTP_10 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        let mut codings = Vec::new();
+        for v in te {
+            let v = v.to_str().map_err(|_| StatusCode::BAD_REQUEST)?;
+            codings.extend(v.split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()));
+        }
+        return match codings.as_slice() {
+            [only] if only == "chunked" => Ok(Framing::ChunkSize),
+            [.., last] if last == "chunked" => Err(StatusCode::NOT_IMPLEMENTED),
+            _ => Err(StatusCode::BAD_REQUEST),
+        };
+    }
+    let mut len: Option<u64> = None;
+    for v in cl {
+        for part in v.to_str().map_err(|_| StatusCode::BAD_REQUEST)?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            let n: u64 = part.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
+            if len.is_some_and(|l| l != n) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            len = Some(n);
+        }
+    }
+    Ok(Framing::Length(len.unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a"), Some(26));
+        assert_eq!(parse_chunk_size(b"FF;name=value"), Some(255));
+        assert_eq!(parse_chunk_size(b" 0 "), Some(0));
+        assert_eq!(parse_chunk_size(b""), None);
+        assert_eq!(parse_chunk_size(b"-1"), None);
+        assert_eq!(parse_chunk_size(b"0x10"), None);
+        assert_eq!(parse_chunk_size(b"fffffffffffffffff"), None);
+    }
+
+    fn head(extra: &[(&str, &str)], version: Version) -> Head {
+        let mut headers = HeaderMap::new();
+        for (k, v) in extra {
+            headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        Head { method: Method::POST, uri: Uri::from_static("/"), version, headers, line: String::new() }
+    }
+
+    #[test]
+    fn framing_rules() {
+        let v11 = Version::HTTP_11;
+        assert_eq!(request_framing(&head(&[], v11)), Ok(Framing::Length(0)));
+        assert_eq!(request_framing(&head(&[("content-length", "12")], v11)), Ok(Framing::Length(12)));
+        assert_eq!(request_framing(&head(&[("content-length", "12, 12")], v11)), Ok(Framing::Length(12)));
+        assert_eq!(
+            request_framing(&head(&[("content-length", "12"), ("content-length", "13")], v11)),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(request_framing(&head(&[("content-length", "+12")], v11)), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(request_framing(&head(&[("transfer-encoding", "Chunked")], v11)), Ok(Framing::ChunkSize));
+        assert_eq!(
+            request_framing(&head(&[("transfer-encoding", "chunked"), ("content-length", "3")], v11)),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            request_framing(&head(&[("transfer-encoding", "gzip, chunked")], v11)),
+            Err(StatusCode::NOT_IMPLEMENTED)
+        );
+        assert_eq!(request_framing(&head(&[("transfer-encoding", "gzip")], v11)), Err(StatusCode::BAD_REQUEST));
+    }
+}

@@ -1,0 +1,143 @@
+//! The green client (ureq 3 over green sockets) against our server and a
+//! hand-written one.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use eventlet::GreenPool;
+use eventlet_http::{client, Client};
+use util::{pattern, routes, spawn_server};
+
+#[test]
+fn get_status_headers_and_body() {
+    let addr = spawn_server(|s| s, routes);
+    let resp = client::get(&format!("http://{addr}/")).unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_11);
+    assert_eq!(resp.headers()["content-length"], "5");
+    assert!(resp.headers().contains_key("date"));
+    assert_eq!(resp.into_body().into_string().unwrap(), "hello");
+    let resp = client::get(&format!("http://{addr}/missing")).unwrap();
+    assert_eq!(resp.status(), 404, "a 404 is a response, not an error");
+    assert_eq!(resp.into_body().into_string().unwrap(), "no such page");
+}
+
+#[test]
+fn keep_alive_pool_reuses_the_connection() {
+    let addr = spawn_server(|s| s, routes);
+    let c = Client::new();
+    let ports: Vec<String> =
+        (0..3).map(|_| c.get(&format!("http://{addr}/peer")).unwrap().into_body().into_string().unwrap()).collect();
+    assert_eq!(ports[0], ports[1]);
+    assert_eq!(ports[1], ports[2]);
+}
+
+#[test]
+fn chunked_body_and_post() {
+    let addr = spawn_server(|s| s, routes);
+    let resp = client::get(&format!("http://{addr}/stream?123457")).unwrap();
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    let mut body = resp.into_body();
+    assert_eq!(body.len(), None);
+    let mut got = Vec::new();
+    body.read_to_end(&mut got).unwrap();
+    assert!(got == pattern(123_457));
+    let data = pattern(200_000);
+    let resp = client::post(&format!("http://{addr}/echo"), &data).unwrap();
+    assert!(resp.into_body().into_bytes().unwrap() == data);
+    let req =
+        http::Request::put(format!("http://{addr}/echo")).header("X-Test", "1").body(b"put body".to_vec()).unwrap();
+    assert_eq!(Client::new().request(req).unwrap().into_body().into_string().unwrap(), "put body");
+}
+
+#[test]
+fn close_delimited_body() {
+    let listener = eventlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    eventlet::spawn_n(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").unwrap();
+        for _ in 0..3 {
+            eventlet::sleep(Duration::from_millis(20));
+            s.write_all(&pattern(10_000)).unwrap();
+        }
+    });
+    let body = client::get(&format!("http://{addr}/")).unwrap().into_body().into_bytes().unwrap();
+    assert_eq!(body.len(), 30_000);
+    assert!(body[10_000..20_000] == pattern(10_000)[..]);
+}
+
+#[test]
+fn redirects_are_followed_and_bounded() {
+    let addr = spawn_server(|s| s, routes);
+    let c = Client::builder().max_redirects(3).build();
+    let resp = c.get(&format!("http://{addr}/redirect/3")).unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.into_body().into_string().unwrap(), "landed");
+    let resp = c.get(&format!("http://{addr}/redirect/4")).unwrap();
+    assert_eq!(resp.status(), 302, "the redirect past the bound is handed back");
+    assert_eq!(resp.headers()["location"], "/redirect/0");
+}
+
+#[test]
+fn read_timeout_and_connection_errors() {
+    let addr = spawn_server(|s| s, routes);
+    let c = Client::builder().timeout_read(Duration::from_millis(100)).build();
+    let t = Instant::now();
+    let e = c.get(&format!("http://{addr}/slow")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = client::get(&format!("http://127.0.0.1:{port}/")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let e = client::get("not a url").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    // TLS to a plain HTTP server fails (without the `tls` feature: Unsupported).
+    let e = client::get(&format!("https://{addr}/")).unwrap_err();
+    if !cfg!(feature = "tls") {
+        assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{e}");
+    }
+}
+
+#[test]
+fn fetches_run_concurrently_on_one_os_thread() {
+    let addr = spawn_server(|s| s, routes);
+    let urls: Vec<String> = (0..40).map(|_| format!("http://{addr}/slow")).collect();
+    let pool = GreenPool::new(100);
+    let t = Instant::now();
+    let mut n = 0;
+    for body in pool.imap(|u: String| client::get(&u)?.into_body().into_bytes(), urls) {
+        assert_eq!(body.unwrap(), b"slow");
+        n += 1;
+    }
+    assert_eq!(n, 40);
+    // 40 × 300 ms one after the other would be 12 s.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn gzip_responses_are_decompressed() {
+    const GZ: [u8; 35] = [
+        31, 139, 8, 0, 0, 0, 0, 0, 2, 3, 203, 72, 205, 201, 201, 87, 72, 175, 202, 44, 208, 81, 200, 192, 202, 6, 0,
+        186, 49, 142, 38, 34, 0, 0, 0,
+    ];
+    let addr = spawn_server(
+        |s| s,
+        |req| {
+            let accepts = req.headers().get("accept-encoding").map(|v| v.to_str().unwrap().to_string());
+            assert!(accepts.unwrap_or_default().contains("gzip"), "the client did not offer gzip");
+            http::Response::builder()
+                .header("Content-Encoding", "gzip")
+                .body(eventlet_http::Body::from(&GZ[..]))
+                .unwrap()
+        },
+    );
+    let body = client::get(&format!("http://{addr}/")).unwrap().into_body();
+    assert_eq!(body.len(), None, "the compressed length is not the body's");
+    assert_eq!(body.into_string().unwrap(), "hello gzip, hello gzip, hello gzip");
+}
