@@ -1,8 +1,9 @@
 //! `eventlet`: a tour of green threads, and the seed's echo server.
 //!
-//! With no arguments it runs the tour offline: an echo server and thousands
-//! of green clients in one process, both patterns from eventlet's design
-//! page, and prints what happened.
+//! With no arguments it runs the tour offline, both patterns from
+//! eventlet's design page in one process: a green HTTP server with a
+//! generated site crawled through `GreenPool::imap`, and an echo server
+//! driven by thousands of green clients; then it prints what happened.
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the tour (the default): an echo server and thousands of green clients.
+    /// Run the tour (the default): crawl a local site, then drive an echo server with thousands of green clients.
     Tour {
         /// Concurrent green clients.
         #[arg(short, long, default_value_t = 5000)]
@@ -100,25 +101,43 @@ fn tour(clients: usize, rounds: usize) -> Result<()> {
         bail!("--clients above 9000 would need more than the 20,000 files one process may hold here");
     }
     let t0 = Instant::now();
+
+    // Client-side pattern: the crawler, against a site served in-process.
+    let (urls, site) = serve_site(200).context("cannot start the tour's HTTP server")?;
+    println!("eventlet tour\n");
+    println!("1. client-side pattern: pool.imap(fetch, urls) over {} pages of a local site", urls.len());
+    let crawl_start = Instant::now();
+    let pool = GreenPool::new(1000);
+    let (mut pages, mut bytes) = (0usize, 0usize);
+    for (i, body) in pool.imap(fetch_page, urls.clone()).enumerate() {
+        let body = body.with_context(|| format!("fetching {}", urls[i]))?;
+        let expected = page_len(i);
+        if body.len() != expected || !body.iter().all(|&b| b == b'a' + (i % 26) as u8) {
+            bail!("page {i}: got {} bytes, expected {expected} of {:?}", body.len(), (b'a' + (i % 26) as u8) as char);
+        }
+        if i < 3 {
+            println!("   got body {}", body.len());
+        }
+        pages += 1;
+        bytes += body.len();
+    }
+    let crawl = crawl_start.elapsed();
+    site.shutdown();
+    println!(
+        "   ... {pages} pages, {bytes} bytes, in input order, in {crawl:.2?} ({:.0} pages/s)\n",
+        pages as f64 / crawl.as_secs_f64()
+    );
+
     let listener = eventlet::listen("127.0.0.1:0").context("cannot open the tour's echo server")?;
     let addr = listener.local_addr()?;
     let server = eventlet::Server::new(listener, clients + 100);
     let stop = server.stop_handle();
     let server = eventlet::spawn(move || server.serve(|sock, _| handle_chunks(sock)));
-    println!("eventlet tour: echo server on {addr} (one green thread per connection)\n");
-
-    // Client-side pattern: imap over a list of jobs, results in input order.
-    println!("1. client-side pattern: pool.imap(fetch, words) through the echo server");
-    let words = ["green", "threads", "in", "plain", "blocking", "Rust", "no", "async"];
-    let pool = GreenPool::new(1000);
-    let mut echoed = Vec::new();
-    for body in pool.imap(move |w: &'static str| fetch(addr, w), words) {
-        echoed.push(body?);
-    }
-    println!("   got back, in order: {}\n", echoed.join(" "));
 
     // Server-side pattern: thousands of concurrent green clients.
-    println!("2. server-side pattern: {clients} green clients x {rounds} round trips of 64 bytes");
+    println!(
+        "2. server-side pattern: echo server on {addr}, {clients} green clients x {rounds} round trips of 64 bytes"
+    );
     let latencies = Rc::new(RefCell::new(Vec::with_capacity(clients * rounds)));
     let peak = Rc::new(Cell::new(0usize));
     let pool = GreenPool::new(clients);
@@ -151,13 +170,38 @@ fn tour(clients: usize, rounds: usize) -> Result<()> {
     Ok(())
 }
 
-/// Sends `word` to the echo server and returns what comes back.
-fn fetch(addr: SocketAddr, word: &str) -> std::io::Result<String> {
-    let mut sock = eventlet::connect(addr)?;
-    sock.write_all(word.as_bytes())?;
-    let mut back = vec![0; word.len()];
-    sock.read_exact(&mut back)?;
-    String::from_utf8(back).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+/// The size of page `i` of the tour's site: 1 to 32 KiB.
+fn page_len(i: usize) -> usize {
+    1024 * (1 + i % 32)
+}
+
+/// Serves `n` pages (`/page/I`, `page_len(I)` bytes each) on loopback.
+fn serve_site(n: usize) -> std::io::Result<(Vec<String>, eventlet_http::ShutdownHandle)> {
+    let server = eventlet_http::Server::bind("127.0.0.1:0")?;
+    let addr = server.local_addr()?;
+    let stop = server.shutdown_handle();
+    eventlet::spawn_n(move || {
+        let served = server.serve(|req| {
+            let i: Option<usize> = req.uri().path().strip_prefix("/page/").and_then(|s| s.parse().ok());
+            match i {
+                Some(i) => eventlet_http::http::Response::new(vec![b'a' + (i % 26) as u8; page_len(i)].into()),
+                None => {
+                    let mut r = eventlet_http::http::Response::new("not found\n".into());
+                    *r.status_mut() = eventlet_http::http::StatusCode::NOT_FOUND;
+                    r
+                }
+            }
+        });
+        if let Err(e) = served {
+            eprintln!("eventlet: the tour's HTTP server failed: {e}");
+        }
+    });
+    Ok(((0..n).map(|i| format!("http://{addr}/page/{i}")).collect(), stop))
+}
+
+/// The crawler's `fetch`: a green HTTP GET.
+fn fetch_page(url: String) -> std::io::Result<Vec<u8>> {
+    eventlet_http::get(&url)?.into_body().into_bytes()
 }
 
 fn client(addr: SocketAddr, i: usize, rounds: usize, lat: &RefCell<Vec<Duration>>) -> std::io::Result<()> {
