@@ -42,13 +42,17 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod channel;
+pub mod dagpool;
 pub mod event;
 mod greenpool;
 mod greenthread;
 pub mod hub;
 pub mod lock;
 pub mod net;
+pub mod pools;
 pub mod queue;
+mod scope;
 pub mod semaphore;
 mod stack;
 mod sys;
@@ -66,6 +70,7 @@ pub use hub::{Killed, Unparker, Wakeup};
 pub use lock::{Condvar, Lock, LockGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use net::{connect, listen, serve, Server, StopHandle};
 pub use queue::{LifoQueue, PriorityQueue, Queue};
+pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use semaphore::{BoundedSemaphore, CappedSemaphore, Permit, Semaphore};
 pub use timeout::{with_timeout, Timeout};
 

@@ -1,0 +1,235 @@
+//! Resource pools: items are reused, at most `max_size` exist, waiters are
+//! served in arrival order with direct hand-over, discarded items free
+//! their place, create errors reach the caller, and kills and timeouts
+//! leave no stale waiter, timer or lost place behind.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use eventlet::pools::{Pool, TryPool};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// No green thread and no timer is left on this test's hub.
+fn assert_clean() {
+    let s = eventlet::hub::stats();
+    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
+    assert_eq!(s.timers, 0, "timers left: {s:?}");
+}
+
+/// A pool whose items are numbered as they are made.
+fn counting_pool(min: usize, max: usize) -> (Pool<usize>, Rc<Cell<usize>>) {
+    let made = Rc::new(Cell::new(0));
+    let m = made.clone();
+    let pool = Pool::new(min, max, move || {
+        m.set(m.get() + 1);
+        m.get()
+    });
+    (pool, made)
+}
+
+#[test]
+fn min_size_items_are_made_eagerly_and_reused() {
+    let (pool, made) = counting_pool(2, 4);
+    assert_eq!(made.get(), 2);
+    assert_eq!((pool.len(), pool.free(), pool.max_size()), (2, 4, 4));
+    let a = pool.get();
+    assert_eq!(*a, 1, "free items go out oldest first");
+    drop(a);
+    assert_eq!(*pool.get(), 2);
+    assert_eq!(*pool.get(), 1, "item 1 was given back first");
+    assert_eq!(made.get(), 2, "nothing new was made");
+    assert_clean();
+}
+
+#[test]
+fn at_most_max_size_items_exist_then_try_get_fails() {
+    let (pool, made) = counting_pool(0, 2);
+    let a = pool.get();
+    let b = pool.get();
+    assert_eq!((*a, *b), (1, 2));
+    assert_eq!(pool.free(), 0);
+    assert!(pool.try_get().is_none());
+    let t0 = Instant::now();
+    assert!(pool.get_timeout(ms(20)).is_none());
+    assert!(t0.elapsed() >= ms(20));
+    assert_eq!((made.get(), pool.len(), pool.waiting()), (2, 2, 0));
+    drop(a);
+    assert_eq!(pool.try_get().as_deref(), Some(&1));
+    drop(b);
+    assert_clean();
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order_with_direct_handover() {
+    let (pool, _) = counting_pool(0, 1);
+    let held = pool.get();
+    let served = Rc::new(RefCell::new(Vec::new()));
+    let handles: Vec<_> = (0..5)
+        .map(|i| {
+            let (pool, served) = (pool.clone(), served.clone());
+            eventlet::spawn(move || {
+                // Begin to wait in the order 4, 3, 2, 1, 0.
+                for _ in 0..(5 - i) {
+                    eventlet::yield_now();
+                }
+                let item = pool.get();
+                served.borrow_mut().push(i);
+                eventlet::yield_now();
+                drop(item);
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        eventlet::yield_now();
+    }
+    assert_eq!(pool.waiting(), 5);
+    drop(held);
+    // Handed over: a latecomer cannot barge in before the waiters wake.
+    assert_eq!(pool.waiting(), 4);
+    assert!(pool.try_get().is_none(), "the item was handed to the longest waiter");
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(*served.borrow(), [4, 3, 2, 1, 0]);
+    assert_eq!((pool.len(), pool.free()), (1, 1));
+    assert_clean();
+}
+
+#[test]
+fn discard_frees_the_place_for_a_new_item_even_for_a_waiter() {
+    let (pool, made) = counting_pool(1, 1);
+    let broken = pool.get();
+    let p = pool.clone();
+    let waiter = eventlet::spawn(move || *p.get());
+    eventlet::yield_now();
+    assert_eq!(pool.waiting(), 1);
+    broken.discard();
+    assert_eq!(waiter.join().unwrap(), 2, "the waiter made a fresh item");
+    assert_eq!((made.get(), pool.len()), (2, 1));
+    let taken = pool.get().into_inner();
+    assert_eq!((taken, pool.len(), pool.free()), (2, 0, 1));
+    assert_eq!(*pool.get(), 3);
+    assert_clean();
+}
+
+#[test]
+fn a_killed_waiter_leaves_no_trace_and_passes_on_a_handover() {
+    let (pool, _) = counting_pool(0, 1);
+    let held = pool.get();
+    let p = pool.clone();
+    let first = eventlet::spawn(move || *p.get());
+    let p = pool.clone();
+    let second = eventlet::spawn(move || *p.get());
+    eventlet::yield_now();
+    assert_eq!(pool.waiting(), 2);
+    // Killed while queued: it leaves the queue.
+    first.kill();
+    assert!(first.join().unwrap_err().is::<eventlet::Killed>());
+    assert_eq!(pool.waiting(), 1);
+
+    // Killed after the hand-over and before it woke: the item goes on.
+    let p = pool.clone();
+    let third = eventlet::spawn(move || *p.get());
+    eventlet::yield_now();
+    assert_eq!(pool.waiting(), 2);
+    drop(held); // handed to `second`
+    second.kill();
+    assert!(second.join().unwrap_err().is::<eventlet::Killed>());
+    assert_eq!(third.join().unwrap(), 1, "the item reached the next waiter");
+    assert_eq!((pool.len(), pool.free(), pool.waiting()), (1, 1, 0));
+    assert_clean();
+}
+
+#[test]
+fn a_timed_out_waiter_leaves_the_queue() {
+    let (pool, _) = counting_pool(0, 1);
+    let held = pool.get();
+    let p = pool.clone();
+    let w = eventlet::spawn(move || p.get_timeout(ms(10)).is_none());
+    assert!(w.join().unwrap());
+    assert_eq!(pool.waiting(), 0);
+    drop(held);
+    assert_eq!(pool.free(), 1);
+    assert_clean();
+}
+
+#[test]
+fn items_come_back_when_their_holder_panics() {
+    let (pool, _) = counting_pool(0, 1);
+    let p = pool.clone();
+    let h = eventlet::spawn(move || {
+        let _item = p.get();
+        panic!("boom");
+    });
+    assert!(h.join().is_err());
+    assert_eq!((pool.len(), pool.free()), (1, 1));
+    assert_eq!(*pool.get(), 1, "the same item came back");
+    assert_clean();
+}
+
+#[test]
+fn try_pool_reports_create_errors_and_frees_the_place() {
+    let fail = Rc::new(Cell::new(true));
+    let made = Rc::new(Cell::new(0));
+    let (f, m) = (fail.clone(), made.clone());
+    let pool: TryPool<usize, String> = TryPool::new(0, 1, move || {
+        // Creating takes a while, as a connect does.
+        eventlet::sleep(ms(1));
+        if f.get() {
+            return Err("refused".to_owned());
+        }
+        m.set(m.get() + 1);
+        Ok(m.get())
+    })
+    .unwrap();
+    assert_eq!(pool.get().unwrap_err(), "refused");
+    assert_eq!(pool.try_get().unwrap_err(), "refused");
+    assert_eq!((pool.len(), pool.free()), (0, 1), "failed attempts took no place");
+    fail.set(false);
+    let g = pool.get().unwrap();
+    assert_eq!((*g, pool.len(), pool.free()), (1, 1, 0));
+    assert!(matches!(pool.get_timeout(ms(5)), Ok(None)));
+    g.discard();
+    fail.set(true);
+    assert_eq!(pool.get_timeout(ms(5)).unwrap_err(), "refused");
+    assert_eq!((pool.len(), pool.free(), pool.waiting()), (0, 1, 0));
+    assert_eq!(made.get(), 1);
+
+    let failing = TryPool::<u8, &str>::new(1, 2, || Err("down"));
+    assert_eq!(failing.unwrap_err(), "down");
+    assert_clean();
+}
+
+#[test]
+fn a_failed_create_hands_its_place_to_the_next_waiter() {
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let pool: TryPool<u32, &str> = TryPool::new(0, 1, move || {
+        c.set(c.get() + 1);
+        eventlet::sleep(ms(1));
+        if c.get() == 1 {
+            Err("first attempt fails")
+        } else {
+            Ok(c.get())
+        }
+    })
+    .unwrap();
+    let p = pool.clone();
+    let first = eventlet::spawn(move || p.get().map(|g| *g));
+    let p = pool.clone();
+    let second = eventlet::spawn(move || p.get().map(|g| *g));
+    assert_eq!(first.join().unwrap(), Err("first attempt fails"));
+    assert_eq!(second.join().unwrap(), Ok(2), "the waiter got the freed place and made an item");
+    assert_eq!((pool.len(), pool.free(), calls.get()), (1, 1, 2));
+    assert_clean();
+}
+
+#[test]
+#[should_panic(expected = "min_size")]
+fn min_above_max_panics() {
+    let _ = Pool::new(3, 2, || ());
+}

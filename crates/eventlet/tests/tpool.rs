@@ -1,0 +1,155 @@
+//! The thread pool: blocking calls park only their caller, results and
+//! panics come back, concurrent calls run concurrently, and a caller that
+//! is killed while it waits disturbs nothing.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use eventlet::{tpool, Killed};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn assert_clean() {
+    let s = eventlet::hub::stats();
+    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
+    assert_eq!(s.timers, 0, "timers left: {s:?}");
+}
+
+#[test]
+fn a_blocking_call_does_not_stop_other_green_threads() {
+    let ticks = Rc::new(Cell::new(0u32));
+    let t = ticks.clone();
+    let ticker = eventlet::spawn(move || loop {
+        eventlet::sleep(ms(2));
+        t.set(t.get() + 1);
+    });
+    let start = Instant::now();
+    let v = tpool::execute(|| {
+        std::thread::sleep(ms(100));
+        "slept"
+    });
+    let took = start.elapsed();
+    assert_eq!(v, "slept");
+    assert!(took >= ms(100));
+    // At one tick per 2 ms, 100 ms of sleep on the pool leaves room for
+    // ~50 ticks on the hub; a blocked hub would give none.
+    assert!(ticks.get() >= 10, "the ticker ticked only {} times in {took:?}", ticks.get());
+    ticker.kill();
+    assert!(ticker.join().unwrap_err().is::<Killed>());
+    assert_clean();
+}
+
+#[test]
+fn ten_thousand_calls_from_a_thousand_green_threads_all_return_the_right_values() {
+    let handles: Vec<_> = (0..1000u64)
+        .map(|g| {
+            eventlet::spawn(move || {
+                let mut sum = 0;
+                for k in 0..10u64 {
+                    let x = g * 10 + k;
+                    let r = tpool::execute(move || {
+                        // Something that blocks a little, now and then.
+                        if x % 1000 == 0 {
+                            std::thread::sleep(ms(1));
+                        }
+                        (x, std::thread::current().name().map(str::to_owned))
+                    });
+                    assert_eq!(r.0, x);
+                    assert_eq!(r.1.as_deref(), Some("eventlet-tpool"), "ran off the pool");
+                    sum += r.0;
+                }
+                sum
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, (0..10_000u64).sum());
+    assert_clean();
+}
+
+#[test]
+fn concurrent_calls_run_on_several_pool_threads() {
+    // Regression: with one idle pool thread, a burst of calls was all
+    // handed to that thread (each submit saw an idle thread and started no
+    // other), so they ran one after another.
+    assert!(tpool::max_threads() >= 8, "the pool is configured too small for this test");
+    tpool::execute(|| ()); // at least one pool thread, now idle
+    let n = 8;
+    let barrier = Arc::new(Barrier::new(n));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let b = barrier.clone();
+            // Every job waits for all the others: they finish only if all
+            // run at the same time, on different threads.
+            eventlet::spawn(move || tpool::execute(move || b.wait().is_leader()))
+        })
+        .collect();
+    let leaders = handles.into_iter().map(|h| h.join().unwrap()).filter(|&l| l).count();
+    assert_eq!(leaders, 1);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_clean();
+}
+
+#[test]
+fn a_panic_in_the_job_comes_back_to_the_caller() {
+    let r = std::panic::catch_unwind(|| tpool::execute(|| -> u8 { panic!("boom in the pool") }));
+    let payload = r.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom in the pool"));
+    // The pool still works.
+    assert_eq!(tpool::execute(|| 5), 5);
+    // And from a green thread, it shows in join.
+    let h = eventlet::spawn(|| tpool::execute(|| -> u8 { panic!("boom again") }));
+    assert_eq!(h.join().unwrap_err().downcast_ref::<&str>(), Some(&"boom again"));
+    assert_clean();
+}
+
+#[test]
+fn killing_a_green_thread_waiting_on_execute_is_fine() {
+    #[derive(Debug)]
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let ran = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (r, d) = (ran.clone(), dropped.clone());
+    let h = eventlet::spawn(move || {
+        tpool::execute(move || {
+            std::thread::sleep(ms(50));
+            r.fetch_add(1, Ordering::SeqCst);
+            Dropped(d)
+        })
+    });
+    eventlet::sleep(ms(5));
+    h.kill();
+    assert!(h.join().unwrap_err().is::<Killed>());
+    // The job runs to its end; its result is dropped on the pool.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the job's result was never dropped");
+        eventlet::sleep(ms(5));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    // The hub goes on; the pool too.
+    assert_eq!(tpool::execute(|| 9), 9);
+    assert_clean();
+}
+
+#[test]
+fn execute_from_a_plain_thread() {
+    let t = std::thread::spawn(|| {
+        tpool::execute(|| {
+            std::thread::sleep(ms(10));
+            21
+        }) * 2
+    });
+    assert_eq!(t.join().unwrap(), 42);
+}
