@@ -1,20 +1,28 @@
-//! `eventlet`: a tour of green threads, and the seed's echo server.
+//! `eventlet`: a tour of green threads, and network tools built on them.
 //!
-//! With no arguments it runs the tour offline, both patterns from
-//! eventlet's design page in one process: a green HTTP server with a
-//! generated site crawled through `GreenPool::imap`, and an echo server
-//! driven by thousands of green clients; then it prints what happened.
+//! With no arguments it runs the tour offline (see [`tour`]). The
+//! subcommands are small tools, each one of eventlet's patterns put to
+//! work: `crawl` (the client-side pattern, `GreenPool::imap`), `serve` and
+//! `echo` (the server-side pattern), `forward` (both at once), and `load`
+//! (thousands of green clients measuring a server).
+//!
+//! Every error ends the program with one line, `eventlet: ...`, and exit
+//! status 1 (clap's usage errors: 2). Ctrl-C stops a command cleanly: a
+//! handler sets a flag that the long-running loops check; a second Ctrl-C
+//! exits at once.
 
-use std::cell::{Cell, RefCell};
-use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+mod crawl;
+mod echo;
+mod forward;
+mod load;
+mod serve;
+mod tour;
 
-use anyhow::{bail, Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
-use eventlet::net::TcpStream;
-use eventlet::GreenPool;
 
 #[derive(Parser)]
 #[command(name = "eventlet", version, about = "Green threads for Rust: a tour and network tools")]
@@ -34,7 +42,11 @@ enum Cmd {
         #[arg(short, long, default_value_t = 20)]
         rounds: usize,
     },
-    /// The seed's echo server: one green thread per client.
+    /// Fetch URLs concurrently, print status, bytes and URL in input order, optionally following links.
+    Crawl(crawl::Args),
+    /// Serve static files from a directory (or a hello page), with an access log on stderr.
+    Serve(serve::Args),
+    /// An echo server: one green thread per client.
     Echo {
         /// Address to listen on.
         #[arg(short, long, default_value = "0.0.0.0:6000")]
@@ -43,181 +55,115 @@ enum Cmd {
         #[arg(short, long, default_value_t = 10_000)]
         max_clients: usize,
     },
+    /// A port forwarder: accepts on LISTEN and relays each connection to TARGET.
+    Forward(forward::Args),
+    /// A load generator: green clients hammer an echo or HTTP server for a while, then latency percentiles.
+    Load(load::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Cmd::Tour { clients: 5000, rounds: 20 }) {
-        Cmd::Tour { clients, rounds } => tour(clients, rounds),
-        Cmd::Echo { listen, max_clients } => echo(&listen, max_clients),
+        Cmd::Tour { clients, rounds } => tour::run(clients, rounds),
+        Cmd::Crawl(args) => crawl::run(args),
+        Cmd::Serve(args) => serve::run(args),
+        Cmd::Echo { listen, max_clients } => echo::run(&listen, max_clients),
+        Cmd::Forward(args) => forward::run(args),
+        Cmd::Load(args) => load::run(args),
     };
     if let Err(e) = result {
-        eprintln!("eventlet: {e:#}");
+        let line = format!("{e:#}").replace('\n', " ");
+        eprintln!("eventlet: {line}");
         std::process::exit(1);
     }
 }
 
-/// The seed's echo handler: a byte at a time.
-fn handle(mut client: TcpStream) {
-    loop {
-        let mut c = [0; 1];
-        if client.read(&mut c).unwrap_or(0) == 0 {
-            break;
-        }
-        if client.write_all(&c).is_err() {
-            break;
-        }
+/// Opens a listening socket with an error that says what went wrong.
+pub(crate) fn listen(addr: &str) -> Result<eventlet::net::TcpListener> {
+    eventlet::listen(addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow!("cannot listen on {addr}: the address is already in use"),
+        std::io::ErrorKind::AddrNotAvailable => anyhow!("cannot listen on {addr}: no such local address"),
+        std::io::ErrorKind::PermissionDenied => anyhow!("cannot listen on {addr}: permission denied"),
+        _ => anyhow!("cannot listen on {addr}: {e}"),
+    })
+}
+
+/// An I/O error about `target` as one line, the target named once.
+pub(crate) fn about(target: &str, e: &std::io::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains(target) {
+        msg
+    } else {
+        format!("{target}: {msg}")
     }
 }
 
-/// A faster echo handler for the tour's load: whatever arrives goes back.
-fn handle_chunks(mut client: TcpStream) {
-    let mut buf = [0; 4096];
-    while let Ok(n @ 1..) = client.read(&mut buf) {
-        if client.write_all(&buf[..n]).is_err() {
-            break;
-        }
+/// Parses a duration: `10` or `1.5` (seconds), `250ms`, `10s`, `2m`, `1h`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 10, 1.5, 250ms, 10s, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("unknown unit {u:?} in {s:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// A positive duration (see [`parse_duration`]).
+pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".to_string()),
+        d => Ok(d),
     }
 }
 
-fn echo(listen: &str, max_clients: usize) -> Result<()> {
-    if max_clients == 0 {
-        bail!("--max-clients must be at least 1");
-    }
-    let server = eventlet::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    println!("echo server listening on {}", server.local_addr()?);
-    let pool = GreenPool::new(max_clients);
-    loop {
-        let (new_sock, _address) = server.accept()?;
-        pool.spawn_n(move || handle(new_sock));
-    }
-}
+/// Ctrl-C: a flag for the long-running loops.
+pub(crate) mod signal {
+    use super::*;
 
-fn tour(clients: usize, rounds: usize) -> Result<()> {
-    if clients == 0 || rounds == 0 {
-        bail!("--clients and --rounds must be at least 1");
-    }
-    if clients > 9000 {
-        bail!("--clients above 9000 would need more than the 20,000 files one process may hold here");
-    }
-    let t0 = Instant::now();
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-    // Client-side pattern: the crawler, against a site served in-process.
-    let (urls, site) = serve_site(200).context("cannot start the tour's HTTP server")?;
-    println!("eventlet tour\n");
-    println!("1. client-side pattern: pool.imap(fetch, urls) over {} pages of a local site", urls.len());
-    let crawl_start = Instant::now();
-    let pool = GreenPool::new(1000);
-    let (mut pages, mut bytes) = (0usize, 0usize);
-    for (i, body) in pool.imap(fetch_page, urls.clone()).enumerate() {
-        let body = body.with_context(|| format!("fetching {}", urls[i]))?;
-        let expected = page_len(i);
-        if body.len() != expected || !body.iter().all(|&b| b == b'a' + (i % 26) as u8) {
-            bail!("page {i}: got {} bytes, expected {expected} of {:?}", body.len(), (b'a' + (i % 26) as u8) as char);
-        }
-        if i < 3 {
-            println!("   got body {}", body.len());
-        }
-        pages += 1;
-        bytes += body.len();
-    }
-    let crawl = crawl_start.elapsed();
-    site.shutdown();
-    println!(
-        "   ... {pages} pages, {bytes} bytes, in input order, in {crawl:.2?} ({:.0} pages/s)\n",
-        pages as f64 / crawl.as_secs_f64()
-    );
-
-    let listener = eventlet::listen("127.0.0.1:0").context("cannot open the tour's echo server")?;
-    let addr = listener.local_addr()?;
-    let server = eventlet::Server::new(listener, clients + 100);
-    let stop = server.stop_handle();
-    let server = eventlet::spawn(move || server.serve(|sock, _| handle_chunks(sock)));
-
-    // Server-side pattern: thousands of concurrent green clients.
-    println!(
-        "2. server-side pattern: echo server on {addr}, {clients} green clients x {rounds} round trips of 64 bytes"
-    );
-    let latencies = Rc::new(RefCell::new(Vec::with_capacity(clients * rounds)));
-    let peak = Rc::new(Cell::new(0usize));
-    let pool = GreenPool::new(clients);
-    let started = Instant::now();
-    for i in 0..clients {
-        let (latencies, peak) = (latencies.clone(), peak.clone());
-        pool.spawn_n(move || {
-            if let Err(e) = client(addr, i, rounds, &latencies) {
-                eprintln!("eventlet: client {i}: {e}");
+    /// Installs the SIGINT handler: the first Ctrl-C sets the flag, a
+    /// second one exits at once with status 130.
+    pub(crate) fn install() -> Result<()> {
+        ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!("eventlet: interrupted again, exiting");
+                std::process::exit(130);
             }
-            peak.set(peak.get().max(eventlet::hub::stats().green_threads));
-        });
+        })
+        .map_err(|e| anyhow!("cannot install the Ctrl-C handler: {e}"))
     }
-    pool.waitall();
-    let elapsed = started.elapsed();
-    stop.stop();
-    server.join().map_err(|_| anyhow::anyhow!("the echo server panicked"))??;
 
-    let mut lat = latencies.take();
-    if lat.len() != clients * rounds {
-        bail!("only {} of {} round trips completed", lat.len(), clients * rounds);
+    /// Whether Ctrl-C was pressed.
+    pub(crate) fn interrupted() -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
     }
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!("   round trips:      {}", lat.len());
-    println!("   throughput:       {:.0} round trips/s", lat.len() as f64 / elapsed.as_secs_f64());
-    println!("   latency p50/p99:  {:?} / {:?}", pct(0.50), pct(0.99));
-    println!("   green threads at peak: {} (clients and their server-side handlers)", peak.get());
-    println!("\nall bytes checked; tour finished in {:.2?}", t0.elapsed());
-    Ok(())
-}
 
-/// The size of page `i` of the tour's site: 1 to 32 KiB.
-fn page_len(i: usize) -> usize {
-    1024 * (1 + i % 32)
-}
-
-/// Serves `n` pages (`/page/I`, `page_len(I)` bytes each) on loopback.
-fn serve_site(n: usize) -> std::io::Result<(Vec<String>, eventlet_http::ShutdownHandle)> {
-    let server = eventlet_http::Server::bind("127.0.0.1:0")?;
-    let addr = server.local_addr()?;
-    let stop = server.shutdown_handle();
-    eventlet::spawn_n(move || {
-        let served = server.serve(|req| {
-            let i: Option<usize> = req.uri().path().strip_prefix("/page/").and_then(|s| s.parse().ok());
-            match i {
-                Some(i) => eventlet_http::http::Response::new(vec![b'a' + (i % 26) as u8; page_len(i)].into()),
-                None => {
-                    let mut r = eventlet_http::http::Response::new("not found\n".into());
-                    *r.status_mut() = eventlet_http::http::StatusCode::NOT_FOUND;
-                    r
-                }
+    /// Installs the handler and spawns a green thread that calls `stop`
+    /// once Ctrl-C is pressed (it looks ten times a second): the way to
+    /// stop an accept loop.
+    pub(crate) fn on_interrupt<F: FnOnce() + 'static>(stop: F) -> Result<()> {
+        install()?;
+        eventlet::spawn_n(move || {
+            while !interrupted() {
+                eventlet::sleep(Duration::from_millis(100));
             }
+            stop();
         });
-        if let Err(e) = served {
-            eprintln!("eventlet: the tour's HTTP server failed: {e}");
-        }
-    });
-    Ok(((0..n).map(|i| format!("http://{addr}/page/{i}")).collect(), stop))
+        Ok(())
+    }
 }
 
-/// The crawler's `fetch`: a green HTTP GET.
-fn fetch_page(url: String) -> std::io::Result<Vec<u8>> {
-    eventlet_http::get(&url)?.into_body().into_bytes()
-}
-
-fn client(addr: SocketAddr, i: usize, rounds: usize, lat: &RefCell<Vec<Duration>>) -> std::io::Result<()> {
-    let mut sock = eventlet::connect(addr)?;
-    sock.set_nodelay(true)?;
-    let mut msg = [0u8; 64];
-    let mut back = [0u8; 64];
-    for r in 0..rounds {
-        msg.iter_mut().enumerate().for_each(|(k, b)| *b = (i + r + k) as u8);
-        let t = Instant::now();
-        sock.write_all(&msg)?;
-        sock.read_exact(&mut back)?;
-        lat.borrow_mut().push(t.elapsed());
-        if back != msg {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "echo mismatch"));
-        }
+/// Fails unless `n` is at least 1.
+pub(crate) fn at_least_one(n: usize, what: &str) -> Result<()> {
+    if n == 0 {
+        bail!("{what} must be at least 1");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Cursor, Read};
 
-use crate::server::Incoming;
+use crate::server::{Incoming, Upgraded};
 
 /// The body of a request or a response: bytes in memory, a stream read on
 /// demand, or nothing. It is [`Read`]: read it like a file.
@@ -40,6 +40,7 @@ enum Kind {
     Bytes(Cursor<Cow<'static, [u8]>>),
     Reader { reader: Box<dyn Read>, len: Option<u64> },
     Incoming(Incoming),
+    Upgrade(Box<dyn FnOnce(Upgraded)>),
 }
 
 impl Body {
@@ -68,6 +69,30 @@ impl Body {
         Body { kind: Kind::Reader { reader: Box::new(reader), len: Some(len) } }
     }
 
+    /// The body of a `101 Switching Protocols` response that takes the
+    /// connection over: once the server has written the response head, it
+    /// calls `on_upgrade` on the connection's green thread with the raw
+    /// connection (and whatever the client sent past the request), then
+    /// closes the connection when `on_upgrade` returns. It reads as empty.
+    ///
+    /// The server acts on it only in a response whose status is `101`;
+    /// elsewhere it is an empty body and `on_upgrade` is dropped uncalled.
+    /// [`websocket::upgrade`](crate::websocket::upgrade) builds such a
+    /// response.
+    pub fn upgrade<F: FnOnce(Upgraded) + 'static>(on_upgrade: F) -> Body {
+        Body { kind: Kind::Upgrade(Box::new(on_upgrade)) }
+    }
+
+    pub(crate) fn take_upgrade(&mut self) -> Option<Box<dyn FnOnce(Upgraded)>> {
+        match std::mem::replace(&mut self.kind, Kind::Empty) {
+            Kind::Upgrade(f) => Some(f),
+            other => {
+                self.kind = other;
+                None
+            }
+        }
+    }
+
     pub(crate) fn incoming(i: Incoming) -> Body {
         Body { kind: Kind::Incoming(i) }
     }
@@ -82,7 +107,7 @@ impl Body {
     /// stream.
     pub fn len(&self) -> Option<u64> {
         match &self.kind {
-            Kind::Empty => Some(0),
+            Kind::Empty | Kind::Upgrade(_) => Some(0),
             Kind::Bytes(c) => Some(c.get_ref().len() as u64 - c.position().min(c.get_ref().len() as u64)),
             Kind::Reader { len, .. } => *len,
             Kind::Incoming(i) => i.remaining(),
@@ -124,7 +149,7 @@ impl Body {
 impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.kind {
-            Kind::Empty => Ok(0),
+            Kind::Empty | Kind::Upgrade(_) => Ok(0),
             Kind::Bytes(c) => c.read(buf),
             Kind::Reader { reader, len } => {
                 let n = reader.read(buf)?;
@@ -181,6 +206,7 @@ impl fmt::Debug for Body {
             Kind::Bytes(_) => "bytes",
             Kind::Reader { .. } => "reader",
             Kind::Incoming(_) => "incoming",
+            Kind::Upgrade(_) => "upgrade",
         };
         f.debug_struct("Body").field("kind", &kind).field("len", &self.len()).finish()
     }

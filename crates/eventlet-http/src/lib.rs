@@ -63,9 +63,13 @@ mod body;
 pub mod client;
 mod date;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
+pub mod websocket;
 
 pub use body::Body;
 pub use client::{get, post, Client, ClientBuilder};
-pub use server::{serve, RemoteAddr, Server, ShutdownHandle};
+pub use server::{serve, RemoteAddr, Server, ShutdownHandle, Upgraded, UpgradedWriter};
 
 pub use http;
+pub use tungstenite;

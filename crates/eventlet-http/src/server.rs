@@ -83,6 +83,8 @@ struct Config {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     log: Option<LogSink>,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// An HTTP/1.1 server: a listener, settings (builder style), and
@@ -125,7 +127,7 @@ struct State {
     shutting_down: Cell<bool>,
     stop: RefCell<Option<StopHandle>>,
     /// Connections waiting for their next request, by id.
-    idle: RefCell<HashMap<u64, Rc<TcpStream>>>,
+    idle: RefCell<HashMap<u64, Rc<Conn>>>,
     next_id: Cell<u64>,
     live: Cell<usize>,
     waiter: RefCell<Option<GreenThread>>,
@@ -211,6 +213,8 @@ impl Server {
                 read_timeout: Some(Duration::from_secs(60)),
                 write_timeout: Some(Duration::from_secs(60)),
                 log: None,
+                #[cfg(feature = "tls")]
+                tls: None,
             },
             state: Rc::new(State {
                 shutting_down: Cell::new(false),
@@ -326,6 +330,33 @@ impl Server {
         self
     }
 
+    /// Serves HTTPS: every connection starts with a TLS handshake (which
+    /// must end within [`Server::header_timeout`]) with `config`, for
+    /// example from [`tls::server_config`](crate::tls::server_config).
+    ///
+    /// One limit: an [`UpgradedWriter`] of a TLS connection cannot write
+    /// while another green thread is parked reading the connection (the
+    /// write fails with `WouldBlock`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Server {
+        self.config.tls = Some(config);
+        self
+    }
+
+    /// [`Server::tls`] with a PEM certificate chain and private key.
+    ///
+    /// # Errors
+    ///
+    /// As [`tls::server_config`](crate::tls::server_config).
+    #[cfg(feature = "tls")]
+    pub fn tls_files(
+        self,
+        cert_file: impl AsRef<std::path::Path>,
+        key_file: impl AsRef<std::path::Path>,
+    ) -> io::Result<Server> {
+        Ok(self.tls(crate::tls::server_config(cert_file, key_file)?))
+    }
+
     /// A handle that shuts the server down gracefully.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle { state: self.state.clone() }
@@ -354,6 +385,15 @@ impl Server {
         let st = state.clone();
         let result = server.serve(move |sock, peer| {
             let _live = Live::new(st.clone());
+            let _ = sock.set_nodelay(true);
+            let _ = sock.set_write_timeout(config.write_timeout);
+            let sock = match Conn::new(sock, &config) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("eventlet_http: TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+            };
             let conn = Connection::new(sock, peer, config.clone(), st.clone());
             conn.run(&*handler);
         });
@@ -403,6 +443,243 @@ impl Drop for Live {
 }
 
 // ---------------------------------------------------------------------------
+// The connection's byte stream: plain TCP or TLS over it
+
+/// A server connection's stream: a green socket, plain or with TLS.
+/// `Read` and `Write` on `&Conn`; a TLS write is flushed to the socket
+/// before it returns.
+pub(crate) struct Conn {
+    tcp: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<RefCell<rustls::ServerConnection>>,
+}
+
+impl Conn {
+    /// Wraps an accepted socket, doing the TLS handshake if the server has
+    /// TLS.
+    #[cfg_attr(not(feature = "tls"), allow(clippy::unnecessary_wraps))]
+    fn new(tcp: TcpStream, config: &Config) -> io::Result<Conn> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &config.tls {
+            tcp.set_read_timeout(Some(config.header_timeout))?;
+            let mut conn = rustls::ServerConnection::new(tls.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            crate::tls::handshake(&mut conn, &mut &tcp)?;
+            return Ok(Conn { tcp, tls: Some(RefCell::new(conn)) });
+        }
+        let _ = config;
+        Ok(Conn {
+            tcp,
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.peer_addr()
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.tcp.set_read_timeout(t)
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.tcp.set_write_timeout(t)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let (Some(tls), Shutdown::Write | Shutdown::Both) = (&self.tls, how) {
+            if let Ok(mut c) = tls.try_borrow_mut() {
+                c.send_close_notify();
+                let _ = c.complete_io(&mut &self.tcp);
+            }
+        }
+        self.tcp.shutdown(how)
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_busy() -> io::Error {
+        io::Error::new(io::ErrorKind::WouldBlock, "TLS connection in use by another green thread")
+    }
+}
+
+impl Read for &Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let mut c = tls.try_borrow_mut().map_err(|_| Conn::tls_busy())?;
+            return match rustls::Stream::new(&mut *c, &mut &self.tcp).read(buf) {
+                // A client that closes without close_notify: end of stream.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            };
+        }
+        (&self.tcp).read(buf)
+    }
+}
+
+impl Write for &Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let mut c = tls.try_borrow_mut().map_err(|_| Conn::tls_busy())?;
+            let mut tcp = &self.tcp;
+            let mut s = rustls::Stream::new(&mut *c, &mut tcp);
+            let n = s.write(buf)?;
+            s.flush()?;
+            return Ok(n);
+        }
+        (&self.tcp).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Conn");
+        d.field("tcp", &self.tcp);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.is_some());
+        d.finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Upgraded connections
+
+/// A connection taken over after a `101 Switching Protocols` response (see
+/// [`Body::upgrade`]): the raw byte stream both ways, beginning with what
+/// the client sent right after its request.
+///
+/// It belongs to the connection's green thread; the server closes the
+/// connection when the `on_upgrade` callback returns. Writes go out whole:
+/// each `write` call sends all of its buffer under a lock shared with the
+/// [`UpgradedWriter`]s, so writers on other green threads never interleave
+/// inside one another's buffers.
+pub struct Upgraded {
+    stream: Rc<Conn>,
+    read_ahead: Vec<u8>,
+    pos: usize,
+    write_lock: Rc<eventlet::Lock<()>>,
+}
+
+impl Upgraded {
+    /// The client's address.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// How long a read may wait (`None`, the default here: forever); an
+    /// expired read fails with `TimedOut`.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::set_read_timeout`].
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(t)
+    }
+
+    /// How long a write may wait (the server's write timeout to begin with).
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::set_write_timeout`].
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_write_timeout(t)
+    }
+
+    /// Shuts down the read, write or both halves of the connection; a green
+    /// thread parked reading it wakes up with end of stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::shutdown`].
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
+
+    /// A write half for other green threads (of this OS thread).
+    pub fn writer(&self) -> UpgradedWriter {
+        UpgradedWriter { stream: self.stream.clone(), write_lock: self.write_lock.clone() }
+    }
+}
+
+impl Read for Upgraded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.read_ahead.len() {
+            let n = buf.len().min(self.read_ahead.len() - self.pos);
+            buf[..n].copy_from_slice(&self.read_ahead[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.read_ahead.len() {
+                self.read_ahead = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(n);
+        }
+        (&*self.stream).read(buf)
+    }
+}
+
+impl Write for Upgraded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_locked(&self.stream, &self.write_lock, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgraded")
+            .field("stream", &self.stream)
+            .field("read_ahead", &(self.read_ahead.len() - self.pos))
+            .finish()
+    }
+}
+
+/// The write half of an [`Upgraded`] connection, from
+/// [`Upgraded::writer`]; clones share the lock that keeps writes whole.
+#[derive(Clone)]
+pub struct UpgradedWriter {
+    stream: Rc<Conn>,
+    write_lock: Rc<eventlet::Lock<()>>,
+}
+
+impl Write for UpgradedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_locked(&self.stream, &self.write_lock, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for UpgradedWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradedWriter").field("stream", &self.stream).finish()
+    }
+}
+
+/// Writes all of `buf` while holding `lock`.
+fn write_locked(stream: &Conn, lock: &eventlet::Lock<()>, buf: &[u8]) -> io::Result<usize> {
+    let _held = lock.lock();
+    let mut w = stream;
+    w.write_all(buf)?;
+    Ok(buf.len())
+}
+
+// ---------------------------------------------------------------------------
 // Buffered reading
 
 fn invalid(msg: &'static str) -> io::Error {
@@ -411,7 +688,7 @@ fn invalid(msg: &'static str) -> io::Error {
 
 /// The read side of a connection: the socket and a buffer.
 struct Reader {
-    stream: Rc<TcpStream>,
+    stream: Rc<Conn>,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
@@ -676,7 +953,7 @@ enum HeadError {
 }
 
 struct Connection {
-    stream: Rc<TcpStream>,
+    stream: Rc<Conn>,
     peer: SocketAddr,
     config: Rc<Config>,
     state: Rc<State>,
@@ -703,9 +980,7 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 }
 
 impl Connection {
-    fn new(sock: TcpStream, peer: SocketAddr, config: Rc<Config>, state: Rc<State>) -> Connection {
-        let _ = sock.set_nodelay(true);
-        let _ = sock.set_write_timeout(config.write_timeout);
+    fn new(sock: Conn, peer: SocketAddr, config: Rc<Config>, state: Rc<State>) -> Connection {
         let stream = Rc::new(sock);
         let id = state.next_id.get();
         state.next_id.set(id + 1);
@@ -868,6 +1143,12 @@ impl Connection {
             Err(_) => simple_response(StatusCode::INTERNAL_SERVER_ERROR),
         };
 
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(on_upgrade) = resp.body_mut().take_upgrade() {
+                self.upgrade(resp, on_upgrade, &line, started);
+                return Ok(false);
+            }
+        }
         if has_token(resp.headers(), header::CONNECTION, "close") {
             keep_alive = false;
         }
@@ -902,6 +1183,52 @@ impl Connection {
         };
         self.log(&line, status, sent, started);
         Ok(keep_alive && !self.state.shutting_down.get())
+    }
+
+    /// Writes the `101` head of `resp` (its headers as the handler set
+    /// them), then hands the connection to `on_upgrade`.
+    fn upgrade(&self, resp: Response<Body>, on_upgrade: Box<dyn FnOnce(Upgraded)>, line: &str, started: Instant) {
+        let mut keep_alive = true;
+        self.finish_body(&mut keep_alive);
+        if !keep_alive {
+            self.log(line, StatusCode::BAD_REQUEST, 0, started);
+            return;
+        }
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        for (name, value) in resp.headers() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !resp.headers().contains_key(header::DATE) {
+            out.extend_from_slice(format!("Date: {}\r\n\r\n", date::http_date_now()).as_bytes());
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+        let written = (&*self.stream).write_all(&out);
+        self.log(line, StatusCode::SWITCHING_PROTOCOLS, 0, started);
+        if written.is_err() {
+            return;
+        }
+        let read_ahead = {
+            let mut ex = self.ex.borrow_mut();
+            ex.generation += 1;
+            let r = &mut ex.reader;
+            let rest = r.buffered().to_vec();
+            r.consume(rest.len());
+            rest
+        };
+        let _ = self.stream.set_read_timeout(None);
+        let upgraded =
+            Upgraded { stream: self.stream.clone(), read_ahead, pos: 0, write_lock: Rc::new(eventlet::Lock::new(())) };
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| on_upgrade(upgraded))) {
+            if p.is::<Killed>() {
+                panic::resume_unwind(p);
+            }
+            log::error!("eventlet_http: an upgraded connection's handler panicked");
+        }
     }
 
     /// Reads and discards what is left of the request body, up to

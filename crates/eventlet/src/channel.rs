@@ -59,7 +59,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::greenthread::{current, park, park_deadline};
@@ -200,9 +200,34 @@ impl<T> Chan<T> {
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // No user code runs under the lock (messages are dropped after it is
         // released), so poisoning cannot leave the state half-changed.
+        for step in 0..LOCK_SPINS {
+            match self.inner.try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    for _ in 0..1u32 << step {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Tries of `try_lock`, with exponential backoff, before [`Chan::lock`]
+/// blocks on the lock. The sections under the lock are a few dozen
+/// instructions; a thread that goes to sleep in the lock's futex instead
+/// marks it contended, and then every unlock is a `futex_wake` syscall
+/// (measured: half the throughput between two busy threads).
+const LOCK_SPINS: u32 = 8;
+
+/// Tries, with exponential backoff, of an operation that would block
+/// before its green thread registers and parks, when nothing else is
+/// ready on the hub. Parking on one side means a cross-thread wake-up (an
+/// `eventfd` write and an `epoll_wait` return, microseconds) that a short
+/// spin often saves when the other side is busy on another core.
+const SPIN_TRIES: u32 = 8;
 
 /// The state behind the lock.
 ///
@@ -944,12 +969,27 @@ impl Drop for Registered<'_, '_> {
 }
 
 /// Waits until one of `cases` completes (its index) or `deadline` passes
-/// (`None`). Tries every case first when `try_first`, in turn from `start`.
+/// (`None`). Tries every case first when `try_first`, in turn from `start`;
+/// spins briefly (see [`SPIN_TRIES`]) before it registers and parks.
 fn block(cases: &mut [&mut dyn Case], deadline: Option<Instant>, try_first: bool, start: usize) -> Option<usize> {
     let n = cases.len();
     let order = move |k: usize| (start + k) % n;
     let mut try_now = try_first;
     let mut signal: Option<Arc<Signal>> = None;
+    // Spin a little first, but only while no other green thread of this
+    // hub is ready to run (it would be held up).
+    if crate::hub::stats().ready == 0 {
+        let mut spins = 1u32;
+        for _ in 0..SPIN_TRIES {
+            for _ in 0..spins {
+                std::hint::spin_loop();
+            }
+            spins *= 2;
+            if let Some(i) = (0..n).map(order).find(|&i| cases[i].try_now()) {
+                return Some(i);
+            }
+        }
+    }
     loop {
         if try_now {
             if let Some(i) = (0..n).map(order).find(|&i| cases[i].try_now()) {

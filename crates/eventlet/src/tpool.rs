@@ -94,7 +94,11 @@ fn submit(job: Job) {
     let pool = pool();
     let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
     st.jobs.push_back(job);
-    if st.idle == 0 && st.threads < pool.max.load(Ordering::Relaxed) {
+    // Idle threads stay counted as idle until they wake up and take a job:
+    // start another thread unless there is an idle one for every queued
+    // job (comparing with `idle == 0` handed a burst of calls to the one
+    // idle thread, which ran them one after another).
+    if st.jobs.len() > st.idle && st.threads < pool.max.load(Ordering::Relaxed) {
         st.threads += 1;
         let spawned = std::thread::Builder::new().name("eventlet-tpool".into()).spawn(worker);
         if spawned.is_err() {

@@ -286,6 +286,24 @@ mod timeouts {
     }
 }
 
+mod scoped_timeouts {
+    use super::*;
+
+    #[test]
+    fn a_timeout_guard_ends_channel_waits_and_leaves_no_registration() {
+        let (tx, rx) = channel::bounded::<u8>(0);
+        // A wait without a deadline of its own unwinds out of with_timeout.
+        assert!(eventlet::with_timeout(ms(5), || rx.recv()).is_err());
+        assert!(eventlet::with_timeout(ms(5), || tx.send(1)).is_err());
+        assert!(eventlet::with_timeout(ms(5), || Select::new().recv(&rx, |_| ()).wait()).is_err());
+        // One with its own (later) deadline returns its timeout error.
+        let r = eventlet::with_timeout(ms(5), || rx.recv_timeout(Duration::from_secs(10)));
+        assert_eq!(r, Ok(Err(RecvTimeoutError::Timeout)));
+        nobody_waits(&rx);
+        assert_clean();
+    }
+}
+
 mod kills {
     use super::*;
 

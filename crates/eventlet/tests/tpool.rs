@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventlet::{tpool, Killed};
@@ -80,18 +80,28 @@ fn concurrent_calls_run_on_several_pool_threads() {
     assert!(tpool::max_threads() >= 8, "the pool is configured too small for this test");
     tpool::execute(|| ()); // at least one pool thread, now idle
     let n = 8;
-    let barrier = Arc::new(Barrier::new(n));
+    let arrived = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let handles: Vec<_> = (0..n)
         .map(|_| {
-            let b = barrier.clone();
-            // Every job waits for all the others: they finish only if all
-            // run at the same time, on different threads.
-            eventlet::spawn(move || tpool::execute(move || b.wait().is_leader()))
+            let arrived = arrived.clone();
+            // Every job waits (a while at most) for all the others: they
+            // all see each other only if they run at the same time, on
+            // different threads.
+            eventlet::spawn(move || {
+                tpool::execute(move || {
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    while arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+                        std::thread::sleep(ms(1));
+                    }
+                    arrived.load(Ordering::SeqCst) == n
+                })
+            })
         })
         .collect();
-    let leaders = handles.into_iter().map(|h| h.join().unwrap()).filter(|&l| l).count();
-    assert_eq!(leaders, 1);
+    let together = handles.into_iter().map(|h| h.join().unwrap()).filter(|&t| t).count();
+    assert_eq!(together, n, "calls made at once did not run at once");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_clean();
 }

@@ -1,0 +1,106 @@
+//! `eventlet forward`: eventlet's port forwarder, a server and a client at
+//! once. Each accepted connection gets a connection to the target and two
+//! green threads, one copying each way. When one side finishes sending
+//! (EOF), the other side's write half is shut down, so a half-closed
+//! connection stays half-open through the forwarder and the answer still
+//! comes back; when a side fails (a reset), both connections are closed.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+
+use anyhow::{anyhow, Result};
+use eventlet::net::TcpStream;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:7000.
+    listen: String,
+    /// Address to forward to, HOST:PORT (the host is looked up once, at the start).
+    target: String,
+    /// Most connections forwarded at once.
+    #[arg(short, long, value_name = "N", default_value_t = 5000)]
+    max_clients: usize,
+    /// Do not log each connection on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    crate::at_least_one(args.max_clients, "--max-clients")?;
+    let targets = resolve(&args.target)?;
+    let listener = crate::listen(&args.listen)?;
+    println!("forwarding {} to {}", listener.local_addr()?, args.target);
+    let server = eventlet::Server::new(listener, args.max_clients);
+    let stop = server.stop_handle();
+    crate::signal::on_interrupt(move || stop.stop())?;
+    let (target, quiet) = (Rc::new(args.target), args.quiet);
+    server.serve(move |client, peer| {
+        let upstream = match eventlet::connect(&targets[..]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("forward: {peer}: cannot connect: {}", crate::about(&target, &e));
+                return;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let (sent, received) = relay(client, upstream);
+        if !quiet {
+            eprintln!("forward: {peer}: closed, {sent} bytes sent to {target}, {received} received");
+        }
+    })?;
+    eprintln!("forwarder stopped");
+    Ok(())
+}
+
+/// `HOST:PORT` looked up.
+fn resolve(target: &str) -> Result<Vec<SocketAddr>> {
+    let bad = || anyhow!("bad target {target:?}: expected HOST:PORT");
+    let (host, port) = target.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let addrs = eventlet::net::resolve(host, port).map_err(|e| anyhow!("cannot look up {host}: {e}"))?;
+    if addrs.is_empty() {
+        return Err(anyhow!("cannot look up {host}: no address"));
+    }
+    Ok(addrs)
+}
+
+/// Copies both ways until both are done; the byte counts each way.
+fn relay(client: TcpStream, upstream: TcpStream) -> (u64, u64) {
+    let client = Rc::new(client);
+    let upstream = Rc::new(upstream);
+    let (c, u) = (client.clone(), upstream.clone());
+    let back = eventlet::spawn(move || pump(&u, &c));
+    let sent = pump(&client, &upstream);
+    let received = back.join().unwrap_or(0);
+    (sent, received)
+}
+
+/// Copies `from` to `to` until EOF, then shuts down `to`'s write half; on
+/// an error, shuts both connections down (which ends the other pump too).
+fn pump(from: &TcpStream, to: &TcpStream) -> u64 {
+    let mut buf = vec![0; 32 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match (&*from).read(&mut buf) {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return total;
+            }
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        if (&*to).write_all(&buf[..n]).is_err() {
+            break;
+        }
+        total += n as u64;
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+    total
+}

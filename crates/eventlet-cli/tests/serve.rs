@@ -1,0 +1,128 @@
+//! `eventlet serve`: files with their content types, directory listings,
+//! no way out of the directory, the hello page, the access log, a missing
+//! directory, and Ctrl-C.
+
+mod util;
+
+use std::time::Duration;
+
+use util::{http, run, Proc, TempDir};
+
+#[test]
+fn serves_files_listings_and_content_types() {
+    let site = TempDir::new("serve-files");
+    site.write("notes.txt", "plain text\n");
+    site.write("style.CSS", "body {}\n");
+    site.write("pic.png", [0x89, b'P', b'N', b'G']);
+    site.write("blob", [0u8, 1, 2]);
+    site.write("sub dir/a&b.html", "<p>hi</p>");
+    site.write("with-index/index.html", "<h1>index</h1>");
+    site.write("with-index/other.txt", "o");
+    let (server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0", site.str()]);
+
+    let r = http(&addr, "GET", "/notes.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "plain text\n"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("content-length"), Some("11"));
+    assert_eq!(http(&addr, "GET", "/style.CSS").header("content-type"), Some("text/css; charset=utf-8"));
+    let png = http(&addr, "GET", "/pic.png");
+    assert_eq!((png.header("content-type"), png.body.as_slice()), (Some("image/png"), &[0x89, b'P', b'N', b'G'][..]));
+    assert_eq!(http(&addr, "GET", "/blob").header("content-type"), Some("application/octet-stream"));
+    assert_eq!(http(&addr, "GET", "/sub%20dir/a%26b.html").text(), "<p>hi</p>");
+
+    // HEAD: the head without the body.
+    let head = http(&addr, "HEAD", "/notes.txt");
+    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, Some("11"), 0));
+    let post = http(&addr, "POST", "/notes.txt");
+    assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(http(&addr, "GET", "/nothing-here").status, 404);
+    assert_eq!(http(&addr, "GET", "/notes.txt/deeper").status, 404);
+
+    // The root lists its entries, sorted, directories with a slash, names escaped.
+    let root = http(&addr, "GET", "/");
+    assert_eq!((root.status, root.header("content-type")), (200, Some("text/html; charset=utf-8")));
+    let html = root.text();
+    let order: Vec<usize> = ["blob", "notes.txt", "pic.png", "style.CSS", "sub%20dir/", "with-index/"]
+        .iter()
+        .map(|n| html.find(&format!("href=\"{n}\"")).unwrap_or_else(|| panic!("{n} not listed: {html}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{html}");
+    assert!(!html.contains("href=\"../\""), "no parent link at the root: {html}");
+    // A directory without the slash is redirected; with it, listed.
+    let moved = http(&addr, "GET", "/sub%20dir?x=1");
+    assert_eq!((moved.status, moved.header("location")), (301, Some("/sub%20dir/?x=1")));
+    let sub = http(&addr, "GET", "/sub%20dir/").text();
+    assert!(sub.contains("<a href=\"a%26b.html\">a&amp;b.html</a>") && sub.contains("href=\"../\""), "{sub}");
+    // A directory with an index.html is answered with it.
+    assert_eq!(http(&addr, "GET", "/with-index/").text(), "<h1>index</h1>");
+
+    // The access log, eventlet's format, on stderr.
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.stderr();
+    assert!(log.lines().any(|l| l.starts_with("127.0.0.1 - - [") && l.contains("\"GET /notes.txt HTTP/1.1\" 200 11 ")));
+    assert!(log.contains("\"POST /notes.txt HTTP/1.1\" 405"), "{log}");
+}
+
+#[test]
+fn no_way_out_of_the_directory() {
+    let top = TempDir::new("serve-escape");
+    top.write("secret.txt", "TOP SECRET");
+    top.write("root/ok.txt", "ok");
+    top.write("root/sub/inner.txt", "inner");
+    std::os::unix::fs::symlink(top.path().join("secret.txt"), top.path().join("root/link.txt")).unwrap();
+    std::os::unix::fs::symlink(top.path(), top.path().join("root/up")).unwrap();
+    std::os::unix::fs::symlink(top.path().join("root/ok.txt"), top.path().join("root/inside-link.txt")).unwrap();
+    let root = top.path().join("root");
+    let (_server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0", root.to_str().unwrap()]);
+
+    for target in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/sub/..%2f..%2fsecret.txt",
+        "/link.txt",
+        "/up/secret.txt",
+        "/up/",
+    ] {
+        let r = http(&addr, "GET", target);
+        assert!(r.status == 403 || r.status == 404, "{target}: {r:?}");
+        assert!(!r.text().contains("TOP SECRET"), "{target} leaked the file");
+    }
+    assert_eq!(http(&addr, "GET", "/../secret.txt").status, 403);
+    assert_eq!(http(&addr, "GET", "/link.txt").status, 403);
+    assert_eq!(http(&addr, "GET", "/%zz").status, 400);
+    // What is inside stays reachable, through a link too; `.` is harmless.
+    assert_eq!(http(&addr, "GET", "/inside-link.txt").text(), "ok");
+    assert_eq!(http(&addr, "GET", "/./sub/./inner.txt").text(), "inner");
+}
+
+#[test]
+fn without_a_directory_serves_a_hello_page() {
+    let (_server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0"]);
+    let r = http(&addr, "GET", "/anything");
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!\r\n"));
+}
+
+#[test]
+fn a_missing_directory_is_an_error() {
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "/nonexistent/site"], Duration::from_secs(30));
+    assert_eq!(out.one_line_error(), "eventlet: /nonexistent/site: no such directory");
+    let file = TempDir::new("serve-notdir");
+    file.write("f", "x");
+    let f = file.path().join("f");
+    let out = run(&["serve", "--listen", "127.0.0.1:0", f.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(out.one_line_error(), format!("eventlet: {}: not a directory", f.display()));
+}
+
+#[test]
+fn ctrl_c_stops_it_cleanly() {
+    let (server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(http(&addr, "GET", "/").status, 200);
+    server.interrupt();
+    let out = server.wait(Duration::from_secs(10));
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.ends_with("server stopped\n"), "{out:?}");
+}

@@ -1,0 +1,220 @@
+//! WebSocket (eventlet's `websocket`): the server side as an upgrade from a
+//! handler ([`upgrade`]), a client ([`connect`]), both [`tungstenite`]
+//! running unchanged over green streams.
+//!
+//! ```
+//! use eventlet_http::websocket::{self, Message};
+//! use eventlet_http::Server;
+//!
+//! let server = Server::bind("127.0.0.1:0")?;
+//! let addr = server.local_addr()?;
+//! let stop = server.shutdown_handle();
+//! eventlet::spawn_n(move || {
+//!     server
+//!         .serve(|req| {
+//!             websocket::upgrade(&req, |mut ws| {
+//!                 // An echo server: runs on the connection's green thread.
+//!                 while let Ok(msg) = ws.read() {
+//!                     if msg.is_text() || msg.is_binary() {
+//!                         let _ = ws.send(msg);
+//!                     }
+//!                 }
+//!             })
+//!         })
+//!         .unwrap()
+//! });
+//!
+//! let (mut ws, _resp) = websocket::connect(&format!("ws://{addr}/echo")).unwrap();
+//! ws.send(Message::text("hello")).unwrap();
+//! assert_eq!(ws.read().unwrap(), Message::text("hello"));
+//! ws.close(None).unwrap();
+//! while ws.read().is_ok() {} // until the server's close reply
+//! stop.shutdown();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! tungstenite answers pings with pongs and closes with the close
+//! handshake by itself, as its docs say: keep calling
+//! [`read`](WebSocket::read) until it fails with
+//! [`Error::ConnectionClosed`]. Messages larger than
+//! [`WebSocketConfig::max_message_size`] (64 MiB by default) fail the read
+//! with [`Error::Capacity`]; see [`upgrade_with_config`].
+//!
+//! A [`WebSocket`] reads and writes through `&mut self`; to send to a
+//! socket from other green threads (a broadcast), take a [`Sender`] from it.
+
+use std::io::{self, Write};
+
+use eventlet::net::TcpStream;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::Role;
+use tungstenite::HandshakeError;
+
+pub use tungstenite::protocol::frame::coding::CloseCode;
+pub use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+pub use tungstenite::{Error, Message, WebSocket};
+
+use crate::body::Body;
+use crate::server::{Upgraded, UpgradedWriter};
+
+/// A client socket and the server's `101` response, from [`connect`] and
+/// [`client`].
+pub type Connected<S> = (WebSocket<S>, Response<Option<Vec<u8>>>);
+
+/// The server side of a WebSocket: over the connection the server handed
+/// over after the `101` response.
+pub type ServerSocket = WebSocket<Upgraded>;
+
+/// Whether `req` asks for a WebSocket (`GET` with `Upgrade: websocket` and
+/// `Connection: upgrade`).
+pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::GET
+        && has_token(req.headers(), header::UPGRADE, "websocket")
+        && has_token(req.headers(), header::CONNECTION, "upgrade")
+}
+
+/// Answers a WebSocket handshake request: a `101 Switching Protocols`
+/// response whose body ([`Body::upgrade`]) runs `on_open` with the socket,
+/// on the connection's green thread, once the response is written; the
+/// connection closes when `on_open` returns. Not a WebSocket request:
+/// `400`; a WebSocket version other than 13: `426` with
+/// `Sec-WebSocket-Version: 13`.
+pub fn upgrade<B, F>(req: &Request<B>, on_open: F) -> Response<Body>
+where
+    F: FnOnce(ServerSocket) + 'static,
+{
+    upgrade_with_config(req, WebSocketConfig::default(), on_open)
+}
+
+/// [`upgrade`] with tungstenite's settings, for example a message size
+/// limit: `WebSocketConfig::default().max_message_size(Some(64 << 10))`.
+pub fn upgrade_with_config<B, F>(req: &Request<B>, config: WebSocketConfig, on_open: F) -> Response<Body>
+where
+    F: FnOnce(ServerSocket) + 'static,
+{
+    let refuse = |status: StatusCode, why: &'static str| {
+        let mut r = Response::new(Body::from(why));
+        *r.status_mut() = status;
+        r
+    };
+    if !is_upgrade_request(req) {
+        return refuse(StatusCode::BAD_REQUEST, "not a WebSocket handshake\n");
+    }
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let mut r = refuse(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only\n");
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse(StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let body = Body::upgrade(move |conn| on_open(WebSocket::from_raw_socket(conn, Role::Server, Some(config))));
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+    r
+}
+
+/// Sends messages on a server-side socket from other green threads (of the
+/// same OS thread) while its owner is parked reading it: each message goes
+/// out as one frame, written whole under the connection's write lock.
+///
+/// It writes around the [`WebSocket`], which does not know of these
+/// messages: stop sending once the socket is closing.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    writer: UpgradedWriter,
+}
+
+impl Sender {
+    /// A sender for `ws`.
+    pub fn new(ws: &ServerSocket) -> Sender {
+        Sender { writer: ws.get_ref().writer() }
+    }
+
+    /// Sends `msg` as one frame.
+    ///
+    /// # Errors
+    ///
+    /// The connection's write error (the client has gone:
+    /// `BrokenPipe`, `ConnectionReset`), or `InvalidInput` for a
+    /// [`Message::Frame`].
+    pub fn send(&self, msg: Message) -> io::Result<()> {
+        let frame = match msg {
+            Message::Text(t) => Frame::message(t, OpCode::Data(Data::Text), true),
+            Message::Binary(b) => Frame::message(b, OpCode::Data(Data::Binary), true),
+            Message::Ping(p) => Frame::ping(p),
+            Message::Pong(p) => Frame::pong(p),
+            Message::Close(c) => Frame::close(c),
+            Message::Frame(_) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "raw frames are not sent")),
+        };
+        let mut out = Vec::with_capacity(frame.len());
+        frame.format(&mut out).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.writer.clone().write_all(&out)
+    }
+}
+
+/// Opens a WebSocket to a `ws://` URL over a green [`TcpStream`].
+///
+/// # Errors
+///
+/// A bad or non-`ws://` URL ([`Error::Url`]), the connection's error
+/// ([`Error::Io`]), a refused handshake ([`Error::Http`]).
+pub fn connect(url: &str) -> Result<Connected<TcpStream>, Error> {
+    connect_with_config(url, None)
+}
+
+/// [`connect`] with tungstenite's settings.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub fn connect_with_config(url: &str, config: Option<WebSocketConfig>) -> Result<Connected<TcpStream>, Error> {
+    use tungstenite::error::UrlError;
+    let request = url.into_client_request()?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(Error::Url(UrlError::UnsupportedUrlScheme));
+    }
+    let host = uri.host().ok_or(Error::Url(UrlError::NoHostName))?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((host, port))?;
+    stream.set_nodelay(true)?;
+    client(request, stream, config)
+}
+
+/// The client handshake over any stream already connected (a green
+/// [`TcpStream`], a TLS stream over one, ...).
+///
+/// # Errors
+///
+/// As [`connect`].
+pub fn client<S, R>(request: R, stream: S, config: Option<WebSocketConfig>) -> Result<Connected<S>, Error>
+where
+    S: io::Read + io::Write,
+    R: IntoClientRequest,
+{
+    tungstenite::client::client_with_config(request, stream, config).map_err(|e| match e {
+        HandshakeError::Failure(e) => e,
+        // Green streams park instead of failing with `WouldBlock`.
+        HandshakeError::Interrupted(_) => Error::Io(io::ErrorKind::WouldBlock.into()),
+    })
+}
+
+fn has_token(headers: &http::HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}

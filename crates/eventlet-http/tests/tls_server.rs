@@ -1,0 +1,115 @@
+//! The HTTPS server (`Server::tls_files`) driven by curl with a CA made by
+//! `openssl` for the test, and `tls::connect` / WebSocket over TLS from
+//! green clients.
+#![cfg(feature = "tls")]
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use eventlet_http::websocket::{self, Message};
+use eventlet_http::{tls, Body, Client, Server};
+use http::{Request, Response};
+use util::{make_certs, pattern, require, routes, run};
+
+fn certs(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eventlet-http-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certs(&dir);
+    dir
+}
+
+fn handler(req: Request<Body>) -> Response<Body> {
+    if req.uri().path() == "/ws" {
+        return websocket::upgrade(&req, |mut ws| {
+            while let Ok(m) = ws.read() {
+                if (m.is_text() || m.is_binary()) && ws.send(m).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    routes(req)
+}
+
+fn https_server(dir: &std::path::Path) -> SocketAddr {
+    let (cert, key) = (dir.join("srv.pem"), dir.join("srv.key"));
+    util::spawn_server(move |s: Server| s.tls_files(cert, key).unwrap(), handler)
+}
+
+#[test]
+fn curl_over_https_with_the_test_ca() {
+    let curl = require("curl");
+    let dir = certs("tls-server");
+    let addr = https_server(&dir);
+    let ca = dir.join("ca.pem").display().to_string();
+    let base = format!("https://127.0.0.1:{}", addr.port());
+
+    // Two requests on one kept-alive connection.
+    let (out, err) = run(&curl, &["-sS", "-v", "--cacert", &ca, &format!("{base}/"), &format!("{base}/stream?5000")]);
+    let mut want = b"hello".to_vec();
+    want.extend(pattern(5000));
+    assert!(out == want, "bodies differ");
+    assert!(err.contains("Re-using existing connection") || err.contains("Reusing existing"), "{err}");
+
+    // A chunked upload echoed back.
+    let data = dir.join("up.bin");
+    std::fs::write(&data, pattern(200_000)).unwrap();
+    let (out, _) = run(
+        &curl,
+        &[
+            "-sS",
+            "--cacert",
+            &ca,
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &format!("@{}", data.display()),
+            &format!("{base}/echo"),
+        ],
+    );
+    assert!(out == pattern(200_000), "echoed body differs");
+
+    // Without the CA, curl refuses the certificate.
+    let refused = std::process::Command::new(&curl).args(["-sS", &format!("{base}/")]).output().unwrap();
+    assert!(!refused.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn green_tls_connect_client_and_wss() {
+    let dir = certs("tls-green");
+    let addr = https_server(&dir);
+    let config = tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+
+    // tls::connect over a green socket, HTTP by hand.
+    let tcp = eventlet::net::TcpStream::connect(addr).unwrap();
+    let mut s = tls::connect(tcp, "127.0.0.1", config.clone()).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n") && reply.ends_with("\r\n\r\nhello"), "{reply}");
+
+    // The client with the CA file.
+    let client = Client::builder().ca_file(dir.join("ca.pem")).unwrap().build();
+    let body = client.get(&format!("https://127.0.0.1:{}/stream?100000", addr.port())).unwrap();
+    assert!(body.into_body().into_bytes().unwrap() == pattern(100_000));
+
+    // WebSocket over TLS (wss), upgraded by the TLS server.
+    let tcp = eventlet::net::TcpStream::connect(addr).unwrap();
+    let stream = tls::connect(tcp, "127.0.0.1", config.clone()).unwrap();
+    let (mut ws, _) = websocket::client(format!("wss://127.0.0.1:{}/ws", addr.port()), stream, None).unwrap();
+    ws.send(Message::text("over tls")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("over tls"));
+    ws.close(None).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Close(None));
+
+    // The wrong name is refused.
+    let tcp = eventlet::net::TcpStream::connect(addr).unwrap();
+    assert!(tls::connect(tcp, "example.com", config).is_err());
+    // A server with a missing key file is refused up front.
+    assert!(tls::server_config(dir.join("srv.pem"), dir.join("nothing.key")).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,222 @@
+//! WebSocket: the server's upgrade driven by independent clients (Python's
+//! `websockets`, tungstenite over std sockets on a std thread), the green
+//! client, the close handshake both ways, the message size limit, and the
+//! chat example's broadcast.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use eventlet_http::websocket::{self, CloseCode, CloseFrame, Message, WebSocketConfig};
+use eventlet_http::Body;
+use http::{Request, Response};
+use tungstenite::Error;
+use util::{connect, example_binary, pattern, raw, require, spawn_server, KillOnDrop};
+
+fn routes(req: Request<Body>) -> Response<Body> {
+    match req.uri().path() {
+        "/echo" => websocket::upgrade(&req, echo),
+        "/small" => websocket::upgrade_with_config(&req, WebSocketConfig::default().max_message_size(Some(1024)), echo),
+        "/bye" => websocket::upgrade(&req, |mut ws| {
+            ws.send(Message::text("bye")).unwrap();
+            ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() })).unwrap();
+            // Wait for the client's reply to the close.
+            while ws.read().is_ok() {}
+        }),
+        _ => Response::new(Body::from("plain")),
+    }
+}
+
+/// Echoes text and binary messages; closes with 1009 on an oversize one.
+fn echo(mut ws: websocket::ServerSocket) {
+    loop {
+        match ws.read() {
+            Ok(m) if m.is_text() || m.is_binary() => {
+                if ws.send(m).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(Error::Capacity(_)) => {
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "too big".into() }));
+                while ws.read().is_ok() {}
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn server() -> SocketAddr {
+    spawn_server(|s| s, routes)
+}
+
+/// A tungstenite client over a plain std socket (no eventlet at all).
+fn std_client(addr: SocketAddr, path: &str) -> tungstenite::WebSocket<std::net::TcpStream> {
+    let (ws, resp) = tungstenite::client(format!("ws://{addr}{path}"), connect(addr)).unwrap();
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+const PY_CLIENT: &str = r#"
+import sys
+from websockets.sync.client import connect
+with connect(sys.argv[1], max_size=None) as ws:
+    ws.send("héllo")
+    print(ws.recv())
+    data = bytes(i % 251 for i in range(200000))
+    ws.send(data)
+    print(ws.recv() == data)
+    pong = ws.ping(b"p")
+    print(pong.wait(5))
+    ws.close()
+    print(ws.close_code)
+"#;
+
+#[test]
+fn echo_round_trip_with_python_websockets() {
+    let py = require("python3");
+    let probe = Command::new(&py).args(["-c", "import websockets.sync.client"]).output().unwrap();
+    assert!(
+        probe.status.success(),
+        "Python's `websockets` is required by this test (pip install websockets); not skipping"
+    );
+    let addr = server();
+    let out = Command::new(&py)
+        .args(["-c", PY_CLIENT, &format!("ws://{addr}/echo")])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python client failed");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "héllo\nTrue\nTrue\n1000\n");
+}
+
+#[test]
+fn echo_round_trip_with_tungstenite_over_std_socket() {
+    let addr = server();
+    let mut ws = std_client(addr, "/echo");
+    ws.send(Message::text("hello")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hello"));
+    let big = pattern(300_000);
+    ws.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap().into_data(), big);
+    // Ping: tungstenite on the server answers with a pong of the same data.
+    ws.send(Message::Ping("are you there".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Pong("are you there".into()));
+    // The client starts the close handshake; the server replies in kind.
+    ws.close(None).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Close(None), "the server's close reply");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn server_initiated_close_handshake() {
+    let addr = server();
+    let mut ws = std_client(addr, "/bye");
+    assert_eq!(ws.read().unwrap(), Message::text("bye"));
+    match ws.read().unwrap() {
+        Message::Close(Some(f)) => {
+            assert_eq!(f.code, CloseCode::Normal);
+            assert_eq!(f.reason, "done");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // tungstenite has queued our reply; flushing it completes the handshake
+    // and the server then closes the TCP connection.
+    let _ = ws.flush();
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    let mut buf = [0];
+    assert_eq!(std::io::Read::read(ws.get_mut(), &mut buf).unwrap(), 0, "the server closes after the handshake");
+}
+
+#[test]
+fn oversize_message_is_rejected_with_1009() {
+    let addr = server();
+    let mut ws = std_client(addr, "/small");
+    ws.send(Message::binary(vec![7; 1000])).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![7; 1000]));
+    ws.send(Message::binary(vec![7; 2000])).unwrap();
+    match ws.read().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Size),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+}
+
+#[test]
+fn green_client_against_the_server() {
+    let addr = server();
+    let (mut ws, resp) = websocket::connect(&format!("ws://{addr}/echo")).unwrap();
+    assert_eq!(resp.status(), 101);
+    for i in 0..50 {
+        ws.send(Message::text(format!("msg {i}"))).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(format!("msg {i}")));
+    }
+    ws.close(None).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Close(None), "the server's close reply");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    // Not a ws:// URL.
+    assert!(matches!(websocket::connect("http://127.0.0.1:1/"), Err(Error::Url(_))));
+}
+
+#[test]
+fn refused_handshakes() {
+    let addr = server();
+    let plain = raw(addr, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(plain.starts_with("HTTP/1.1 400 "), "{plain}");
+    let old = raw(
+        addr,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\nConnection: close\r\n\r\n",
+    );
+    assert!(old.starts_with("HTTP/1.1 426 "), "{old}");
+    assert!(old.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{old}");
+    // The RFC 6455 example key gets the RFC's accept value.
+    let ok = raw(
+        addr,
+        b"GET /bye HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x88\x80\0\0\0\0",
+    );
+    assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{ok}");
+    assert!(ok.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{ok}");
+}
+
+#[test]
+fn chat_example_broadcasts_to_every_member() {
+    let bin = example_binary("websocket_chat");
+    let mut child =
+        KillOnDrop(Command::new(bin).arg("127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("chat on http://").unwrap().trim_end_matches('/').to_string();
+    let addr: SocketAddr = url.parse().unwrap();
+
+    let page = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n") && page.contains("new WebSocket("), "{page}");
+
+    let mut members: Vec<_> = (0..3).map(|_| std_client(addr, "/chat")).collect();
+    // Member i sees the joins of i and of those after it.
+    for (i, m) in members.iter_mut().enumerate() {
+        for _ in i..3 {
+            assert!(m.read().unwrap().into_text().unwrap().ends_with(" joined"));
+        }
+    }
+    for (i, said) in ["hello", "hi there", "bye"].into_iter().enumerate() {
+        members[i].send(Message::text(said)).unwrap();
+        for m in &mut members {
+            let got = m.read().unwrap().into_text().unwrap();
+            assert!(got.ends_with(&format!(": {said}")), "{got:?}");
+        }
+    }
+    // Too long a message: that member is closed with 1009, the rest hear it left.
+    members[2].send(Message::text("x".repeat(20_000))).unwrap();
+    match members[2].read().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Size),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    let _ = members[2].flush(); // our close reply ends the handshake
+    for m in &mut members[..2] {
+        assert!(m.read().unwrap().into_text().unwrap().ends_with(" left"));
+    }
+}

@@ -1,0 +1,540 @@
+//! Child processes with green pipes, mirroring `std::process`.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::process::Stdio;
+//! use eventlet::process::Command;
+//!
+//! let mut child = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+//! let mut stdin = child.stdin.take().unwrap();
+//! // Writing and reading park only this green thread, never the hub.
+//! stdin.write_all(b"hello")?;
+//! drop(stdin); // EOF for cat
+//! let mut out = String::new();
+//! child.stdout.take().unwrap().read_to_string(&mut out)?;
+//! assert_eq!(out, "hello");
+//! assert!(child.wait()?.success());
+//!
+//! let out = Command::new("echo").arg("hi").output()?;
+//! assert_eq!(out.stdout, b"hi\n");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! [`Command`] wraps [`std::process::Command`] (reach every std option,
+//! such as `CommandExt`, through [`Command::as_std_mut`]). A spawned
+//! [`Child`] has non-blocking [`ChildStdin`]/[`ChildStdout`]/[`ChildStderr`]
+//! that wait through the hub's reactor like green sockets, and green
+//! [`Child::wait`], [`Child::wait_with_output`], [`Command::output`] and
+//! [`Command::status`].
+//!
+//! # How waiting for the exit works
+//!
+//! `wait` asks for the status without blocking (`waitpid` with `WNOHANG`,
+//! through std's `try_wait`) and, while the child runs, sleeps the calling
+//! green thread between tries: 1 ms at first, doubling to at most
+//! [`MAX_POLL_INTERVAL`]. So a waiting child costs no OS thread (waiting
+//! through the [`tpool`](crate::tpool) would hold one pool thread per
+//! child: twenty waits would fill the default pool and stall name
+//! resolution), the `Child` never leaves the calling green thread (it can
+//! be killed mid-wait and the `Child` still works), and no `unsafe` is
+//! needed. The price: a long-running child's exit is seen up to
+//! `MAX_POLL_INTERVAL` late. (A `pidfd` registered with the reactor would
+//! remove that delay; std does not offer one on stable Rust yet.)
+//!
+//! `spawn` itself (fork and exec) runs on the hub's thread: it is short
+//! but blocking.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
+use std::process::{self as stdprocess, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mio::unix::pipe;
+
+use crate::greenthread::{sleep, spawn};
+use crate::hub::io::Direction;
+use crate::net::Evented;
+
+/// The longest a green [`Child::wait`] sleeps between two looks at the
+/// child.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_millis(16);
+
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A process builder, like [`std::process::Command`], whose children have
+/// green pipes.
+///
+/// ```
+/// use eventlet::process::Command;
+///
+/// let status = Command::new("sh").args(["-c", "exit 3"]).status()?;
+/// assert_eq!(status.code(), Some(3));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Command {
+    inner: stdprocess::Command,
+    stdin_set: bool,
+    stdout_set: bool,
+    stderr_set: bool,
+}
+
+impl Command {
+    /// A command running `program`, with std's defaults (inherited
+    /// environment, working directory and standard streams for `spawn` and
+    /// `status`).
+    pub fn new<S: AsRef<OsStr>>(program: S) -> Command {
+        Command::from(stdprocess::Command::new(program))
+    }
+
+    /// Adds an argument.
+    pub fn arg<S: AsRef<OsStr>>(&mut self, arg: S) -> &mut Command {
+        self.inner.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.inner.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env<K: AsRef<OsStr>, V: AsRef<OsStr>>(&mut self, key: K, val: V) -> &mut Command {
+        self.inner.env(key, val);
+        self
+    }
+
+    /// Sets environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.inner.envs(vars);
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove<K: AsRef<OsStr>>(&mut self, key: K) -> &mut Command {
+        self.inner.env_remove(key);
+        self
+    }
+
+    /// Clears the environment.
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.inner.env_clear();
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn current_dir<P: AsRef<Path>>(&mut self, dir: P) -> &mut Command {
+        self.inner.current_dir(dir);
+        self
+    }
+
+    /// Configures the child's standard input; `Stdio::piped()` gives a
+    /// green [`ChildStdin`].
+    pub fn stdin<T: Into<Stdio>>(&mut self, cfg: T) -> &mut Command {
+        self.inner.stdin(cfg);
+        self.stdin_set = true;
+        self
+    }
+
+    /// Configures the child's standard output; `Stdio::piped()` gives a
+    /// green [`ChildStdout`].
+    pub fn stdout<T: Into<Stdio>>(&mut self, cfg: T) -> &mut Command {
+        self.inner.stdout(cfg);
+        self.stdout_set = true;
+        self
+    }
+
+    /// Configures the child's standard error; `Stdio::piped()` gives a
+    /// green [`ChildStderr`].
+    pub fn stderr<T: Into<Stdio>>(&mut self, cfg: T) -> &mut Command {
+        self.inner.stderr(cfg);
+        self.stderr_set = true;
+        self
+    }
+
+    /// The program to run.
+    pub fn get_program(&self) -> &OsStr {
+        self.inner.get_program()
+    }
+
+    /// The std command inside, for options this wrapper does not repeat
+    /// (`CommandExt`: `uid`, `process_group`, `pre_exec`...). Standard
+    /// streams set here are not seen by [`Command::output`]'s defaults: set
+    /// them with [`Command::stdout`] and friends.
+    pub fn as_std_mut(&mut self) -> &mut stdprocess::Command {
+        &mut self.inner
+    }
+
+    /// The std command inside.
+    pub fn as_std(&self) -> &stdprocess::Command {
+        &self.inner
+    }
+
+    /// Starts the child. Its piped streams are green.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::process::Command::spawn`] (for example `NotFound`), or a
+    /// failure to make a pipe non-blocking.
+    pub fn spawn(&mut self) -> io::Result<Child> {
+        Child::from_std(self.inner.spawn()?)
+    }
+
+    /// Runs the child to its end, collecting its output. As in std,
+    /// standard output and error are captured and standard input is empty
+    /// unless configured otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Spawning or reading failed.
+    pub fn output(&mut self) -> io::Result<Output> {
+        // std::process::Command has no "unset": put back spawn's default
+        // (inherit) afterwards for what we defaulted here.
+        let defaults = [!self.stdin_set, !self.stdout_set, !self.stderr_set];
+        if defaults[0] {
+            self.inner.stdin(Stdio::null());
+        }
+        if defaults[1] {
+            self.inner.stdout(Stdio::piped());
+        }
+        if defaults[2] {
+            self.inner.stderr(Stdio::piped());
+        }
+        let child = self.inner.spawn();
+        if defaults[0] {
+            self.inner.stdin(Stdio::inherit());
+        }
+        if defaults[1] {
+            self.inner.stdout(Stdio::inherit());
+        }
+        if defaults[2] {
+            self.inner.stderr(Stdio::inherit());
+        }
+        Child::from_std(child?)?.wait_with_output()
+    }
+
+    /// Runs the child to its end (standard streams inherited unless
+    /// configured) and returns its exit status.
+    ///
+    /// # Errors
+    ///
+    /// Spawning failed.
+    pub fn status(&mut self) -> io::Result<ExitStatus> {
+        self.spawn()?.wait()
+    }
+}
+
+impl From<stdprocess::Command> for Command {
+    fn from(inner: stdprocess::Command) -> Command {
+        Command { inner, stdin_set: false, stdout_set: false, stderr_set: false }
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// A running (or finished) child process, like [`std::process::Child`],
+/// with green pipes and a green [`wait`](Child::wait).
+///
+/// Dropping it neither kills nor waits for the process (as in std).
+///
+/// ```
+/// use std::time::Duration;
+/// use eventlet::process::Command;
+///
+/// let mut child = Command::new("sleep").arg("10").spawn()?;
+/// assert_eq!(child.wait_timeout(Duration::from_millis(10))?, None);
+/// child.kill()?;
+/// assert!(!child.wait()?.success());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Child {
+    /// The child's standard input, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// The child's standard output, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// The child's standard error, if piped.
+    pub stderr: Option<ChildStderr>,
+    inner: stdprocess::Child,
+}
+
+impl Child {
+    /// Wraps a child spawned by std, making its pipes green.
+    ///
+    /// # Errors
+    ///
+    /// A pipe could not be made non-blocking.
+    pub fn from_std(mut inner: stdprocess::Child) -> io::Result<Child> {
+        let stdin = inner.stdin.take().map(ChildStdin::new).transpose()?;
+        let stdout = inner.stdout.take().map(|p| ChildStdout::new(p.into())).transpose()?;
+        let stderr = inner.stderr.take().map(|p| ChildStderr::new(p.into())).transpose()?;
+        Ok(Child { stdin, stdout, stderr, inner })
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// Kills the process (`SIGKILL`); see [`std::process::Child::kill`].
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.inner.kill()
+    }
+
+    /// The exit status if the child has exited; never waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::process::Child::try_wait`].
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.inner.try_wait()
+    }
+
+    /// Waits for the child to exit, parking only the calling green thread
+    /// (see the [module docs](self) for how). Closes the child's standard
+    /// input first, as std does.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::process::Child::wait`].
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.wait_deadline(None).map(|s| s.expect("no deadline"))
+    }
+
+    /// Waits at most `timeout` for the child to exit; `Ok(None)` if it is
+    /// still running. Closes the child's standard input first.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::process::Child::wait`].
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        self.wait_deadline(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_deadline(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+        drop(self.stdin.take());
+        let mut interval = FIRST_POLL_INTERVAL;
+        loop {
+            if let Some(status) = self.inner.try_wait()? {
+                return Ok(Some(status));
+            }
+            let mut nap = interval;
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                nap = nap.min(left);
+            }
+            sleep(nap);
+            interval = (interval * 2).min(MAX_POLL_INTERVAL);
+        }
+    }
+
+    /// Waits for the child to exit, collecting all of its standard output
+    /// and error (each only if piped) while it runs; closes its standard
+    /// input first.
+    ///
+    /// # Errors
+    ///
+    /// Reading or waiting failed.
+    pub fn wait_with_output(mut self) -> io::Result<Output> {
+        drop(self.stdin.take());
+        // Read standard error on a helper green thread so that neither pipe
+        // can fill up while we read the other.
+        let stderr_reader = self.stderr.take().map(|mut err| {
+            KillOnDrop(Some(spawn(move || {
+                let mut buf = Vec::new();
+                err.read_to_end(&mut buf).map(|_| buf)
+            })))
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut out) = self.stdout.take() {
+            out.read_to_end(&mut stdout)?;
+        }
+        let stderr = match stderr_reader {
+            Some(mut r) => {
+                let h = r.0.take().expect("joined once");
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?
+            }
+            None => Vec::new(),
+        };
+        let status = self.wait()?;
+        Ok(Output { status, stdout, stderr })
+    }
+
+    /// The std child inside (its pipes have been taken out into this
+    /// `Child`).
+    pub fn as_std_mut(&mut self) -> &mut stdprocess::Child {
+        &mut self.inner
+    }
+}
+
+impl fmt::Debug for Child {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Child")
+            .field("id", &self.id())
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish()
+    }
+}
+
+/// Kills a helper green thread if its owner unwinds before joining it.
+struct KillOnDrop<T: 'static>(Option<crate::JoinHandle<T>>);
+
+impl<T: 'static> Drop for KillOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.kill();
+        }
+    }
+}
+
+macro_rules! pipe_common {
+    ($name:ident, $inner:ty, $what:literal) => {
+        impl $name {
+            fn new(p: $inner) -> io::Result<$name> {
+                p.set_nonblocking(true)?;
+                Ok($name { inner: Evented::new(p) })
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.inner.get().as_raw_fd()
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.inner.get().as_fd()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct($what).field("fd", &self.as_raw_fd()).finish()
+            }
+        }
+    };
+}
+
+/// The child's standard input: a green pipe. Dropping it closes the pipe
+/// (the child sees end of file).
+pub struct ChildStdin {
+    inner: Evented<pipe::Sender>,
+}
+
+/// The child's standard output: a green pipe.
+pub struct ChildStdout {
+    inner: Evented<pipe::Receiver>,
+}
+
+/// The child's standard error: a green pipe.
+pub struct ChildStderr {
+    inner: Evented<pipe::Receiver>,
+}
+
+impl ChildStdin {
+    fn new(p: stdprocess::ChildStdin) -> io::Result<ChildStdin> {
+        let p = pipe::Sender::from(p);
+        p.set_nonblocking(true)?;
+        Ok(ChildStdin { inner: Evented::new(p) })
+    }
+}
+
+impl AsRawFd for ChildStdin {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.get().as_raw_fd()
+    }
+}
+
+impl AsFd for ChildStdin {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.get().as_fd()
+    }
+}
+
+impl fmt::Debug for ChildStdin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildStdin").field("fd", &self.as_raw_fd()).finish()
+    }
+}
+
+pipe_common!(ChildStdout, pipe::Receiver, "ChildStdout");
+pipe_common!(ChildStderr, pipe::Receiver, "ChildStderr");
+
+impl Write for &ChildStdin {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.op(Direction::Write, None, |mut p| p.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.op(Direction::Write, None, |mut p| p.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for ChildStdin {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! pipe_read {
+    ($name:ident) => {
+        impl Read for &$name {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.inner.op(Direction::Read, None, |mut p| p.read(buf))
+            }
+
+            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                self.inner.op(Direction::Read, None, |mut p| p.read_vectored(bufs))
+            }
+        }
+
+        impl Read for $name {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                (&*self).read(buf)
+            }
+
+            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                (&*self).read_vectored(bufs)
+            }
+        }
+    };
+}
+pipe_read!(ChildStdout);
+pipe_read!(ChildStderr);
