@@ -629,7 +629,12 @@ impl Hub {
     }
 
     fn nothing_can_wake(&self) -> bool {
-        self.reactor.waiters() == 0 && self.shared.handles.load(Ordering::SeqCst) == 0
+        // Order matters: an `Unparker` sends its wake-up before it is
+        // dropped, so once the drop shows in `handles`, `pending` read after
+        // it shows the wake-up too.
+        self.reactor.waiters() == 0
+            && self.shared.handles.load(Ordering::SeqCst) == 0
+            && !self.shared.pending.load(Ordering::SeqCst)
     }
 
     fn poll_io(&self, timeout: Option<Duration>) {
