@@ -1,0 +1,133 @@
+//! `eventlet-bench`: eventlet measured against its peers side by side.
+//!
+//! Each scenario runs every contender it can in one run: servers in their
+//! own processes pinned to CPU 0 (`taskset`), the load on CPU 1, rounds
+//! alternating between contenders, medians of at least three rounds. It
+//! prints a table; with `--json` its last line is one JSON object
+//! (`{"scenario", "unit", "results", "ratios"}`).
+//!
+//! ```text
+//! cargo run --release -p eventlet-bench -- echo
+//! cargo run --release -p eventlet-bench -- all --quick --json
+//! cargo run --release -p eventlet-bench -- setup   # Go, wrk, Python eventlet and gevent
+//! ```
+
+mod client;
+mod micro;
+mod net;
+mod report;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use report::Report;
+
+#[derive(Parser)]
+#[command(name = "eventlet-bench", about = "eventlet against tokio, may, mio, Go and Python, side by side")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Options every scenario takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Opts {
+    /// A short run that only proves the scenario works (CI): fewer rounds, shorter, smaller.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the result as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+    /// Rounds per contender (the median is reported); at least 3 unless --quick.
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Run only these contenders (comma separated, e.g. eventlet,tokio).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+impl Opts {
+    /// Rounds to run.
+    pub fn rounds(&self) -> usize {
+        self.rounds.unwrap_or(if self.quick { 1 } else { 3 }).max(1)
+    }
+
+    /// Whether `name` takes part.
+    pub fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// 64-byte echo ping-pong at 100 and 1,000 connections: msgs/s, p99, server CPU per message.
+    Echo(Opts),
+    /// HTTP hello (13-byte body, keep-alive) at 100 and 1,000 connections: req/s.
+    Http(Opts),
+    /// spawn + run + join of one green thread / task / thread: ns.
+    Spawn(Opts),
+    /// Ping-pong round trip through the lightest queue or channel: ns.
+    Switch(Opts),
+    /// Many green threads / tasks / threads blocked at once: RSS per thread.
+    Memory(Opts),
+    /// 1,000 concurrent fetches from a local HTTP server: the eventlet-http client against reqwest.
+    Client(Opts),
+    /// Every scenario, one after the other.
+    All(Opts),
+    /// Install the optional peers: Go, wrk, Python eventlet and gevent.
+    Setup,
+    /// (internal) Run one peer server: `peer KIND ADDR`.
+    #[command(hide = true)]
+    Peer {
+        /// Which server, e.g. `tokio-echo`, `hyper-http`.
+        kind: String,
+        /// Address to listen on.
+        addr: String,
+    },
+    /// (internal) Hold N blocked green threads / tasks and report RSS: `hold KIND N`.
+    #[command(hide = true)]
+    Hold {
+        /// Which runtime.
+        kind: String,
+        /// How many.
+        n: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Echo(o) => run(&o, &[net::echo]),
+        Cmd::Http(o) => run(&o, &[net::http]),
+        Cmd::Spawn(o) => run(&o, &[micro::spawn]),
+        Cmd::Switch(o) => run(&o, &[micro::switch]),
+        Cmd::Memory(o) => run(&o, &[micro::memory]),
+        Cmd::Client(o) => run(&o, &[client::client]),
+        Cmd::All(o) => run(&o, &[micro::spawn, micro::switch, micro::memory, net::echo, net::http, client::client]),
+        Cmd::Setup => net::setup(),
+        Cmd::Peer { kind, addr } if client::is_peer(&kind) => client::peer(&kind, &addr),
+        Cmd::Peer { kind, addr } => net::peer(&kind, &addr),
+        Cmd::Hold { kind, n } => micro::hold(&kind, n),
+    };
+    if let Err(e) = result {
+        eprintln!("eventlet-bench: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+type Scenario = fn(&Opts) -> Result<Report>;
+
+fn run(opts: &Opts, scenarios: &[Scenario]) -> Result<()> {
+    let mut all = Vec::new();
+    for s in scenarios {
+        let report = s(opts)?;
+        println!("{}", report.table());
+        all.push(report.json());
+    }
+    if opts.json {
+        let last = if all.len() == 1 { all.pop().unwrap_or_default() } else { serde_json::Value::Array(all) };
+        println!("{last}");
+    }
+    Ok(())
+}
