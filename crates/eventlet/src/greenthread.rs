@@ -8,10 +8,9 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::hub::{self, with_hub, Kill, Packet, State, Task, TaskRef, Unparker, Wakeup};
+use crate::hub::{self, with_hub, Kill, Packet, State, TaskRef, Typed, Unparker, Wakeup};
 
 /// Spawns a green thread running `f` and returns a handle to join or kill it.
 ///
@@ -219,7 +218,7 @@ impl Builder {
 /// std::thread::spawn(move || h.join());
 /// ```
 pub struct JoinHandle<T> {
-    task: Rc<Task<Packet<T>>>,
+    task: Typed<Packet<T>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -234,7 +233,7 @@ impl<T: 'static> JoinHandle<T> {
     pub fn join(self) -> std::thread::Result<T> {
         with_hub(|h| {
             let me = h.current();
-            if std::ptr::addr_eq(Rc::as_ptr(&me), Rc::as_ptr(&self.task)) {
+            if TaskRef::ptr_eq(&me, self.task.task()) {
                 panic!("eventlet: a green thread cannot join itself");
             }
             while !self.task.is_done() {
@@ -242,7 +241,7 @@ impl<T: 'static> JoinHandle<T> {
                 h.park(None);
             }
         });
-        self.task.slot.borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed)))
+        self.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed)))
     }
 
     /// Kills the green thread.
@@ -255,7 +254,7 @@ impl<T: 'static> JoinHandle<T> {
     /// once. Its `join` returns `Err` with a [`Killed`](crate::Killed)
     /// payload. Killing a finished green thread does nothing.
     pub fn kill(&self) {
-        let t: TaskRef = self.task.clone();
+        let t: TaskRef = self.task.task().clone();
         let pending = with_hub(|h| {
             h.kill(&t);
             t.kill.get() == Kill::Pending
@@ -273,7 +272,7 @@ impl<T: 'static> JoinHandle<T> {
 
     /// A handle to the green thread.
     pub fn thread(&self) -> GreenThread {
-        GreenThread { task: self.task.clone() }
+        GreenThread { task: self.task.task().clone() }
     }
 }
 
@@ -322,7 +321,7 @@ impl GreenThread {
 
 impl PartialEq for GreenThread {
     fn eq(&self, other: &GreenThread) -> bool {
-        Rc::ptr_eq(&self.task, &other.task)
+        TaskRef::ptr_eq(&self.task, &other.task)
     }
 }
 

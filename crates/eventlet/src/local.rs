@@ -34,13 +34,11 @@
 //!
 //! # When values are dropped
 //!
-//! The runtime keeps no storage slot in its green threads yet, so for now
-//! the values live in a per-OS-thread table keyed by green thread id. A
-//! finished green thread's values are dropped the next time the table is
-//! swept: when a green thread first uses a green-local and the table has
-//! doubled since the last sweep. So they are dropped, but late and on
-//! another green thread; the root context's values live until its OS
-//! thread exits.
+//! A green thread's values are dropped when its body ends (returns, panics
+//! or is killed), on that green thread, so their destructors may block and
+//! use green-locals. The root context's values are dropped when its OS
+//! thread exits; a green-local used from a destructor that runs after the
+//! thread's hub is gone gets a fresh value that is dropped at once.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -48,7 +46,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::greenthread::{current, GreenThread};
+use crate::hub::try_with_hub;
 
 /// One green thread's green-local values, by key address.
 pub(crate) type Locals = HashMap<usize, Rc<dyn Any>>;
@@ -109,16 +107,20 @@ impl<T: 'static> LocalKey<T> {
     /// again (the value is shared by reference).
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         let key = self as *const LocalKey<T> as usize;
-        let found = with_current_locals(|l| l.borrow().get(&key).cloned());
+        let found = with_current_locals(|l| l.borrow().as_ref().and_then(|m| m.get(&key).cloned()));
         let value = match found {
-            Some(v) => v,
-            None => {
+            Some(Some(v)) => v,
+            Some(None) => {
                 // Initialize outside the borrow: the initializer may use
                 // green-locals itself. If it set this one meanwhile, that
                 // value stays (as the first one made).
                 let v: Rc<dyn Any> = Rc::new((self.init)());
-                with_current_locals(|l| l.borrow_mut().entry(key).or_insert(v).clone())
+                let stored = with_current_locals(|l| {
+                    l.borrow_mut().get_or_insert_with(Default::default).entry(key).or_insert_with(|| v.clone()).clone()
+                });
+                stored.unwrap_or(v)
             }
+            None => Rc::new((self.init)()),
         };
         f(value.downcast_ref::<T>().expect("a green-local key maps to its own type"))
     }
@@ -178,55 +180,8 @@ impl<T: 'static> fmt::Debug for LocalKey<T> {
     }
 }
 
-// ---------------------------------------------------------------------------
-// TEMPORARY: per-green-thread storage kept outside the hub.
-//
-// The hook this module needs from the hub is
-//
-//     pub(crate) fn with_current_locals<R>(f: impl FnOnce(&RefCell<Locals>) -> R) -> R
-//
-// backed by a `locals: RefCell<Locals>` field in `hub::Task` (the root has
-// one too), emptied at the end of the green thread's body inside its
-// coroutine, so that values are dropped when the green thread ends, on that
-// green thread. Until then, the table below stands in for it: values are
-// keyed by green thread id, and entries of finished green threads are
-// removed by an occasional sweep (the hub has no "green thread finished"
-// hook this module could use).
-
-/// The per-OS-thread table of green-local values.
-struct Table {
-    by_thread: HashMap<u64, (GreenThread, Rc<RefCell<Locals>>)>,
-    /// Sweep when the table has this many entries.
-    sweep_at: usize,
-}
-
-const FIRST_SWEEP: usize = 64;
-
-thread_local! {
-    static TABLE: RefCell<Table> = RefCell::new(Table { by_thread: HashMap::new(), sweep_at: FIRST_SWEEP });
-}
-
-/// Runs `f` with the running green thread's (or root's) green-locals.
-fn with_current_locals<R>(f: impl FnOnce(&RefCell<Locals>) -> R) -> R {
-    let me = current();
-    let id = me.id();
-    let (locals, swept) = TABLE.with(|t| {
-        let mut t = t.borrow_mut();
-        if let Some((_, l)) = t.by_thread.get(&id) {
-            return (l.clone(), Vec::new());
-        }
-        let mut swept = Vec::new();
-        if t.by_thread.len() >= t.sweep_at {
-            let dead: Vec<u64> = t.by_thread.iter().filter(|(_, (g, _))| g.is_finished()).map(|(&k, _)| k).collect();
-            swept = dead.into_iter().filter_map(|k| t.by_thread.remove(&k)).collect();
-            t.sweep_at = (2 * t.by_thread.len()).max(FIRST_SWEEP);
-        }
-        let l = Rc::new(RefCell::new(Locals::new()));
-        t.by_thread.insert(id, (me, l.clone()));
-        (l, swept)
-    });
-    // Finished green threads' values are dropped outside the table's
-    // borrow: their destructors may use green-locals.
-    drop(swept);
-    f(&locals)
+/// Runs `f` with the running green thread's (or root's) green-locals, or
+/// returns `None` while this OS thread is being torn down (its hub is gone).
+fn with_current_locals<R>(f: impl FnOnce(&RefCell<Option<Box<Locals>>>) -> R) -> Option<R> {
+    try_with_hub(|h| f(&h.current().locals))
 }

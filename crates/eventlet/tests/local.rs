@@ -123,11 +123,38 @@ fn values_of_finished_green_threads_are_dropped() {
             let _ = h.join();
         }
     };
-    // Values go when their green thread ends or, at the latest, as later
-    // green threads take up green-locals.
+    // Values go when their green thread ends, killed or not.
     batch(300, false);
+    assert_eq!(drops.get(), 300);
     batch(100, true);
-    batch(300, false);
-    assert!(drops.get() >= 400, "only {} of the first 400 green threads' values were dropped", drops.get());
-    assert!(drops.get() <= 700);
+    assert_eq!(drops.get(), 400);
+    // The root's value stays.
+    GUARD.set(Some(DropCount(drops.clone())));
+    batch(1, false);
+    assert_eq!(drops.get(), 401);
+    assert!(GUARD.with_borrow(Option::is_some));
+}
+
+struct OnDrop(Rc<Cell<Option<u64>>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        // Destructors run on the green thread itself and may block.
+        eventlet::sleep(std::time::Duration::from_millis(1));
+        self.0.set(Some(eventlet::current().id()));
+    }
+}
+
+eventlet::green_local! {
+    static ON_DROP: RefCell<Option<OnDrop>> = RefCell::new(None);
+}
+
+#[test]
+fn values_are_dropped_on_their_own_green_thread_before_join_returns() {
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let h = eventlet::spawn(move || ON_DROP.set(Some(OnDrop(s))));
+    let id = h.thread().id();
+    h.join().unwrap();
+    assert_eq!(seen.get(), Some(id));
 }

@@ -120,7 +120,7 @@ impl Reactor {
             Direction::Read => &mut slot.readers,
             Direction::Write => &mut slot.writers,
         };
-        if let Some(i) = list.iter().position(|w| std::rc::Rc::ptr_eq(w, t)) {
+        if let Some(i) = list.iter().position(|w| TaskRef::ptr_eq(w, t)) {
             list.swap_remove(i);
             self.waiters.set(self.waiters.get() - 1);
         }

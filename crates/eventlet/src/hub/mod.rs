@@ -19,12 +19,12 @@
 pub(crate) mod io;
 mod timers;
 
-use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,9 +84,12 @@ pub(crate) enum Kill {
 
 type Coro = Coroutine<(), (), (), GreenStack>;
 
-/// A green thread as the hub sees it. `S` is the slot its result goes to;
-/// the hub holds `Task<dyn Any>` and only the typed `JoinHandle` reads it.
-pub(crate) struct Task<S: ?Sized = dyn Any> {
+/// A green thread as the hub sees it. It lives in a heap block shared by
+/// [`TaskRef`]s (its slot for the result follows it, see [`Typed`]).
+pub(crate) struct Task {
+    refs: Cell<usize>,
+    /// Frees the block this task heads (it knows the slot's type).
+    free: unsafe fn(NonNull<Task>),
     pub(crate) id: u64,
     pub(crate) key: Cell<usize>,
     pub(crate) name: Option<Box<str>>,
@@ -101,17 +104,144 @@ pub(crate) struct Task<S: ?Sized = dyn Any> {
     info: Cell<RunningInfo>,
     /// Live `Timeout`s of this green thread: (deadline, id, duration).
     pub(crate) timeouts: RefCell<Vec<(Instant, u64, Duration)>>,
-    pub(crate) slot: S,
+    /// Its green-local values (`green_local!`), dropped when it ends.
+    pub(crate) locals: RefCell<Option<Box<crate::local::Locals>>>,
 }
 
-pub(crate) type TaskRef = Rc<Task>;
+/// The heap block of a green thread: the task, then the slot its result
+/// goes to. `repr(C)` puts the task at offset 0, so a pointer to the block
+/// is a pointer to its task.
+#[repr(C)]
+struct Block<S> {
+    task: Task,
+    slot: S,
+}
+
+/// A counted, thin reference to a [`Task`] (a single-threaded `Rc` whose
+/// pointer does not carry the slot's type, so the hub's queues and fields
+/// hold one word per task and reach every field at a fixed offset).
+pub(crate) struct TaskRef {
+    ptr: NonNull<Task>,
+}
+
+/// A [`TaskRef`] that knows its slot's type: what a `JoinHandle` holds.
+pub(crate) struct Typed<S> {
+    task: TaskRef,
+    _slot: PhantomData<S>,
+}
+
+/// Frees a block made by [`Typed::new`] with slot type `S`.
+///
+/// # Safety
+///
+/// `p` points to a live `Block<S>` allocated by `Box`, whose count has
+/// dropped to zero.
+unsafe fn free_block<S>(p: NonNull<Task>) {
+    // SAFETY: per the contract, `p` is the `Box<Block<S>>` made in `new`.
+    drop(unsafe { Box::from_raw(p.as_ptr().cast::<Block<S>>()) });
+}
+
+impl<S> Typed<S> {
+    fn new(id: u64, name: Option<Box<str>>, slot: S) -> Typed<S> {
+        let block = Box::new(Block { task: Task::new(id, name, free_block::<S>), slot });
+        // `Block` is `repr(C)` with the task first: same address.
+        let ptr = NonNull::from(Box::leak(block)).cast::<Task>();
+        Typed { task: TaskRef { ptr }, _slot: PhantomData }
+    }
+
+    /// The untyped reference.
+    pub(crate) fn task(&self) -> &TaskRef {
+        &self.task
+    }
+
+    /// The result slot.
+    pub(crate) fn slot(&self) -> &S {
+        // SAFETY: the block was made by `new` as a `Block<S>` (the only way to
+        // get a `Typed<S>`) and our count keeps it alive.
+        unsafe { &(*self.task.ptr.as_ptr().cast::<Block<S>>()).slot }
+    }
+}
+
+impl<S> std::ops::Deref for Typed<S> {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        &self.task
+    }
+}
+
+impl<S> Clone for Typed<S> {
+    fn clone(&self) -> Typed<S> {
+        Typed { task: self.task.clone(), _slot: PhantomData }
+    }
+}
+
+impl TaskRef {
+    /// Takes a new count on the task at `p`.
+    ///
+    /// # Safety
+    ///
+    /// `p` points to a live task (someone holds a count on it).
+    unsafe fn from_ptr(p: *const Task) -> TaskRef {
+        // SAFETY: per the contract.
+        let task = unsafe { &*p };
+        task.refs.set(task.refs.get() + 1);
+        TaskRef { ptr: NonNull::from(task) }
+    }
+
+    fn as_ptr(&self) -> *const Task {
+        self.ptr.as_ptr()
+    }
+
+    /// Whether both refer to the same green thread.
+    pub(crate) fn ptr_eq(a: &TaskRef, b: &TaskRef) -> bool {
+        a.ptr == b.ptr
+    }
+}
+
+impl std::ops::Deref for TaskRef {
+    type Target = Task;
+
+    #[inline]
+    fn deref(&self) -> &Task {
+        // SAFETY: our count keeps the task alive.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Clone for TaskRef {
+    #[inline]
+    fn clone(&self) -> TaskRef {
+        let refs = &self.refs;
+        // As `Rc` does: a count that would overflow cannot be handled.
+        let n = refs.get().checked_add(1).unwrap_or_else(|| std::process::abort());
+        refs.set(n);
+        TaskRef { ptr: self.ptr }
+    }
+}
+
+impl Drop for TaskRef {
+    #[inline]
+    fn drop(&mut self) {
+        let n = self.refs.get() - 1;
+        self.refs.set(n);
+        if n == 0 {
+            let free = self.free;
+            // SAFETY: the count is zero, so this was the last reference, and
+            // `free` was chosen for this block's slot type in `Typed::new`.
+            unsafe { free(self.ptr) }
+        }
+    }
+}
 
 /// Where a `spawn`ed green thread's result lands.
 pub(crate) type Packet<T> = RefCell<Option<std::thread::Result<T>>>;
 
-impl<S> Task<S> {
-    fn new(id: u64, name: Option<Box<str>>, slot: S) -> Task<S> {
+impl Task {
+    fn new(id: u64, name: Option<Box<str>>, free: unsafe fn(NonNull<Task>)) -> Task {
         Task {
+            refs: Cell::new(1),
+            free,
             id,
             key: Cell::new(usize::MAX),
             name,
@@ -125,12 +255,12 @@ impl<S> Task<S> {
             joiner: Cell::new(None),
             info: Cell::new(RunningInfo::NONE),
             timeouts: RefCell::new(Vec::new()),
-            slot,
+            locals: RefCell::new(None),
         }
     }
 }
 
-impl<S: ?Sized> Task<S> {
+impl Task {
     pub(crate) fn is_root(&self) -> bool {
         self.key.get() == 0
     }
@@ -244,7 +374,7 @@ pub fn guard_mode() -> GuardMode {
 pub(crate) struct Hub {
     pub(crate) id: u64,
     queue: RefCell<VecDeque<TaskRef>>,
-    /// The running green thread, or the root. Points into an `Rc<Task>`
+    /// The running green thread, or the root. Points to a task
     /// kept alive by `run_task` (green threads) or the task slab (root).
     current: Cell<*const Task>,
     tasks: RefCell<Slab<TaskRef>>,
@@ -308,7 +438,7 @@ impl Hub {
             sleeping: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
         });
-        let root: TaskRef = Rc::new(Task::new(id << 40, Some("main".into()), ()));
+        let root: TaskRef = Typed::new(id << 40, Some("main".into()), ()).task;
         root.state.set(State::Running);
         let mut tasks = Slab::new();
         let key = tasks.insert(root.clone());
@@ -317,7 +447,7 @@ impl Hub {
         Ok(Hub {
             id,
             queue: RefCell::new(VecDeque::new()),
-            current: Cell::new(Rc::as_ptr(&root)),
+            current: Cell::new(root.as_ptr()),
             tasks: RefCell::new(tasks),
             timers: RefCell::new(Timers::new()),
             reactor: io::Reactor::new(poll),
@@ -335,12 +465,9 @@ impl Hub {
     #[inline]
     pub(crate) fn current(&self) -> TaskRef {
         let p = self.current.get();
-        // SAFETY: `p` came from `Rc::as_ptr` of a task that is alive while it
-        // is current (see the field's comment); we add the count we take.
-        unsafe {
-            Rc::increment_strong_count(p);
-            Rc::from_raw(p)
-        }
+        // SAFETY: `p` points to a task that is alive while it is current
+        // (see the field's comment).
+        unsafe { TaskRef::from_ptr(p) }
     }
 
     /// The running green thread (or root), borrowed.
@@ -360,7 +487,7 @@ impl Hub {
         stack_size: Option<usize>,
         delay: Option<Duration>,
         report_panic: bool,
-    ) -> std::io::Result<Rc<Task<Packet<T>>>> {
+    ) -> std::io::Result<Typed<Packet<T>>> {
         let size = match stack_size {
             None => stack::DEFAULT_STACK_SIZE,
             Some(s) => stack::checked_size(s)?,
@@ -369,7 +496,7 @@ impl Hub {
         let (guard_lo, guard_hi) = stack.guard();
         let n = self.next_id.get();
         self.next_id.set(n + 1);
-        let task: Rc<Task<Packet<T>>> = Rc::new(Task::new((self.id << 40) | n, name, RefCell::new(None)));
+        let task = Typed::new((self.id << 40) | n, name, RefCell::new(None));
         let (name_ptr, name_len) = task.name.as_deref().map_or((std::ptr::null(), 0), |s| (s.as_ptr(), s.len()));
         task.info.set(RunningInfo { guard_lo, guard_hi, name_ptr, name_len, id: task.id, stack_size: size });
         let me = task.clone();
@@ -381,11 +508,22 @@ impl Hub {
                     report(&me, p.as_ref());
                 }
             }
-            *me.slot.borrow_mut() = Some(result);
+            *me.slot().borrow_mut() = Some(result);
+            // Green-locals are dropped here, on this green thread: their
+            // destructors may block or use green-locals (which may fill the
+            // map again, hence the loop). A panicking destructor is reported;
+            // it must not unwind into the hub.
+            while let Some(locals) = me.locals.take() {
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(locals))) {
+                    if !p.is::<Killed>() {
+                        report(&me, p.as_ref());
+                    }
+                }
+            }
         });
         // SAFETY: the task is new; nothing else can see its coroutine cell.
         unsafe { *task.coro.get() = Some(coro) };
-        let t: TaskRef = task.clone();
+        let t: TaskRef = task.task().clone();
         t.key.set(self.tasks.borrow_mut().insert(t.clone()));
         match delay {
             Some(d) if !d.is_zero() => {
@@ -509,7 +647,7 @@ impl Hub {
     pub(crate) fn kill(&self, t: &TaskRef) {
         match t.state.get() {
             State::Done => {}
-            _ if std::ptr::addr_eq(Rc::as_ptr(t), self.current.get()) => {
+            _ if std::ptr::eq(t.as_ptr(), self.current.get()) => {
                 if t.kill.get() == Kill::No {
                     t.kill.set(Kill::Delivered);
                     panic::resume_unwind(Box::new(Killed));
@@ -578,7 +716,7 @@ impl Hub {
         self.ticks.set(self.ticks.get() + 1);
         self.switches.set(self.switches.get() + 1);
         sys::set_running(t.info.as_ptr());
-        let prev = self.current.replace(Rc::as_ptr(&t));
+        let prev = self.current.replace(t.as_ptr());
         // SAFETY: only this loop (never re-entered: it runs on the root's
         // stack and green threads never run it) and `finish_unstarted` (for
         // tasks that have not started, which this one may be but then nothing
@@ -706,7 +844,7 @@ impl Drop for Hub {
 }
 
 /// Reports a panic of a green thread nobody will join.
-fn report(t: &Task<Packet<impl Sized>>, payload: &(dyn Any + Send)) {
+fn report(t: &Task, payload: &(dyn std::any::Any + Send)) {
     let msg = payload
         .downcast_ref::<&str>()
         .copied()
