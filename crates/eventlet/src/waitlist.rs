@@ -86,11 +86,17 @@ fn wake(t: &GreenThread) {
 /// Waiters, oldest first.
 pub(crate) struct WaitList<V> {
     queue: RefCell<VecDeque<Rc<Waiter<V>>>>,
+    /// Waiters of finished waits, kept for the next ones (a wait then
+    /// costs no allocation).
+    spare: RefCell<Vec<Rc<Waiter<V>>>>,
 }
+
+/// Spare waiters a list keeps.
+const SPARES: usize = 4;
 
 impl<V> WaitList<V> {
     pub(crate) fn new() -> WaitList<V> {
-        WaitList { queue: RefCell::new(VecDeque::new()) }
+        WaitList { queue: RefCell::new(VecDeque::new()), spare: RefCell::new(Vec::new()) }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -119,6 +125,18 @@ impl<V> WaitList<V> {
         let all = std::mem::take(&mut *self.queue.borrow_mut());
         for w in all {
             w.close();
+        }
+    }
+
+    /// Keeps a finished wait's waiter for reuse if nobody else holds it.
+    fn recycle(&self, waiter: &Rc<Waiter<V>>) {
+        if Rc::strong_count(waiter) == 1 && Rc::weak_count(waiter) == 0 {
+            let Ok(mut spare) = self.spare.try_borrow_mut() else { return };
+            if spare.len() < SPARES {
+                // A value left in the slot goes now, not at reuse.
+                drop(waiter.value.take());
+                spare.push(waiter.clone());
+            }
         }
     }
 
@@ -165,7 +183,18 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
     /// Joins the back of `list` as the running green thread (or root), with
     /// `value` in the waiter's slot.
     pub(crate) fn enqueue(list: &'a WaitList<V>, value: Option<V>, on_leave: F) -> Self {
-        let waiter = Rc::new(Waiter { thread: current(), status: Cell::new(Status::Queued), value: Cell::new(value) });
+        let spare = list.spare.borrow_mut().pop();
+        let waiter = match spare {
+            Some(mut w) => {
+                // Only `recycle` puts waiters there, with no other reference.
+                let m = Rc::get_mut(&mut w).expect("a spare waiter is not shared");
+                m.thread = current();
+                m.status.set(Status::Queued);
+                m.value.set(value);
+                w
+            }
+            None => Rc::new(Waiter { thread: current(), status: Cell::new(Status::Queued), value: Cell::new(value) }),
+        };
         list.queue.borrow_mut().push_back(waiter.clone());
         Wait { list, waiter, on_leave }
     }
@@ -213,5 +242,6 @@ impl<V, F: FnMut(Status, &Waiter<V>)> Drop for Wait<'_, V, F> {
             Status::Granted => (self.on_leave)(Status::Granted, &self.waiter),
             Status::Closed | Status::Done => {}
         }
+        self.list.recycle(&self.waiter);
     }
 }
