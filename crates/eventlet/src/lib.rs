@@ -42,6 +42,9 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[macro_use]
+mod macros;
+
 pub mod channel;
 pub mod dagpool;
 pub mod event;

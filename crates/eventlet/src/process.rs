@@ -46,7 +46,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 use std::process::{self as stdprocess, ExitStatus, Output, Stdio};
@@ -55,7 +55,6 @@ use std::time::{Duration, Instant};
 use mio::unix::pipe;
 
 use crate::greenthread::{sleep, spawn};
-use crate::hub::io::Direction;
 use crate::net::Evented;
 
 /// The longest a green [`Child::wait`] sleeps between two looks at the
@@ -485,56 +484,7 @@ impl fmt::Debug for ChildStdin {
 pipe_common!(ChildStdout, pipe::Receiver, "ChildStdout");
 pipe_common!(ChildStderr, pipe::Receiver, "ChildStderr");
 
-impl Write for &ChildStdin {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.op(Direction::Write, None, |mut p| p.write(buf))
-    }
+green_write!(ChildStdin, _this => None);
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner.op(Direction::Write, None, |mut p| p.write_vectored(bufs))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for ChildStdin {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-macro_rules! pipe_read {
-    ($name:ident) => {
-        impl Read for &$name {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.inner.op(Direction::Read, None, |mut p| p.read(buf))
-            }
-
-            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.inner.op(Direction::Read, None, |mut p| p.read_vectored(bufs))
-            }
-        }
-
-        impl Read for $name {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                (&*self).read(buf)
-            }
-
-            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                (&*self).read_vectored(bufs)
-            }
-        }
-    };
-}
-pipe_read!(ChildStdout);
-pipe_read!(ChildStderr);
+green_read!(ChildStdout, _this => None);
+green_read!(ChildStderr, _this => None);
