@@ -15,7 +15,7 @@
 //! others wait queues behind them even if it could barge in.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::iter::FusedIterator;
@@ -76,8 +76,6 @@ struct Inner {
     waiters: RefCell<VecDeque<Rc<Waiter>>>,
     /// Green threads (or the root) in `waitall`.
     idle_waiters: RefCell<Vec<GreenThread>>,
-    /// Ids of the pool's green threads that have started and not ended.
-    members: RefCell<HashSet<u64>>,
     stack_size: Cell<Option<usize>>,
 }
 
@@ -106,6 +104,11 @@ fn wake(t: &GreenThread) {
 }
 
 impl Inner {
+    /// What a member green thread's task carries to say it belongs here.
+    fn tag(&self) -> usize {
+        self as *const Inner as usize
+    }
+
     /// Takes a slot if one is free and nobody is queued for one.
     fn try_acquire(self: &Rc<Inner>) -> Option<Slot> {
         if self.waiters.borrow().is_empty() && self.running.get() < self.size.get() {
@@ -194,27 +197,28 @@ impl Drop for WaitGuard<'_> {
 /// life (moved into its closure). Dropping it frees the slot.
 struct Slot {
     inner: Rc<Inner>,
-    member: Option<u64>,
 }
 
 impl Slot {
     fn new(inner: Rc<Inner>) -> Slot {
-        Slot { inner, member: None }
+        Slot { inner }
     }
 
     /// Records the running green thread as one of the pool's own.
     fn enter(&mut self) {
-        let id = current().id();
-        self.inner.members.borrow_mut().insert(id);
-        self.member = Some(id);
+        hub::with_hub(|h| h.current().pool.set(self.inner.tag()));
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(id) = self.member {
-            self.inner.members.borrow_mut().remove(&id);
-        }
+        let tag = self.inner.tag();
+        hub::try_with_hub(|h| {
+            let me = h.current();
+            if me.pool.get() == tag {
+                me.pool.set(0);
+            }
+        });
         self.inner.release();
     }
 }
@@ -305,7 +309,6 @@ impl GreenPool {
                 running: Cell::new(0),
                 waiters: RefCell::new(VecDeque::new()),
                 idle_waiters: RefCell::new(Vec::new()),
-                members: RefCell::new(HashSet::new()),
                 stack_size: Cell::new(None),
             }),
         })
@@ -433,7 +436,7 @@ impl GreenPool {
     pub fn waitall(&self) {
         let me = current();
         assert!(
-            !self.inner.members.borrow().contains(&me.id()),
+            hub::with_hub(|h| h.current().pool.get()) != self.inner.tag(),
             "eventlet: GreenPool::waitall called from one of the pool's own green threads would never return"
         );
         if self.running() == 0 {

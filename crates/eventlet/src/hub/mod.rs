@@ -106,6 +106,9 @@ pub(crate) struct Task {
     pub(crate) timeouts: RefCell<Vec<(Instant, u64, Duration)>>,
     /// Its green-local values (`green_local!`), dropped when it ends.
     pub(crate) locals: RefCell<Option<Box<crate::local::Locals>>>,
+    /// The address of the `GreenPool` whose job this green thread runs (0
+    /// if none), so `waitall` can refuse to wait for itself.
+    pub(crate) pool: Cell<usize>,
 }
 
 /// The heap block of a green thread: the task, then the slot its result
@@ -256,6 +259,7 @@ impl Task {
             info: Cell::new(RunningInfo::NONE),
             timeouts: RefCell::new(Vec::new()),
             locals: RefCell::new(None),
+            pool: Cell::new(0),
         }
     }
 }
