@@ -17,10 +17,10 @@
 //! returns.
 
 pub(crate) mod io;
+mod runq;
 mod timers;
 
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
@@ -109,6 +109,10 @@ pub(crate) struct Task {
     /// The address of the `GreenPool` whose job this green thread runs (0
     /// if none), so `waitall` can refuse to wait for itself.
     pub(crate) pool: Cell<usize>,
+    /// The next task in the run queue.
+    next: Cell<*const Task>,
+    /// Whether it is in the run queue.
+    queued: Cell<bool>,
 }
 
 /// The heap block of a green thread: the task, then the slot its result
@@ -196,6 +200,21 @@ impl TaskRef {
         self.ptr.as_ptr()
     }
 
+    /// Gives up the reference without its count, for [`from_raw`](Self::from_raw).
+    fn into_raw(t: TaskRef) -> *const Task {
+        std::mem::ManuallyDrop::new(t).ptr.as_ptr()
+    }
+
+    /// Takes back a count given up by [`into_raw`](Self::into_raw).
+    ///
+    /// # Safety
+    ///
+    /// `p` came from `into_raw`, and its count is taken back once.
+    unsafe fn from_raw(p: *const Task) -> TaskRef {
+        // SAFETY: `into_raw` had a non-null pointer.
+        TaskRef { ptr: unsafe { NonNull::new_unchecked(p.cast_mut()) } }
+    }
+
     /// Whether both refer to the same green thread.
     pub(crate) fn ptr_eq(a: &TaskRef, b: &TaskRef) -> bool {
         a.ptr == b.ptr
@@ -260,6 +279,8 @@ impl Task {
             timeouts: RefCell::new(Vec::new()),
             locals: RefCell::new(None),
             pool: Cell::new(0),
+            next: Cell::new(std::ptr::null()),
+            queued: Cell::new(false),
         }
     }
 }
@@ -358,7 +379,7 @@ pub struct Stats {
 pub fn stats() -> Stats {
     with_hub(|h| Stats {
         green_threads: h.tasks.borrow().len() - 1,
-        ready: h.queue.borrow().len(),
+        ready: h.queue.len(),
         timers: h.timers.borrow().len(),
         io_registrations: h.reactor.registrations(),
         io_waiters: h.reactor.waiters(),
@@ -377,7 +398,7 @@ pub fn guard_mode() -> GuardMode {
 
 pub(crate) struct Hub {
     pub(crate) id: u64,
-    queue: RefCell<VecDeque<TaskRef>>,
+    queue: runq::RunQueue,
     /// The running green thread, or the root. Points to a task
     /// kept alive by `run_task` (green threads) or the task slab (root).
     current: Cell<*const Task>,
@@ -450,7 +471,7 @@ impl Hub {
         root.key.set(key);
         Ok(Hub {
             id,
-            queue: RefCell::new(VecDeque::new()),
+            queue: runq::RunQueue::new(),
             current: Cell::new(root.as_ptr()),
             tasks: RefCell::new(tasks),
             timers: RefCell::new(Timers::new()),
@@ -535,7 +556,7 @@ impl Hub {
                 let key = self.timers.borrow_mut().insert(Instant::now() + d, t.clone());
                 t.timer.set(Some(key));
             }
-            _ => self.queue.borrow_mut().push_back(t),
+            _ => self.queue.push_back(t),
         }
         Ok(task)
     }
@@ -547,7 +568,7 @@ impl Hub {
             State::Parked => {
                 t.state.set(State::Ready);
                 t.wake.set(Wakeup::Unparked);
-                self.queue.borrow_mut().push_back(t.clone());
+                self.queue.push_back(t.clone());
             }
             State::Done => {}
             _ => t.notified.set(true),
@@ -607,7 +628,7 @@ impl Hub {
     pub(crate) fn yield_now(&self) {
         let cur = self.cur();
         cur.state.set(State::Ready);
-        self.queue.borrow_mut().push_back(self.current());
+        self.queue.push_back(self.current());
         self.io_requested.set(true);
         self.switch_out(cur);
         Self::check_kill(cur);
@@ -696,7 +717,7 @@ impl Hub {
     fn run(&self) {
         loop {
             for _ in 0..BATCH {
-                let t = self.queue.borrow_mut().pop_front();
+                let t = self.queue.pop_front();
                 let Some(t) = t else { break };
                 if t.is_root() {
                     return;
@@ -744,7 +765,7 @@ impl Hub {
         if self.shared.pending.load(Ordering::Acquire) {
             self.drain_remote();
         }
-        let idle = self.queue.borrow().is_empty();
+        let idle = self.queue.is_empty();
         if idle {
             let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none() && self.nothing_can_wake() {
@@ -798,11 +819,11 @@ impl Hub {
                 State::Parked => {
                     t.state.set(State::Ready);
                     t.wake.set(Wakeup::TimedOut);
-                    self.queue.borrow_mut().push_back(t);
+                    self.queue.push_back(t);
                 }
                 State::Delayed => {
                     t.state.set(State::Ready);
-                    self.queue.borrow_mut().push_back(t);
+                    self.queue.push_back(t);
                 }
                 _ => {}
             }

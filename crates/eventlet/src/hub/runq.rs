@@ -1,0 +1,74 @@
+//! The run queue: a FIFO of ready green threads linked through their tasks
+//! (no allocation, no capacity checks; a push or pop is a few stores).
+
+use std::cell::Cell;
+use std::ptr;
+
+use super::{Task, TaskRef};
+
+/// Ready green threads, oldest first. Each queued task holds one count,
+/// taken over from the `TaskRef` pushed and handed back by `pop`.
+pub(super) struct RunQueue {
+    head: Cell<*const Task>,
+    tail: Cell<*const Task>,
+    len: Cell<usize>,
+}
+
+impl RunQueue {
+    pub(super) fn new() -> RunQueue {
+        RunQueue { head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()), len: Cell::new(0) }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.head.get().is_null()
+    }
+
+    /// Appends `t`. A task already queued stays where it is.
+    #[inline]
+    pub(super) fn push_back(&self, t: TaskRef) {
+        if t.queued.replace(true) {
+            return;
+        }
+        let p = TaskRef::into_raw(t);
+        let tail = self.tail.get();
+        if tail.is_null() {
+            self.head.set(p);
+        } else {
+            // SAFETY: `tail` is a queued task, kept alive by the count the
+            // queue holds on it.
+            unsafe { (*tail).next.set(p) };
+        }
+        self.tail.set(p);
+        self.len.set(self.len.get() + 1);
+    }
+
+    /// Takes the oldest task off the queue.
+    #[inline]
+    pub(super) fn pop_front(&self) -> Option<TaskRef> {
+        let p = self.head.get();
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` is a queued task; the queue's count on it is handed to
+        // the `TaskRef` made here.
+        let t = unsafe { TaskRef::from_raw(p) };
+        let next = t.next.replace(ptr::null());
+        self.head.set(next);
+        if next.is_null() {
+            self.tail.set(ptr::null());
+        }
+        t.queued.set(false);
+        self.len.set(self.len.get() - 1);
+        Some(t)
+    }
+}
+
+impl Drop for RunQueue {
+    fn drop(&mut self) {
+        while self.pop_front().is_some() {}
+    }
+}
