@@ -167,3 +167,23 @@ fn many_children_at_once() {
     assert!(start.elapsed() < ms(1200), "{:?}", start.elapsed());
     assert_clean();
 }
+
+#[test]
+fn wait_parks_on_the_reactor_not_on_a_polling_timer() {
+    let mut child = Command::new("sleep").arg("0.3").spawn().unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let watcher = eventlet::spawn(move || {
+        eventlet::sleep(ms(100));
+        // The waiter below is parked on the child's pidfd: one I/O waiter,
+        // and no timer but this green thread's own (which has fired).
+        s.set(Some(eventlet::hub::stats()));
+    });
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    watcher.join().unwrap();
+    let stats = seen.get().expect("the watcher ran while the child lived");
+    assert_eq!(stats.io_waiters, 1, "{stats:?}");
+    assert_eq!(stats.timers, 0, "{stats:?}");
+    assert_clean();
+}
