@@ -84,22 +84,20 @@ impl Reactor {
             let fail = ev.is_error();
             let read = fail || ev.is_readable() || ev.is_read_closed();
             let write = fail || ev.is_writable() || ev.is_write_closed();
-            let woken = {
-                let mut slots = self.slots.borrow_mut();
-                let Some(slot) = slots.get_mut(token.0) else { continue };
-                let mut woken = Vec::new();
-                if read {
-                    woken.append(&mut slot.readers);
-                }
-                if write {
-                    woken.append(&mut slot.writers);
-                }
-                woken
-            };
-            self.waiters.set(self.waiters.get() - woken.len());
-            for t in woken {
-                wake(t);
+            // Waking only queues the green threads (it does not touch the
+            // reactor), so they go straight from the slot to the run queue.
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.get_mut(token.0) else { continue };
+            let mut woken = 0;
+            if read {
+                woken += slot.readers.len();
+                slot.readers.drain(..).for_each(&mut wake);
             }
+            if write {
+                woken += slot.writers.len();
+                slot.writers.drain(..).for_each(&mut wake);
+            }
+            self.waiters.set(self.waiters.get() - woken);
         }
     }
 
