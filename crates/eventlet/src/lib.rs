@@ -45,6 +45,7 @@
 #[macro_use]
 mod macros;
 
+pub mod backdoor;
 pub mod channel;
 pub mod dagpool;
 pub mod event;

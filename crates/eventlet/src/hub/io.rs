@@ -190,6 +190,7 @@ struct WaiterGuard<'a> {
 
 impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
+        self.task.io_wait.set(None);
         self.hub.reactor.remove_waiter(self.token, self.dir, &self.task);
     }
 }
@@ -201,6 +202,7 @@ pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Opti
         let token = reg.token(hub, fd)?;
         let task = hub.current();
         hub.reactor.add_waiter(token, dir, task.clone());
+        task.io_wait.set(Some((fd, dir)));
         let _guard = WaiterGuard { hub, token, dir, task };
         hub.park_inner(deadline).map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))
     })

@@ -22,6 +22,7 @@ pub(crate) struct TimerKey {
 
 struct Entry {
     seq: u64,
+    deadline: Instant,
     task: TaskRef,
 }
 
@@ -44,7 +45,7 @@ impl Timers {
     pub(crate) fn insert(&mut self, deadline: Instant, task: TaskRef) -> TimerKey {
         self.seq += 1;
         let seq = self.seq;
-        let slot = self.entries.insert(Entry { seq, task });
+        let slot = self.entries.insert(Entry { seq, deadline, task });
         self.heap.push(Reverse((deadline, seq, slot)));
         TimerKey { slot, seq }
     }
@@ -57,6 +58,11 @@ impl Timers {
                 self.heap.retain(|Reverse((_, seq, slot))| entries.get(*slot).is_some_and(|e| e.seq == *seq));
             }
         }
+    }
+
+    /// The deadline of a live timer.
+    pub(crate) fn deadline(&self, key: TimerKey) -> Option<Instant> {
+        self.entries.get(key.slot).filter(|e| e.seq == key.seq).map(|e| e.deadline)
     }
 
     /// The earliest live deadline.

@@ -1,0 +1,95 @@
+//! An inspection console: connect with `nc` and see what every green
+//! thread of a hub is doing.
+//!
+//! Python eventlet's `backdoor` opens a Python prompt inside the running
+//! program. Rust has no interpreter to offer, so this console answers a few
+//! commands about the hub it runs on: `threads` lists its green threads
+//! (id, name, state, the descriptor or timer each waits for), `stats` shows
+//! its counters, `help` lists the commands and `quit` ends the session.
+//!
+//! ```no_run
+//! use eventlet::net::TcpListener;
+//!
+//! // In the program to inspect, on the hub whose green threads matter:
+//! let console = TcpListener::bind("127.0.0.1:3000")?;
+//! eventlet::spawn_n(move || {
+//!     if let Err(e) = eventlet::backdoor::serve(console) {
+//!         eprintln!("backdoor: {e}");
+//!     }
+//! });
+//! // ... then, from a shell: `nc 127.0.0.1 3000`, and type `threads`.
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Bind it to loopback: anyone who can connect sees the names of the
+//! program's green threads. Each session is a green thread of the same hub
+//! and shows up in its own listing.
+
+use std::io::{self, BufRead, BufReader, Write};
+
+use crate::hub;
+use crate::net::{TcpListener, TcpStream};
+
+const HELP: &str = "commands:\n  threads   the green threads of this hub: id, name, state, what each waits for\n  \
+                    stats     the hub's counters\n  help      this list\n  quit      end the session\n";
+
+/// Accepts console sessions on `listener`, each on its own green thread,
+/// until accepting fails.
+///
+/// # Errors
+///
+/// The error of `accept` that ended the loop.
+pub fn serve(listener: TcpListener) -> io::Result<()> {
+    loop {
+        let (conn, _) = listener.accept()?;
+        crate::spawn_n(move || {
+            // A client that goes away mid-session is not an error worth a word.
+            let _ = session(conn);
+        });
+    }
+}
+
+/// Runs one session: a prompt, a command, its answer, until `quit` or EOF.
+pub fn session(conn: TcpStream) -> io::Result<()> {
+    let mut out = &conn;
+    let mut lines = BufReader::new(&conn);
+    out.write_all(b"eventlet console; type `help`\n> ")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        match line.trim() {
+            "" => {}
+            "threads" | "ps" => {
+                let mut text = format!("{:>10}  {:<20}  {:<8}  waits for\n", "id", "name", "state");
+                for t in hub::threads() {
+                    text.push_str(&t.to_string());
+                    text.push('\n');
+                }
+                out.write_all(text.as_bytes())?;
+            }
+            "stats" => {
+                let s = hub::stats();
+                let text = format!(
+                    "green threads {}\nready {}\ntimers {}\nio registrations {}\nio waiters {}\n\
+                     stacks in use {}\nstacks pooled {}\nswitches {}\n",
+                    s.green_threads,
+                    s.ready,
+                    s.timers,
+                    s.io_registrations,
+                    s.io_waiters,
+                    s.stacks_in_use,
+                    s.stacks_pooled,
+                    s.switches
+                );
+                out.write_all(text.as_bytes())?;
+            }
+            "help" | "?" => out.write_all(HELP.as_bytes())?,
+            "quit" | "exit" => return Ok(()),
+            other => out.write_all(format!("unknown command {other:?}; type `help`\n").as_bytes())?,
+        }
+        out.write_all(b"> ")?;
+    }
+}

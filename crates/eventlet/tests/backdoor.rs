@@ -1,0 +1,77 @@
+//! The inspection console: a real TCP client asks what the green threads
+//! of the hub are doing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+use eventlet::net::{TcpListener, TcpStream};
+
+/// Sends `cmd` and reads up to the next prompt.
+fn ask(conn: &TcpStream, cmd: &str) -> String {
+    let mut w = conn;
+    w.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+    read_to_prompt(conn)
+}
+
+fn read_to_prompt(conn: &TcpStream) -> String {
+    let mut r = conn;
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"> ") {
+        assert_eq!(r.read(&mut b).unwrap(), 1, "the console closed early: {}", String::from_utf8_lossy(&got));
+        got.push(b[0]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+#[test]
+fn threads_shows_what_each_green_thread_waits_for() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let console = eventlet::spawn(move || eventlet::backdoor::serve(listener));
+
+    // Something to see: a sleeper and a reader blocked on a socket.
+    let sleeper = eventlet::Builder::new().name("sleeper").spawn(|| eventlet::sleep(Duration::from_secs(30))).unwrap();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    let (accepted, _) = server.accept().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&accepted);
+    let reader = eventlet::Builder::new()
+        .name("reader")
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            (&accepted).read(&mut b).map(|_| b[0])
+        })
+        .unwrap();
+
+    let conn = TcpStream::connect(addr).unwrap();
+    let banner = read_to_prompt(&conn);
+    assert!(banner.starts_with("eventlet console"), "{banner}");
+
+    let list = ask(&conn, "threads");
+    let line = |name: &str| {
+        list.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no {name} in:\n{list}")).to_owned()
+    };
+    let s = line("sleeper");
+    assert!(s.contains("parked") && s.contains("timer in"), "{s}");
+    let r = line("reader");
+    assert!(r.contains("parked") && r.contains(&format!("read fd {fd}")), "{r}");
+    assert!(line("main").contains("parked"));
+
+    let stats = ask(&conn, "stats");
+    assert!(stats.contains("io waiters "), "{stats}");
+    assert!(ask(&conn, "frobnicate").contains("unknown command"));
+    assert!(ask(&conn, "help").contains("threads"));
+
+    // `quit` ends the session: the console closes the connection.
+    (&conn).write_all(b"quit\n").unwrap();
+    let mut rest = Vec::new();
+    BufReader::new(&conn).read_until(b'\n', &mut rest).unwrap();
+    assert!(rest.is_empty());
+
+    (&peer).write_all(b"x").unwrap();
+    assert_eq!(reader.join().unwrap().unwrap(), b'x');
+    sleeper.kill();
+    console.kill();
+    assert!(console.join().is_err());
+}
