@@ -16,10 +16,11 @@ pub(crate) fn handle_chunks(mut client: TcpStream) {
     }
 }
 
-pub(crate) fn run(listen: &str, max_clients: usize) -> Result<()> {
+pub(crate) fn run(listen: &str, max_clients: usize, console: Option<&str>) -> Result<()> {
     crate::at_least_one(max_clients, "--max-clients")?;
     let listener = crate::listen(listen)?;
     println!("echo server listening on {}", listener.local_addr()?);
+    crate::console(console)?;
     let server = eventlet::Server::new(listener, max_clients);
     let stop = server.stop_handle();
     crate::signal::on_interrupt(move || stop.stop())?;

@@ -54,6 +54,9 @@ enum Cmd {
         /// Most clients served at once.
         #[arg(short, long, default_value_t = 10_000)]
         max_clients: usize,
+        /// Also open an inspection console on this address (`nc ADDR`, then `threads`).
+        #[arg(long, value_name = "ADDR")]
+        console: Option<String>,
     },
     /// A port forwarder: accepts on LISTEN and relays each connection to TARGET.
     Forward(forward::Args),
@@ -67,7 +70,7 @@ fn main() {
         Cmd::Tour { clients, rounds } => tour::run(clients, rounds),
         Cmd::Crawl(args) => crawl::run(args),
         Cmd::Serve(args) => serve::run(args),
-        Cmd::Echo { listen, max_clients } => echo::run(&listen, max_clients),
+        Cmd::Echo { listen, max_clients, console } => echo::run(&listen, max_clients, console.as_deref()),
         Cmd::Forward(args) => forward::run(args),
         Cmd::Load(args) => load::run(args),
     };
@@ -86,6 +89,20 @@ pub(crate) fn listen(addr: &str) -> Result<eventlet::net::TcpListener> {
         std::io::ErrorKind::PermissionDenied => anyhow!("cannot listen on {addr}: permission denied"),
         _ => anyhow!("cannot listen on {addr}: {e}"),
     })
+}
+
+/// Opens the inspection console ([`eventlet::backdoor`]) on `addr`, if given,
+/// on this thread's hub.
+pub(crate) fn console(addr: Option<&str>) -> Result<()> {
+    let Some(addr) = addr else { return Ok(()) };
+    let listener = listen(addr)?;
+    println!("inspection console on {} (nc, then `threads`)", listener.local_addr()?);
+    eventlet::spawn_n(move || {
+        if let Err(e) = eventlet::backdoor::serve(listener) {
+            eprintln!("eventlet: the inspection console stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 /// An I/O error about `target` as one line, the target named once.

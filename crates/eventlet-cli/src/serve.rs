@@ -25,6 +25,9 @@ pub(crate) struct Args {
     /// Most connections open at once.
     #[arg(short, long, value_name = "N", default_value_t = 1024)]
     max_clients: usize,
+    /// Also open an inspection console on this address (`nc ADDR`, then `threads`).
+    #[arg(long, value_name = "ADDR")]
+    console: Option<String>,
     /// Directory to serve (without it: a hello page).
     dir: Option<PathBuf>,
 }
@@ -42,6 +45,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Some(root) => println!("serving {} on http://{addr}/", root.display()),
         None => println!("serving a hello page on http://{addr}/"),
     }
+    crate::console(args.console.as_deref())?;
     let stop = server.shutdown_handle();
     crate::signal::on_interrupt(move || stop.shutdown())?;
     let root = Rc::new(root);

@@ -54,3 +54,30 @@ fn ctrl_c_stops_it_cleanly() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stderr, "echo server stopped\n");
 }
+
+#[test]
+fn the_console_shows_a_client_handler_waiting_to_read() {
+    let (server, addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let console = loop {
+        if let Some(line) = server.stdout().lines().find(|l| l.starts_with("inspection console on")) {
+            break util::address_in(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no console line; stdout: {}", server.stdout());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A client that says nothing: its handler waits to read.
+    let mut client = TcpStream::connect(&addr).unwrap();
+    client.write_all(b"ping").unwrap();
+    let mut back = [0; 4];
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.read_exact(&mut back).unwrap();
+
+    let mut c = TcpStream::connect(&console).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"threads\nquit\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    assert!(text.contains("main"), "{text}");
+    assert!(text.lines().any(|l| l.contains("parked") && l.contains("read fd")), "{text}");
+}
