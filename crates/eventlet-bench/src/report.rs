@@ -30,6 +30,12 @@ impl Row {
         self
     }
 
+    /// Whether the row measures eventlet (`eventlet`, or a variant such as
+    /// `eventlet-park`): those are not compared with the `eventlet` row.
+    fn is_ours(&self) -> bool {
+        self.name == "eventlet" || self.name.starts_with("eventlet-")
+    }
+
     fn key(&self) -> String {
         if self.config.is_empty() {
             self.name.clone()
@@ -74,7 +80,7 @@ impl Report {
     pub fn ratios(&self) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for ours in self.rows.iter().filter(|r| r.name == "eventlet") {
-            for peer in self.rows.iter().filter(|r| r.name != "eventlet" && r.config == ours.config) {
+            for peer in self.rows.iter().filter(|r| !r.is_ours() && r.config == ours.config) {
                 if ours.median > 0.0 && peer.median > 0.0 {
                     let x = if self.higher_is_better { ours.median / peer.median } else { peer.median / ours.median };
                     out.push((format!("eventlet/{}", peer.key()), x));
@@ -109,7 +115,7 @@ impl Report {
             }
             let ratio = ours
                 .iter()
-                .find(|o| o.config == r.config && r.name != "eventlet")
+                .find(|o| o.config == r.config && !r.is_ours())
                 .filter(|o| o.median > 0.0 && r.median > 0.0)
                 .map(|o| {
                     let x = if self.higher_is_better { o.median / r.median } else { r.median / o.median };
@@ -193,6 +199,7 @@ mod tests {
         let mut r = Report::new("spawn", "ns", false);
         r.rows.push(Row::new("eventlet", "", vec![100.0]));
         r.rows.push(Row::new("tokio", "", vec![300.0]));
+        r.rows.push(Row::new("eventlet-park", "", vec![50.0]));
         assert_eq!(r.ratios(), vec![("eventlet/tokio".to_string(), 3.0)]);
         let mut t = Report::new("echo", "msgs/s", true);
         t.rows.push(Row::new("eventlet", "100 conns", vec![200.0]));
