@@ -19,6 +19,9 @@
 pub(crate) mod io;
 mod runq;
 mod timers;
+mod watchdog;
+
+pub use watchdog::{watchdog, Stall};
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
@@ -343,6 +346,11 @@ pub(crate) struct HubShared {
     sleeping: AtomicBool,
     /// Live `Unparker`s: while any exists, something outside may wake us.
     pub(crate) handles: AtomicUsize,
+    /// Green threads switched to so far (written by the hub only; read by
+    /// its watchdog).
+    switches: AtomicU64,
+    /// The id of the green thread running now (0: the hub loop or root).
+    running: AtomicU64,
 }
 
 impl HubShared {
@@ -388,7 +396,7 @@ pub fn stats() -> Stats {
         io_waiters: h.reactor.waiters(),
         stacks_in_use: h.stacks.borrow().outstanding(),
         stacks_pooled: h.stacks.borrow().pooled(),
-        switches: h.switches.get(),
+        switches: h.shared.switches.load(Ordering::Relaxed),
     })
 }
 
@@ -523,7 +531,6 @@ pub(crate) struct Hub {
     ticks: Cell<u32>,
     io_requested: Cell<bool>,
     next_id: Cell<u64>,
-    switches: Cell<u64>,
 }
 
 thread_local! {
@@ -574,7 +581,10 @@ impl Hub {
             pending: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
+            switches: AtomicU64::new(0),
+            running: AtomicU64::new(0),
         });
+        watchdog::start_from_env(&shared);
         let root: TaskRef = Typed::new(id << 40, Some("main".into()), ()).task;
         root.state.set(State::Running);
         let mut tasks = Slab::new();
@@ -594,7 +604,6 @@ impl Hub {
             ticks: Cell::new(0),
             io_requested: Cell::new(false),
             next_id: Cell::new(1),
-            switches: Cell::new(0),
         })
     }
 
@@ -851,7 +860,10 @@ impl Hub {
         t.state.set(State::Running);
         self.budget.set(BUDGET);
         self.ticks.set(self.ticks.get() + 1);
-        self.switches.set(self.switches.get() + 1);
+        // Only this thread writes these: plain load and store, no locked add.
+        let shared = &*self.shared;
+        shared.switches.store(shared.switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        shared.running.store(t.id, Ordering::Relaxed);
         sys::set_running(t.info.as_ptr());
         let prev = self.current.replace(t.as_ptr());
         // SAFETY: only this loop (never re-entered: it runs on the root's
@@ -861,6 +873,7 @@ impl Hub {
         // the resume only.
         let res = unsafe { (*t.coro.get()).as_mut().map(|c| c.resume(())) };
         self.current.set(prev);
+        shared.running.store(0, Ordering::Relaxed);
         sys::set_running(std::ptr::null());
         if let Some(CoroutineResult::Return(())) = res {
             t.state.set(State::Done);
