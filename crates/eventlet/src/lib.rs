@@ -31,6 +31,23 @@
 //! blocking there runs the hub until the root can go on, which is how
 //! `for x in pool.imap(f, items)` works from `main`.
 //!
+//! # Several cores
+//!
+//! A green thread stays on the OS thread that spawned it (so `Rc`,
+//! `RefCell` and thread-locals stay sound). To use several cores, run
+//! several hubs: [`hub::start`] runs one on a new OS thread, a
+//! [`hub::Handle`] spawns `Send` closures onto it from anywhere, channels
+//! ([`channel`]) carry values between hubs, and servers bind the same
+//! address on each hub with [`TcpListener::bind_reuse_port`](net::TcpListener::bind_reuse_port).
+//!
+//! # Seeing what green threads do
+//!
+//! [`hub::threads`] lists the green threads of a hub (state, timer, the
+//! descriptor each waits on), [`hub::stats`] its counters, [`backdoor`]
+//! serves both on a TCP console, and [`hub::watchdog`] (or
+//! `EVENTLET_WATCHDOG_MS`) reports a green thread that holds its hub too
+//! long.
+//!
 //! # Caveats
 //!
 //! Scheduling is cooperative: a green thread that computes for a long time

@@ -18,9 +18,11 @@
 
 pub(crate) mod io;
 mod runq;
+mod threads;
 mod timers;
 mod watchdog;
 
+pub use threads::{handle, start, Handle, HubGone, HubThread};
 pub use watchdog::{watchdog, Stall};
 
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -332,8 +334,15 @@ impl std::error::Error for Killed {}
 
 /// A wake-up sent to a hub from another OS thread.
 pub(crate) enum Remote {
-    Unpark { key: usize, id: u64 },
+    Unpark {
+        key: usize,
+        id: u64,
+    },
     FreeSlot(usize),
+    /// Spawn a green thread running this (from [`Handle::spawn`]).
+    Spawn(Box<dyn FnOnce() + Send>),
+    /// Nothing: look again whether anything is left to do.
+    Wake,
 }
 
 /// The part of a hub other OS threads may touch.
@@ -351,15 +360,31 @@ pub(crate) struct HubShared {
     switches: AtomicU64,
     /// The id of the green thread running now (0: the hub loop or root).
     running: AtomicU64,
+    /// Cleared (under `queue`'s lock) when the hub's thread exits: nothing
+    /// sent after that would ever be received.
+    alive: AtomicBool,
 }
 
 impl HubShared {
     pub(crate) fn send(&self, msg: Remote) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.send_with(|| msg);
+    }
+
+    /// Makes a message with `make` and sends it, unless the hub's thread has
+    /// exited: then `make` is not called. Returns whether it was sent.
+    pub(crate) fn send_with(&self, make: impl FnOnce() -> Remote) -> bool {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.alive.load(Ordering::SeqCst) {
+                return false;
+            }
+            q.push(make());
+        }
         self.pending.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             let _ = self.waker.wake();
         }
+        true
     }
 }
 
@@ -530,6 +555,8 @@ pub(crate) struct Hub {
     budget: Cell<u32>,
     ticks: Cell<u32>,
     io_requested: Cell<bool>,
+    /// Whether this hub runs on a `hub::start` thread (idle is not a deadlock).
+    serving: Cell<bool>,
     next_id: Cell<u64>,
 }
 
@@ -583,6 +610,7 @@ impl Hub {
             handles: AtomicUsize::new(0),
             switches: AtomicU64::new(0),
             running: AtomicU64::new(0),
+            alive: AtomicBool::new(true),
         });
         watchdog::start_from_env(&shared);
         let root: TaskRef = Typed::new(id << 40, Some("main".into()), ()).task;
@@ -603,6 +631,7 @@ impl Hub {
             budget: Cell::new(BUDGET),
             ticks: Cell::new(0),
             io_requested: Cell::new(false),
+            serving: Cell::new(false),
             next_id: Cell::new(1),
         })
     }
@@ -894,6 +923,12 @@ impl Hub {
         if idle {
             let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none() && self.nothing_can_wake() {
+                if self.serving.get() {
+                    // A hub thread (`hub::start`): its root decides what now.
+                    let root = self.tasks.borrow()[0].clone();
+                    self.unpark(&root);
+                    return;
+                }
                 // Leave the root runnable for whoever catches this.
                 self.cur().state.set(State::Running);
                 panic!(
@@ -962,6 +997,12 @@ impl Hub {
             match m {
                 Remote::Unpark { key, id } => self.unpark_key(key, id),
                 Remote::FreeSlot(token) => self.reactor.free_slot(token),
+                Remote::Spawn(f) => {
+                    if let Err(e) = self.spawn(f, None, None, None, true) {
+                        eprintln!("eventlet: cannot start a green thread sent from another OS thread: {e}");
+                    }
+                }
+                Remote::Wake => {}
             }
         }
     }
@@ -978,6 +1019,14 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         let _ = HUB_PTR.try_with(|c| c.set(std::ptr::null()));
+        // From now on `Handle::spawn` refuses; what was sent and not run is
+        // dropped here (closures not run, as for a killed green thread).
+        let unrun = {
+            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.alive.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *q)
+        };
+        drop(unrun);
         // Green threads still parked when their OS thread exits are leaked
         // with their stacks, not unwound: unwinding them would run their
         // destructors while this thread's hub is already gone.

@@ -277,9 +277,16 @@ impl TcpListener {
     ///
     /// For example `AddrInUse`, with the address in the message.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, false)
+    }
+
+    fn bind_with<A: ToSocketAddrs>(addr: A, reuse_port: bool) -> io::Result<TcpListener> {
         each_addr(&addr, |a| {
             let s = new_socket(&a, Type::STREAM, Protocol::TCP)?;
             s.set_reuse_address(true)?;
+            if reuse_port {
+                s.set_reuse_port(true)?;
+            }
             if a.is_ipv6() {
                 let _ = s.set_only_v6(false);
             }
@@ -287,6 +294,22 @@ impl TcpListener {
             s.listen(BACKLOG)?;
             Ok(TcpListener { inner: Evented::new(s.into()) })
         })
+    }
+
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT`: several listeners
+    /// (one per hub, see [`hub::start`](crate::hub::start)) may bind the
+    /// same address, and the kernel spreads incoming connections over them.
+    ///
+    /// ```
+    /// use eventlet::net::TcpListener;
+    ///
+    /// let a = TcpListener::bind_reuse_port("127.0.0.1:0")?;
+    /// let b = TcpListener::bind_reuse_port(a.local_addr()?)?;
+    /// assert_eq!(a.local_addr()?, b.local_addr()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_reuse_port<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, true)
     }
 
     /// Waits for a connection.

@@ -1,0 +1,124 @@
+//! Several hubs in one process: hub threads, spawning onto them from other
+//! OS threads, and an echo server spread over two hubs with SO_REUSEPORT.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use eventlet::hub;
+use eventlet::net::TcpListener;
+
+#[test]
+fn spawn_runs_on_the_target_hub_and_the_thread_ends_when_done() {
+    let worker = hub::start("hub-a").unwrap();
+    let (tx, rx) = mpsc::channel();
+    for i in 0..100 {
+        let tx = tx.clone();
+        worker
+            .handle()
+            .spawn(move || {
+                // Not Send inside: an Rc lives on the worker's hub.
+                let local = std::rc::Rc::new(i);
+                eventlet::yield_now();
+                tx.send((*local, std::thread::current().name().map(str::to_owned))).unwrap();
+            })
+            .unwrap();
+    }
+    drop(tx);
+    let mut got: Vec<(i32, Option<String>)> = rx.iter().collect();
+    got.sort();
+    assert_eq!(got.len(), 100);
+    assert!(got.iter().enumerate().all(|(i, (n, name))| *n == i as i32 && name.as_deref() == Some("hub-a")));
+    // A handle kept elsewhere outlives the thread: spawning then fails
+    // and hands the closure back.
+    let kept = worker.handle().clone();
+    let (ended_tx, ended_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        worker.join();
+        let _ = ended_tx.send(());
+    });
+    // The thread waits for `kept`...
+    assert!(ended_rx.recv_timeout(Duration::from_millis(100)).is_err());
+    // ...and ends once it is gone.
+    let probe = kept.clone();
+    drop(kept);
+    drop(probe);
+    ended_rx.recv_timeout(Duration::from_secs(10)).expect("the hub thread ended");
+}
+
+#[test]
+fn spawning_onto_an_ended_hub_hands_the_closure_back() {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        tx.send(hub::handle()).unwrap();
+    });
+    let handle = rx.recv().unwrap();
+    t.join().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let err = handle.spawn(move || r.store(7, Ordering::SeqCst)).unwrap_err();
+    assert_eq!(err.to_string(), "the hub's OS thread has exited");
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    (err.0)();
+    assert_eq!(ran.load(Ordering::SeqCst), 7);
+}
+
+#[test]
+fn an_echo_server_spread_over_two_hubs() {
+    let first = TcpListener::bind_reuse_port("127.0.0.1:0").unwrap();
+    let addr = first.local_addr().unwrap();
+    let served: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let mut hubs = Vec::new();
+    let mut first = Some(first);
+    for (i, count) in served.iter().enumerate() {
+        let hub = hub::start(&format!("echo-{i}")).unwrap();
+        let count = count.clone();
+        // Green sockets are Send: the listener moves to its hub.
+        let server = match first.take() {
+            Some(l) => l,
+            None => TcpListener::bind_reuse_port(addr).unwrap(),
+        };
+        hub.handle()
+            .spawn(move || {
+                let pool = eventlet::GreenPool::new(1000);
+                loop {
+                    let Ok((mut conn, _)) = server.accept() else { return };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    pool.spawn_n(move || {
+                        let mut buf = [0u8; 64];
+                        while let Ok(n @ 1..) = conn.read(&mut buf) {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            })
+            .unwrap();
+        hubs.push(hub);
+    }
+    // 200 blocking clients from plain threads.
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let msg = format!("client {t}/{i}");
+                    c.write_all(msg.as_bytes()).unwrap();
+                    let mut back = vec![0; msg.len()];
+                    c.read_exact(&mut back).unwrap();
+                    assert_eq!(back, msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let counts: Vec<usize> = served.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 200, "{counts:?}");
+    // The kernel spreads connections by hash: both hubs get some.
+    assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
+}
