@@ -128,7 +128,13 @@ impl Report {
         let widths: Vec<usize> =
             (0..headings.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
         let mut s = String::new();
-        let _ = writeln!(s, "scenario {} ({}, {} is better)", self.scenario, self.unit, if self.higher_is_better { "more" } else { "less" });
+        let _ = writeln!(
+            s,
+            "scenario {} ({}, {} is better)",
+            self.scenario,
+            self.unit,
+            if self.higher_is_better { "more" } else { "less" }
+        );
         for l in &lines {
             let row: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
             let _ = writeln!(s, "  {}", row.join("  ").trim_end());

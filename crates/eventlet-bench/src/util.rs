@@ -63,7 +63,8 @@ pub fn pin_self(cpu: usize) {
 /// User + system CPU time a process has used so far (`/proc/PID/stat`,
 /// fields 14 and 15), including its threads.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
     // The command name (field 2) may hold spaces; fields after it follow the last ')'.
     let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
