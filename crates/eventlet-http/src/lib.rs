@@ -1,6 +1,7 @@
 //! HTTP/1.1 on eventlet green threads: a server whose handlers are plain
 //! functions from [`http::Request`] to [`http::Response`] (eventlet's
-//! `wsgi`), and a client (eventlet's green `urllib2`).
+//! `wsgi`), and a client (eventlet's green `urllib2`), both with TLS, and
+//! WebSocket on top (eventlet's `websocket`).
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -51,10 +52,18 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! The server speaks HTTPS with [`Server::tls`] or [`Server::tls_files`]
+//! (a PEM certificate chain and key); the client fetches `https://` URLs
+//! trusting Mozilla's roots or a CA file of your own
+//! ([`ClientBuilder::ca_file`]); [`tls`] wraps any green stream. A
+//! [`websocket`] handler upgrades a request of the server, and the same
+//! module connects to WebSocket servers as a client.
+//!
 //! # Features
 //!
-//! - `tls` (default): `https://` in the client, with rustls and Mozilla's
-//!   roots bundled.
+//! - `tls` (default): HTTPS in the server ([`Server::tls`]) and the client
+//!   (`https://` URLs), and the [`tls`] module; rustls with its `ring`
+//!   provider, Mozilla's roots bundled.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
@@ -70,6 +79,9 @@ pub mod websocket;
 pub use body::Body;
 pub use client::{get, post, Client, ClientBuilder};
 pub use server::{serve, RemoteAddr, Server, ShutdownHandle, Upgraded, UpgradedWriter};
+
+#[doc(hidden)]
+pub use server::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};
 
 pub use http;
 pub use tungstenite;

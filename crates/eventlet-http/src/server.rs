@@ -122,6 +122,23 @@ pub struct Server {
     state: Rc<State>,
 }
 
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_connections: 1024,
+            max_body_size: 1 << 30,
+            header_timeout: Duration::from_secs(30),
+            keepalive: true,
+            keepalive_timeout: Duration::from_secs(75),
+            read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
+            log: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
 /// Shared by the accept loop, the connections and the shutdown handles.
 struct State {
     shutting_down: Cell<bool>,
@@ -131,6 +148,19 @@ struct State {
     next_id: Cell<u64>,
     live: Cell<usize>,
     waiter: RefCell<Option<GreenThread>>,
+}
+
+impl State {
+    fn new() -> Rc<State> {
+        Rc::new(State {
+            shutting_down: Cell::new(false),
+            stop: RefCell::new(None),
+            idle: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            live: Cell::new(0),
+            waiter: RefCell::new(None),
+        })
+    }
 }
 
 /// Stops a [`Server`] gracefully: no new connections are accepted, idle
@@ -202,29 +232,7 @@ impl Server {
     /// a body limit of 1 GiB, 30 s to send a request head, keep-alive with
     /// a 75 s idle timeout, 60 s read and write timeouts, no access log.
     pub fn new(listener: TcpListener) -> Server {
-        Server {
-            listener,
-            config: Config {
-                max_connections: 1024,
-                max_body_size: 1 << 30,
-                header_timeout: Duration::from_secs(30),
-                keepalive: true,
-                keepalive_timeout: Duration::from_secs(75),
-                read_timeout: Some(Duration::from_secs(60)),
-                write_timeout: Some(Duration::from_secs(60)),
-                log: None,
-                #[cfg(feature = "tls")]
-                tls: None,
-            },
-            state: Rc::new(State {
-                shutting_down: Cell::new(false),
-                stop: RefCell::new(None),
-                idle: RefCell::new(HashMap::new()),
-                next_id: Cell::new(0),
-                live: Cell::new(0),
-                waiter: RefCell::new(None),
-            }),
-        }
+        Server { listener, config: Config::default(), state: State::new() }
     }
 
     /// Binds a listener on `addr` (see [`eventlet::listen`]) and makes a
@@ -449,9 +457,42 @@ impl Drop for Live {
 /// `Read` and `Write` on `&Conn`; a TLS write is flushed to the socket
 /// before it returns.
 pub(crate) struct Conn {
-    tcp: TcpStream,
+    io: Io,
     #[cfg(feature = "tls")]
     tls: Option<RefCell<rustls::ServerConnection>>,
+}
+
+/// The bytes under a [`Conn`]: an accepted socket, or for
+/// [`parse_request_for_fuzzing`] a request held in memory.
+enum Io {
+    Tcp(TcpStream),
+    /// Reads take from `input` (then end of stream), writes append to `output`.
+    Memory {
+        input: RefCell<io::Cursor<Vec<u8>>>,
+        output: RefCell<Vec<u8>>,
+    },
+}
+
+impl Read for &Io {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(tcp) => (&*tcp).read(buf),
+            Io::Memory { input, .. } => input.borrow_mut().read(buf),
+        }
+    }
+}
+
+impl Write for &Io {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(tcp) => (&*tcp).write(buf),
+            Io::Memory { output, .. } => output.borrow_mut().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Conn {
@@ -465,26 +506,39 @@ impl Conn {
             let mut conn = rustls::ServerConnection::new(tls.clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             crate::tls::handshake(&mut conn, &mut &tcp)?;
-            return Ok(Conn { tcp, tls: Some(RefCell::new(conn)) });
+            return Ok(Conn { io: Io::Tcp(tcp), tls: Some(RefCell::new(conn)) });
         }
         let _ = config;
-        Ok(Conn {
-            tcp,
+        Ok(Conn::plain(Io::Tcp(tcp)))
+    }
+
+    fn plain(io: Io) -> Conn {
+        Conn {
+            io,
             #[cfg(feature = "tls")]
             tls: None,
-        })
+        }
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.peer_addr()
+        match &self.io {
+            Io::Tcp(tcp) => tcp.peer_addr(),
+            Io::Memory { .. } => Ok(SocketAddr::from(([127, 0, 0, 1], 0))),
+        }
     }
 
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.tcp.set_read_timeout(t)
+        match &self.io {
+            Io::Tcp(tcp) => tcp.set_read_timeout(t),
+            Io::Memory { .. } => Ok(()),
+        }
     }
 
     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.tcp.set_write_timeout(t)
+        match &self.io {
+            Io::Tcp(tcp) => tcp.set_write_timeout(t),
+            Io::Memory { .. } => Ok(()),
+        }
     }
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -492,10 +546,13 @@ impl Conn {
         if let (Some(tls), Shutdown::Write | Shutdown::Both) = (&self.tls, how) {
             if let Ok(mut c) = tls.try_borrow_mut() {
                 c.send_close_notify();
-                let _ = c.complete_io(&mut &self.tcp);
+                let _ = c.complete_io(&mut &self.io);
             }
         }
-        self.tcp.shutdown(how)
+        match &self.io {
+            Io::Tcp(tcp) => tcp.shutdown(how),
+            Io::Memory { .. } => Ok(()),
+        }
     }
 
     #[cfg(feature = "tls")]
@@ -509,13 +566,13 @@ impl Read for &Conn {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             let mut c = tls.try_borrow_mut().map_err(|_| Conn::tls_busy())?;
-            return match rustls::Stream::new(&mut *c, &mut &self.tcp).read(buf) {
+            return match rustls::Stream::new(&mut *c, &mut &self.io).read(buf) {
                 // A client that closes without close_notify: end of stream.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
                 r => r,
             };
         }
-        (&self.tcp).read(buf)
+        (&self.io).read(buf)
     }
 }
 
@@ -524,13 +581,13 @@ impl Write for &Conn {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             let mut c = tls.try_borrow_mut().map_err(|_| Conn::tls_busy())?;
-            let mut tcp = &self.tcp;
-            let mut s = rustls::Stream::new(&mut *c, &mut tcp);
+            let mut io = &self.io;
+            let mut s = rustls::Stream::new(&mut *c, &mut io);
             let n = s.write(buf)?;
             s.flush()?;
             return Ok(n);
         }
-        (&self.tcp).write(buf)
+        (&self.io).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -541,7 +598,10 @@ impl Write for &Conn {
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Conn");
-        d.field("tcp", &self.tcp);
+        match &self.io {
+            Io::Tcp(tcp) => d.field("tcp", tcp),
+            Io::Memory { .. } => d.field("memory", &true),
+        };
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls.is_some());
         d.finish()
@@ -1157,6 +1217,13 @@ impl Connection {
         let streams_body = resp.body().is_incoming();
         if !streams_body {
             self.finish_body(&mut keep_alive);
+        } else if let Ok(mut ex) = self.ex.try_borrow_mut() {
+            // The response streams the request body back: a client waiting
+            // for `100 Continue` gets it now, before the final head, not
+            // in the middle of the response body once it is read.
+            if std::mem::take(&mut ex.continue_pending) {
+                (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            }
         }
         let error = self.ex.try_borrow().map_or(Some(BodyError::Io), |ex| ex.error);
         match error {
@@ -1507,6 +1574,63 @@ fn request_framing(head: &Head) -> Result<Framing, StatusCode> {
     Ok(Framing::Length(len.unwrap_or(0)))
 }
 
+/// The request body limit of [`parse_request_for_fuzzing`]: small, so that
+/// short inputs reach the `413` paths.
+const FUZZ_BODY_LIMIT: u64 = 1024;
+/// The header in which [`parse_request_for_fuzzing`]'s handler names the
+/// request's method (a checker needs it: the answer to `HEAD` has no body).
+#[doc(hidden)]
+pub const FUZZ_METHOD_HEADER: &str = "x-fuzz-method";
+
+/// Runs a server connection over `bytes` held in memory, as if a client had
+/// sent them and then closed its side, and returns what the server wrote
+/// back. The real code runs: request heads are parsed and checked, bodies
+/// decoded (`Content-Length` and chunked framing, trailers,
+/// `Expect: 100-continue`), limits enforced (the body limit is 1 KiB
+/// here), pipelined requests served in turn. The handler echoes the
+/// request body, except for the path `/ignore` (the body is left for the
+/// server to drain) and `/stream` (the request body is streamed back as
+/// the response body); its answers name the request method in the header
+/// [`FUZZ_METHOD_HEADER`].
+///
+/// For the fuzz target in this crate's `fuzz/` directory; not a stable API.
+/// It never panics unless the server's code does: a panic while a handler
+/// reads its body, which the server would turn into a `500`, is re-raised
+/// here.
+#[doc(hidden)]
+pub fn parse_request_for_fuzzing(bytes: &[u8]) -> Vec<u8> {
+    let config = Rc::new(Config { max_body_size: FUZZ_BODY_LIMIT, ..Config::default() });
+    let io = Io::Memory { input: RefCell::new(io::Cursor::new(bytes.to_vec())), output: RefCell::new(Vec::new()) };
+    let conn = Connection::new(Conn::plain(io), SocketAddr::from(([127, 0, 0, 1], 0)), config, State::new());
+    let caught = RefCell::new(None);
+    conn.run(&|req: Request<Body>| {
+        let method = HeaderValue::from_str(req.method().as_str()).ok();
+        let mut resp = match req.uri().path() {
+            "/ignore" => Response::new(Body::from("ignored")),
+            "/stream" => Response::new(req.into_body()),
+            _ => match panic::catch_unwind(AssertUnwindSafe(|| req.into_body().into_bytes())) {
+                Ok(Ok(body)) => Response::new(Body::from(body)),
+                Ok(Err(e)) => Response::new(Body::from(e.to_string())),
+                Err(p) => {
+                    *caught.borrow_mut() = Some(p);
+                    simple_response(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            },
+        };
+        if let Some(m) = method {
+            resp.headers_mut().insert(HeaderName::from_static(FUZZ_METHOD_HEADER), m);
+        }
+        resp
+    });
+    if let Some(p) = caught.into_inner() {
+        panic::resume_unwind(p);
+    }
+    match &conn.stream.io {
+        Io::Memory { output, .. } => output.take(),
+        Io::Tcp(_) => unreachable!("the fuzzing connection is in memory"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1528,6 +1652,88 @@ mod tests {
             headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         Head { method: Method::POST, uri: Uri::from_static("/"), version, headers, line: String::new() }
+    }
+
+    #[test]
+    fn fuzzing_entry_runs_the_real_connection() {
+        let out = parse_request_for_fuzzing(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n\
+              GET /ignore HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+              POST /x HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
+        );
+        let out = String::from_utf8(out).unwrap();
+        let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 3, "{out}");
+        assert!(answers[0].starts_with("200 OK\r\n") && answers[0].ends_with("\r\n\r\nhello"), "{out}");
+        assert!(answers[1].starts_with("200 OK\r\n") && answers[1].ends_with("\r\n\r\nignored"), "{out}");
+        assert!(answers[2].starts_with("413 Payload Too Large\r\n"), "{out}");
+        assert!(parse_request_for_fuzzing(b"").is_empty());
+        assert!(String::from_utf8(parse_request_for_fuzzing(b"GET / HTTP/2.0\r\n\r\n"))
+            .unwrap()
+            .starts_with("HTTP/1.1 505 "));
+    }
+
+    /// Found by the fuzz entry's seeds: a handler that streams the request
+    /// body back (`Response::new(req.into_body())`) to a client that sent
+    /// `Expect: 100-continue` got the `100 Continue` inside its response
+    /// body (curl saw a corrupt echo), as the body was only read once the
+    /// final head was out.
+    #[test]
+    fn continue_precedes_a_response_that_streams_the_request_body() {
+        let out = parse_request_for_fuzzing(
+            b"POST /stream HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
+              POST /stream HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        );
+        let out = String::from_utf8(out).unwrap();
+        let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 4, "{out:?}");
+        assert_eq!(answers[0], "100 Continue\r\n\r\n", "{out:?}");
+        assert!(answers[1].starts_with("200 OK\r\n") && answers[1].ends_with("\r\n\r\nhello"), "{out:?}");
+        assert_eq!(answers[2], "100 Continue\r\n\r\n", "{out:?}");
+        assert!(
+            answers[3].starts_with("200 OK\r\n") && answers[3].ends_with("\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+            "{out:?}"
+        );
+    }
+
+    /// The fuzz target's seed corpus, run by plain `cargo test`: every seed
+    /// is answered as its name says.
+    #[test]
+    fn fuzz_seed_corpus_answers() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
+        let expected: &[(&str, &[&str])] = &[
+            ("get-simple", &["200"]),
+            ("get-http10-pipelined", &["200", "200"]),
+            ("post-content-length", &["200"]),
+            ("post-chunked-trailers", &["200"]),
+            ("stream-expect-pipelined", &["100", "200", "200", "200"]),
+            ("chunk-too-large", &["413"]),
+            ("chunk-longer-than-size", &["400"]),
+            ("length-and-chunked", &["400"]),
+            ("unsupported-coding", &["501"]),
+            ("conflicting-lengths", &["400"]),
+            ("bad-version", &["505"]),
+            ("bad-header-line", &["400"]),
+            ("leading-blank-lines", &["200"]),
+            ("uri-too-long", &["414"]),
+            // The client closed inside the body: nothing to answer.
+            ("body-truncated", &[]),
+        ];
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let out = String::from_utf8_lossy(&parse_request_for_fuzzing(&std::fs::read(&path).unwrap())).into_owned();
+            let statuses: Vec<&str> =
+                out.split("HTTP/1.1 ").skip(1).map(|a| a.split(' ').next().unwrap_or("")).collect();
+            let (_, want) = expected
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("seed {name} has no expectation here"));
+            assert_eq!(&statuses, want, "seed {name}: {out:?}");
+            seen += 1;
+        }
+        assert_eq!(seen, expected.len(), "seeds missing from {}", dir.display());
     }
 
     #[test]
