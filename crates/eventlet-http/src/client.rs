@@ -36,6 +36,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,8 +65,32 @@ use crate::body::Body;
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    agent: ureq::Agent,
+    /// ureq agents, each with its own connection pool: ureq finds a pooled
+    /// connection by a linear scan, which with a thousand idle connections
+    /// cost more than the requests. See [`Client::shard`] for which one a
+    /// request uses.
+    agents: Arc<[ureq::Agent]>,
+    load: Arc<[Load]>,
 }
+
+/// What a client knows of one shard's pool.
+#[derive(Default)]
+struct Load {
+    /// Requests under way.
+    busy: AtomicUsize,
+    /// Requests finished and not yet followed by a new one: an estimate of
+    /// the idle connections in the pool (high when a response did not give
+    /// its connection back; a new connection is then opened, no harm).
+    idle: AtomicUsize,
+}
+
+/// Connection pools per client (see `Client::agents`).
+const SHARDS: usize = 16;
+
+/// Bytes a connection reads ahead: the largest response head it takes.
+const INPUT_BUFFER: usize = 64 * 1024;
+/// Bytes a connection buffers for writing.
+const OUTPUT_BUFFER: usize = 16 * 1024;
 
 /// Settings for a [`Client`]; from [`Client::builder`].
 #[derive(Debug, Clone)]
@@ -75,6 +100,8 @@ pub struct ClientBuilder {
     total: Option<Duration>,
     max_redirects: u32,
     user_agent: String,
+    idle_total: usize,
+    idle_per_host: usize,
     #[cfg(feature = "tls")]
     roots: Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>,
 }
@@ -102,6 +129,16 @@ impl ClientBuilder {
     /// How many redirects to follow (default 10; 0: hand back the 3xx).
     pub fn max_redirects(mut self, n: u32) -> ClientBuilder {
         self.max_redirects = n;
+        self
+    }
+
+    /// How many idle keep-alive connections the client keeps for reuse: in
+    /// all, and to any one host (default 1,000 and 1,000: green clients
+    /// fetch with many connections at once, and a connection not kept is a
+    /// new TCP handshake for the next request).
+    pub fn max_idle_connections(mut self, total: usize, per_host: usize) -> ClientBuilder {
+        self.idle_total = total;
+        self.idle_per_host = per_host;
         self
     }
 
@@ -157,15 +194,28 @@ impl ClientBuilder {
             .timeout_recv_response(self.read)
             .timeout_recv_body(self.read)
             .timeout_global(self.total)
-            .user_agent(self.user_agent.as_str());
+            .user_agent(self.user_agent.as_str())
+            .max_idle_connections(self.idle_total.div_ceil(SHARDS))
+            .max_idle_connections_per_host(self.idle_per_host.div_ceil(SHARDS))
+            // ureq's defaults (128 KiB each way, zeroed per connection) cost
+            // more than the request on a local network; a response head
+            // still has 64 KiB.
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER);
         #[cfg(feature = "tls")]
         let config = config.tls_config(tls);
         let config = config.build();
-        #[cfg(feature = "tls")]
-        let connector = GreenConnector.chain(ureq::unversioned::transport::RustlsConnector::default());
-        #[cfg(not(feature = "tls"))]
-        let connector = GreenConnector;
-        Client { agent: ureq::Agent::with_parts(config, connector, GreenResolver) }
+        let agents: Vec<ureq::Agent> = (0..SHARDS)
+            .map(|_| {
+                #[cfg(feature = "tls")]
+                let connector = GreenConnector.chain(ureq::unversioned::transport::RustlsConnector::default());
+                #[cfg(not(feature = "tls"))]
+                let connector = GreenConnector;
+                ureq::Agent::with_parts(config.clone(), connector, GreenResolver)
+            })
+            .collect();
+        let load: Vec<Load> = (0..SHARDS).map(|_| Load::default()).collect();
+        Client { agents: agents.into(), load: load.into() }
     }
 }
 
@@ -188,10 +238,37 @@ impl Client {
             read: Some(Duration::from_secs(60)),
             total: None,
             max_redirects: 10,
+            idle_total: 1000,
+            idle_per_host: 1000,
             user_agent: concat!("eventlet-http/", env!("CARGO_PKG_VERSION")).to_string(),
             #[cfg(feature = "tls")]
             roots: None,
         }
+    }
+
+    /// Which shard a request goes to: the one likeliest to have an idle
+    /// connection, or, when none has, the least busy. So a green thread
+    /// fetching one URL after another keeps reusing one connection, and a
+    /// thousand fetching at once spread over all the pools.
+    fn shard(&self) -> usize {
+        let most_idle =
+            (0..self.load.len()).max_by_key(|&i| (self.load[i].idle.load(Ordering::Relaxed), usize::MAX - i));
+        match most_idle {
+            Some(i) if self.load[i].idle.load(Ordering::Relaxed) > 0 => i,
+            _ => (0..self.load.len()).min_by_key(|&i| self.load[i].busy.load(Ordering::Relaxed)).unwrap_or(0),
+        }
+    }
+
+    /// Runs one request on a shard's agent, keeping its load up to date.
+    fn on_agent<T>(&self, call: impl FnOnce(&ureq::Agent) -> T) -> T {
+        let i = self.shard();
+        let load = &self.load[i];
+        load.busy.fetch_add(1, Ordering::Relaxed);
+        let _ = load.idle.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let r = call(&self.agents[i]);
+        load.busy.fetch_sub(1, Ordering::Relaxed);
+        load.idle.fetch_add(1, Ordering::Relaxed);
+        r
     }
 
     /// `GET url`.
@@ -202,7 +279,7 @@ impl Client {
     /// (`TimedOut`), a malformed response (`InvalidData`), too many
     /// redirects. A status of 400 or more is not an error.
     pub fn get(&self, url: &str) -> io::Result<Response<Body>> {
-        convert(self.agent.get(url).call())
+        convert(self.on_agent(|a| a.get(url).call()))
     }
 
     /// `POST url` with `body` (sent with `Content-Length`).
@@ -211,7 +288,7 @@ impl Client {
     ///
     /// As [`Client::get`].
     pub fn post(&self, url: &str, body: impl AsRef<[u8]>) -> io::Result<Response<Body>> {
-        convert(self.agent.post(url).send(body.as_ref()))
+        convert(self.on_agent(|a| a.post(url).send(body.as_ref())))
     }
 
     /// Sends `req` as it is (method, URI, headers, body).
@@ -227,7 +304,7 @@ impl Client {
     ///
     /// As [`Client::get`].
     pub fn request(&self, req: Request<Vec<u8>>) -> io::Result<Response<Body>> {
-        convert(self.agent.run(req))
+        convert(self.on_agent(|a| a.run(req)))
     }
 }
 

@@ -28,10 +28,28 @@ fn get_status_headers_and_body() {
 fn keep_alive_pool_reuses_the_connection() {
     let addr = spawn_server(|s| s, routes);
     let c = Client::new();
-    let ports: Vec<String> =
-        (0..3).map(|_| c.get(&format!("http://{addr}/peer")).unwrap().into_body().into_string().unwrap()).collect();
-    assert_eq!(ports[0], ports[1]);
-    assert_eq!(ports[1], ports[2]);
+    let ports: std::collections::HashSet<String> =
+        (0..20).map(|_| c.get(&format!("http://{addr}/peer")).unwrap().into_body().into_string().unwrap()).collect();
+    assert_eq!(ports.len(), 1, "one green thread fetching in turn uses one connection: {ports:?}");
+}
+
+#[test]
+fn many_fetches_at_once_reuse_their_connections() {
+    let addr = spawn_server(|s| s.max_connections(1000), routes);
+    let c = Client::new();
+    let pool = eventlet::GreenPool::new(100);
+    let url = format!("http://{addr}/peer");
+    let wave = || -> std::collections::HashSet<String> {
+        let c = c.clone();
+        let url = url.clone();
+        pool.imap(move |_| c.get(&url).unwrap().into_body().into_string().unwrap(), 0..300).collect()
+    };
+    let first = wave();
+    let second = wave();
+    assert!(first.len() <= 100, "at most 100 connections at once: {}", first.len());
+    // The second wave finds the first wave's connections idle in the pools.
+    let new = second.difference(&first).count();
+    assert!(new <= 10, "{new} new connections in the second wave");
 }
 
 #[test]
