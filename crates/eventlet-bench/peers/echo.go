@@ -1,0 +1,48 @@
+// Echo peer for eventlet-bench: one goroutine per connection, GOMAXPROCS=1.
+//
+//	go run echo.go 127.0.0.1:6000
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+)
+
+func handle(c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func main() {
+	runtime.GOMAXPROCS(1)
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: echo ADDR")
+		os.Exit(2)
+	}
+	ln, err := net.Listen("tcp", os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo:", err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "echo: accept:", err)
+			continue
+		}
+		go handle(c)
+	}
+}
