@@ -139,12 +139,17 @@ impl Default for Config {
     }
 }
 
+/// An open connection's stream and its idle flag, in [`State::conns`].
+type Registered = (Rc<Conn>, Rc<Cell<bool>>);
+
 /// Shared by the accept loop, the connections and the shutdown handles.
 struct State {
     shutting_down: Cell<bool>,
     stop: RefCell<Option<StopHandle>>,
-    /// Connections waiting for their next request, by id.
-    idle: RefCell<HashMap<u64, Rc<Conn>>>,
+    /// Open connections by id, each with whether it is waiting for its
+    /// next request (registered once per connection; the flag flips per
+    /// request).
+    conns: RefCell<HashMap<u64, Registered>>,
     next_id: Cell<u64>,
     live: Cell<usize>,
     waiter: RefCell<Option<GreenThread>>,
@@ -155,7 +160,7 @@ impl State {
         Rc::new(State {
             shutting_down: Cell::new(false),
             stop: RefCell::new(None),
-            idle: RefCell::new(HashMap::new()),
+            conns: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             live: Cell::new(0),
             waiter: RefCell::new(None),
@@ -183,8 +188,10 @@ impl ShutdownHandle {
         if let Some(stop) = st.stop.borrow().as_ref() {
             stop.stop();
         }
-        for s in st.idle.borrow().values() {
-            let _ = s.shutdown(Shutdown::Both);
+        for (s, idle) in st.conns.borrow().values() {
+            if idle.get() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
         }
         if let Some(w) = st.waiter.borrow().as_ref() {
             w.unpark();
@@ -1002,7 +1009,14 @@ struct Head {
     uri: Uri,
     version: Version,
     headers: HeaderMap,
-    line: String,
+}
+
+impl Head {
+    /// The request line as the access log shows it.
+    fn line(&self) -> String {
+        let minor = if self.version == Version::HTTP_10 { 0 } else { 1 };
+        format!("{} {} HTTP/1.{minor}", self.method, self.uri)
+    }
 }
 
 enum HeadError {
@@ -1019,14 +1033,23 @@ struct Connection {
     state: Rc<State>,
     ex: Rc<RefCell<Exchange>>,
     id: u64,
+    /// Whether it waits for its next request (a graceful shutdown closes it
+    /// then).
+    idle: Rc<Cell<bool>>,
 }
 
-/// Takes a connection off the idle list however the wait ends.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.state.conns.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Marks a connection busy again however its idle wait ends.
 struct IdleGuard<'a>(&'a Connection);
 
 impl Drop for IdleGuard<'_> {
     fn drop(&mut self) {
-        self.0.state.idle.borrow_mut().remove(&self.0.id);
+        self.0.idle.set(false);
     }
 }
 
@@ -1054,7 +1077,9 @@ impl Connection {
             error: None,
             read_timeout: config.read_timeout,
         }));
-        Connection { stream, peer, config, state, ex, id }
+        let idle = Rc::new(Cell::new(false));
+        state.conns.borrow_mut().insert(id, (stream.clone(), idle.clone()));
+        Connection { stream, peer, config, state, ex, id, idle }
     }
 
     fn run(&self, handler: &dyn Fn(Request<Body>) -> Response<Body>) {
@@ -1131,7 +1156,7 @@ impl Connection {
                 if self.state.shutting_down.get() {
                     return Err(HeadError::Closed);
                 }
-                self.state.idle.borrow_mut().insert(self.id, self.stream.clone());
+                self.idle.set(true);
                 Some(IdleGuard(self))
             } else {
                 None
@@ -1189,7 +1214,8 @@ impl Connection {
             ex.generation
         };
         let is_head = head.method == Method::HEAD;
-        let line = head.line;
+        // Only the access log needs the request line.
+        let line = if cfg.log.is_some() { head.line() } else { String::new() };
         let mut req = Request::new(Body::incoming(Incoming { ex: self.ex.clone(), generation }));
         *req.method_mut() = head.method;
         *req.uri_mut() = head.uri;
@@ -1343,8 +1369,11 @@ impl Connection {
         let mut keep_alive = false;
         let version = head.map_or(Version::HTTP_11, |h| h.version);
         let r = self.write_response(simple_response(status), version, false, &mut keep_alive);
-        let line = head.map_or("-", |h| &h.line);
-        self.log(line, status, *r.as_ref().unwrap_or(&0), started);
+        let line = match head {
+            Some(h) if self.config.log.is_some() => h.line(),
+            _ => "-".to_owned(),
+        };
+        self.log(&line, status, *r.as_ref().unwrap_or(&0), started);
         r.map(drop)
     }
 
@@ -1533,9 +1562,8 @@ fn parse_head(r: &mut Reader) -> Result<Option<Head>, HeadError> {
         let value = HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
         map.append(name, value);
     }
-    let line = format!("{} {} HTTP/1.{}", method, path, req.version.unwrap_or(1));
     r.consume(lead + n);
-    Ok(Some(Head { method, uri, version, headers: map, line }))
+    Ok(Some(Head { method, uri, version, headers: map }))
 }
 
 /// How the request body is framed, or the status to refuse it with.
@@ -1651,7 +1679,7 @@ mod tests {
         for (k, v) in extra {
             headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
-        Head { method: Method::POST, uri: Uri::from_static("/"), version, headers, line: String::new() }
+        Head { method: Method::POST, uri: Uri::from_static("/"), version, headers }
     }
 
     #[test]
