@@ -170,7 +170,7 @@ fn many_children_at_once() {
 
 #[test]
 fn wait_parks_on_the_reactor_not_on_a_polling_timer() {
-    let mut child = Command::new("sleep").arg("0.3").spawn().unwrap();
+    let mut child = Command::new("sleep").arg("1").spawn().unwrap();
     let seen = Rc::new(Cell::new(None));
     let s = seen.clone();
     let watcher = eventlet::spawn(move || {
