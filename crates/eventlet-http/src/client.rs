@@ -73,15 +73,10 @@ pub struct Client {
     load: Arc<[Load]>,
 }
 
-/// What a client knows of one shard's pool.
+/// Requests under way on one shard.
 #[derive(Default)]
 struct Load {
-    /// Requests under way.
     busy: AtomicUsize,
-    /// Requests finished and not yet followed by a new one: an estimate of
-    /// the idle connections in the pool (high when a response did not give
-    /// its connection back; a new connection is then opened, no harm).
-    idle: AtomicUsize,
 }
 
 /// Connection pools per client (see `Client::agents`).
@@ -246,17 +241,12 @@ impl Client {
         }
     }
 
-    /// Which shard a request goes to: the one likeliest to have an idle
-    /// connection, or, when none has, the least busy. So a green thread
-    /// fetching one URL after another keeps reusing one connection, and a
-    /// thousand fetching at once spread over all the pools.
+    /// Which shard a request goes to: the least busy, the first of them on
+    /// a tie. So a green thread fetching one URL after another keeps using
+    /// the first pool (and its one connection), and a thousand fetching at
+    /// once spread evenly over all the pools, each scanned quickly.
     fn shard(&self) -> usize {
-        let most_idle =
-            (0..self.load.len()).max_by_key(|&i| (self.load[i].idle.load(Ordering::Relaxed), usize::MAX - i));
-        match most_idle {
-            Some(i) if self.load[i].idle.load(Ordering::Relaxed) > 0 => i,
-            _ => (0..self.load.len()).min_by_key(|&i| self.load[i].busy.load(Ordering::Relaxed)).unwrap_or(0),
-        }
+        (0..self.load.len()).min_by_key(|&i| self.load[i].busy.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Runs one request on a shard's agent, keeping its load up to date.
@@ -264,10 +254,8 @@ impl Client {
         let i = self.shard();
         let load = &self.load[i];
         load.busy.fetch_add(1, Ordering::Relaxed);
-        let _ = load.idle.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         let r = call(&self.agents[i]);
         load.busy.fetch_sub(1, Ordering::Relaxed);
-        load.idle.fetch_add(1, Ordering::Relaxed);
         r
     }
 
