@@ -54,12 +54,16 @@ fn curl_expect_100_continue() {
     let dir = std::env::temp_dir().join(format!("eventlet-http-expect-{}", std::process::id()));
     std::fs::File::create(&dir).unwrap().write_all(&data).unwrap();
     let file = format!("@{}", dir.display());
-    let (out, err) = run(
-        &curl,
-        &["-sv", "--max-time", "10", "-H", "Expect: 100-continue", "--data-binary", &file, &url(addr, "/echo")],
-    );
-    assert!(err.contains("< HTTP/1.1 100 Continue"), "no 100 Continue: {err}");
-    assert!(out == data, "echoed body differs");
+    // Buffered (`/echo`) and streamed straight back (`/echo-stream`): the
+    // 100 must come before the final head, never inside the body.
+    for path in ["/echo", "/echo-stream"] {
+        let (out, err) = run(
+            &curl,
+            &["-sv", "--max-time", "10", "-H", "Expect: 100-continue", "--data-binary", &file, &url(addr, path)],
+        );
+        assert!(err.contains("< HTTP/1.1 100 Continue"), "{path}: no 100 Continue: {err}");
+        assert!(out == data, "{path}: echoed body differs ({} bytes back for {})", out.len(), data.len());
+    }
     let _ = std::fs::remove_file(dir);
 }
 
