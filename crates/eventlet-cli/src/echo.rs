@@ -19,11 +19,14 @@ pub(crate) fn handle_chunks(mut client: TcpStream) {
 pub(crate) fn run(listen: &str, max_clients: usize, console: Option<&str>) -> Result<()> {
     crate::at_least_one(max_clients, "--max-clients")?;
     let listener = crate::listen(listen)?;
-    println!("echo server listening on {}", listener.local_addr()?);
-    crate::console(console)?;
+    let addr = listener.local_addr()?;
     let server = eventlet::Server::new(listener, max_clients);
     let stop = server.stop_handle();
+    // Ctrl-C is handled before the address is printed: whoever waits for
+    // that line may interrupt at once.
     crate::signal::on_interrupt(move || stop.stop())?;
+    println!("echo server listening on {addr}");
+    crate::console(console)?;
     server.serve(|sock, _peer| {
         let _ = sock.set_nodelay(true);
         handle_chunks(sock)

@@ -30,10 +30,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
     crate::at_least_one(args.max_clients, "--max-clients")?;
     let targets = resolve(&args.target)?;
     let listener = crate::listen(&args.listen)?;
-    println!("forwarding {} to {}", listener.local_addr()?, args.target);
+    let addr = listener.local_addr()?;
     let server = eventlet::Server::new(listener, args.max_clients);
     let stop = server.stop_handle();
     crate::signal::on_interrupt(move || stop.stop())?;
+    println!("forwarding {addr} to {}", args.target);
     let (target, quiet) = (Rc::new(args.target), args.quiet);
     server.serve(move |client, peer| {
         let upstream = match eventlet::connect(&targets[..]) {

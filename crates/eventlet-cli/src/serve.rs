@@ -41,13 +41,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let listener = crate::listen(&args.listen)?;
     let server = eventlet_http::Server::new(listener).max_connections(args.max_clients).access_log(true);
     let addr = server.local_addr()?;
+    let stop = server.shutdown_handle();
+    crate::signal::on_interrupt(move || stop.shutdown())?;
     match &root {
         Some(root) => println!("serving {} on http://{addr}/", root.display()),
         None => println!("serving a hello page on http://{addr}/"),
     }
     crate::console(args.console.as_deref())?;
-    let stop = server.shutdown_handle();
-    crate::signal::on_interrupt(move || stop.shutdown())?;
     let root = Rc::new(root);
     server.serve(move |req| match root.as_ref() {
         Some(root) => file_response(root, &req),
