@@ -84,8 +84,9 @@ enum Target {
 pub(crate) fn run(args: Args) -> Result<()> {
     crate::at_least_one(args.connections, "--connections")?;
     crate::at_least_one(args.size, "--size")?;
-    let target = preflight(&args)?;
+    // First, so that a Ctrl-C during the preflight still ends with a summary.
     signal::install()?;
+    let target = preflight(&args)?;
     let stats = Rc::new(RefCell::new(Stats {
         latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))?,
         errors: 0,
