@@ -118,6 +118,8 @@ pub(crate) struct Task {
     next: Cell<*const Task>,
     /// Whether it is in the run queue.
     queued: Cell<bool>,
+    /// An address near where its stack is resumed (0: never suspended).
+    stack_hint: Cell<usize>,
     /// The descriptor it is parked on, for [`threads`].
     pub(crate) io_wait: Cell<Option<(std::os::fd::RawFd, io::Direction)>>,
 }
@@ -289,6 +291,7 @@ impl Task {
             next: Cell::new(std::ptr::null()),
             queued: Cell::new(false),
             io_wait: Cell::new(None),
+            stack_hint: Cell::new(0),
         }
     }
 }
@@ -804,6 +807,10 @@ impl Hub {
             self.budget.set(BUDGET);
         } else {
             let y = cur.yielder.get();
+            // Near where this stack is resumed (the switch saves registers
+            // just below this frame), for the hub to prefetch.
+            let here = 0u8;
+            cur.stack_hint.set(std::ptr::addr_of!(here) as usize);
             // SAFETY: `y` was set by this green thread's body at its start and
             // points into its own stack, which lives until the body returns;
             // we are running on that stack now, inside the body.
@@ -873,6 +880,7 @@ impl Hub {
                     return;
                 }
                 if t.state.get() == State::Ready {
+                    self.queue.prefetch_ahead();
                     self.run_task(t);
                 }
                 // A yield asks for I/O to be polled before it runs again;

@@ -27,6 +27,31 @@ impl RunQueue {
         self.head.get().is_null()
     }
 
+    /// Asks the CPU to start loading what the next green threads to run
+    /// will touch, while the current one runs: the stack top of the first
+    /// in line (its task, read here, was warmed one step earlier) and the
+    /// task of the second. With thousands of green threads each switch is
+    /// otherwise a wait on cold memory.
+    #[inline]
+    pub(super) fn prefetch_ahead(&self) {
+        let first = self.head.get();
+        if first.is_null() {
+            return;
+        }
+        // SAFETY: queued tasks are kept alive by the counts the queue holds;
+        // the reads end here, before anything can pop them.
+        let (hint, second) = unsafe { ((*first).stack_hint.get(), (*first).next.get()) };
+        if hint != 0 {
+            prefetch(hint - 128);
+            prefetch(hint - 64);
+            prefetch(hint);
+        }
+        if !second.is_null() {
+            prefetch(second as usize);
+            prefetch(second as usize + 64);
+        }
+    }
+
     /// Appends `t`. A task already queued stays where it is.
     #[inline]
     pub(super) fn push_back(&self, t: TaskRef) {
@@ -71,4 +96,17 @@ impl Drop for RunQueue {
     fn drop(&mut self) {
         while self.pop_front().is_some() {}
     }
+}
+
+/// A hint to bring the cache line at `addr` in; it never faults, whatever
+/// the address.
+#[inline]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
