@@ -66,16 +66,12 @@ use crate::report::{Report, Row};
 use crate::util;
 use crate::Opts;
 
-/// The Go peer of `spawn`.
-const SPAWN_GO: &str = include_str!("../../peers/spawn.go");
-/// The Go peer of `switch`.
-const SWITCH_GO: &str = include_str!("../../peers/switch.go");
+/// The Go peer of `spawn` and `switch` (the scenario is its first argument).
+const MICRO_GO: &str = include_str!("../../peers/micro.go");
 /// The Go peer of `memory`.
 const MEMORY_GO: &str = include_str!("../../peers/memory.go");
-/// The Python eventlet peer of `spawn`.
-const SPAWN_PY: &str = include_str!("../../peers/spawn_eventlet.py");
-/// The Python eventlet peer of `switch`.
-const SWITCH_PY: &str = include_str!("../../peers/switch_eventlet.py");
+/// The Python eventlet peer of `spawn` and `switch` (likewise).
+const MICRO_PY: &str = include_str!("../../peers/micro_eventlet.py");
 
 /// Green threads held by the baseline child of `memory`.
 pub(crate) const BASE_N: usize = 100;
@@ -89,8 +85,7 @@ const MEMORY_TARGET_BYTES: f64 = 4.5 * 1024.0;
 
 /// The `spawn` scenario.
 pub fn spawn(opts: &Opts) -> Result<Report> {
-    let py = Some(Script { file: "spawn_eventlet.py", source: SPAWN_PY });
-    let mut report = timed(opts, "spawn", &["eventlet", "tokio", "may", "std-thread"], SPAWN_GO, py)?;
+    let mut report = timed(opts, "spawn", &["eventlet", "tokio", "may", "std-thread"])?;
     report.notes.push(
         "eventlet spawns from the root context; tokio from inside a task (current-thread runtime); \
          may from inside a coroutine (1 worker); go: `go` + unbuffered channel, GOMAXPROCS=1"
@@ -101,9 +96,8 @@ pub fn spawn(opts: &Opts) -> Result<Report> {
 
 /// The `switch` scenario.
 pub fn switch(opts: &Opts) -> Result<Report> {
-    let py = Some(Script { file: "switch_eventlet.py", source: SWITCH_PY });
     let rust = ["eventlet", "eventlet-park", "eventlet-channel", "tokio", "may"];
-    let mut report = timed(opts, "switch", &rust, SWITCH_GO, py)?;
+    let mut report = timed(opts, "switch", &rust)?;
     report.notes.push(
         "one round trip = two hand-offs; eventlet = unbounded Queue, eventlet-park = park/unpark, \
          eventlet-channel = channel::unbounded; tokio = mpsc::unbounded_channel (current-thread); \
@@ -127,7 +121,7 @@ pub fn memory(opts: &Opts) -> Result<Report> {
         }
     }
     if opts.wants("go") {
-        match go_peer(&tmp, "memory", MEMORY_GO) {
+        match go_peer(&tmp, "memory", MEMORY_GO, &[]) {
             Ok(c) => holders.push(Holder::new(c, green_n, None)),
             Err(reason) => report.skipped.push(format!("go: {reason}")),
         }
@@ -287,7 +281,7 @@ impl Drop for TempDir {
 
 /// Builds the Go peer `name` from `source` and returns it as a contender,
 /// or why it cannot run.
-fn go_peer(tmp: &TempDir, name: &str, source: &str) -> std::result::Result<Contender, String> {
+fn go_peer(tmp: &TempDir, name: &str, source: &str, args: &[&str]) -> std::result::Result<Contender, String> {
     let Some(go) = util::which("go") else {
         return Err("not installed (run `eventlet-bench setup`)".into());
     };
@@ -298,14 +292,14 @@ fn go_peer(tmp: &TempDir, name: &str, source: &str) -> std::result::Result<Conte
     // `GOTOOLCHAIN=local`: never download another Go to build this.
     cmd.arg("build").arg("-o").arg(&bin).arg(&src).env("GOTOOLCHAIN", "local").env("GO111MODULE", "off");
     run_with_timeout(cmd, Duration::from_secs(300)).map_err(|e| format!("go build failed: {}", one_line(&e)))?;
-    let mut c = Contender::new("go", &bin.to_string_lossy(), &[]);
+    let mut c = Contender::new("go", &bin.to_string_lossy(), args);
     c.env.push(("GOMAXPROCS".into(), "1".into()));
     Ok(c)
 }
 
 /// Writes the Python eventlet peer and returns it as a contender, or why it
 /// cannot run.
-fn python_peer(tmp: &TempDir, script: Script) -> std::result::Result<Contender, String> {
+fn python_peer(tmp: &TempDir, script: Script, args: &[&str]) -> std::result::Result<Contender, String> {
     const MISSING: &str = "not installed (run `eventlet-bench setup`)";
     let Some(python) = util::which("python3") else {
         return Err(MISSING.into());
@@ -317,12 +311,14 @@ fn python_peer(tmp: &TempDir, script: Script) -> std::result::Result<Contender, 
     }
     let path = tmp.path().join(script.file);
     std::fs::write(&path, script.source).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(Contender::new("python-eventlet", &python.to_string_lossy(), &["-W", "ignore", &path.to_string_lossy()]))
+    let path = path.to_string_lossy();
+    let args: Vec<&str> = ["-W", "ignore", &*path].into_iter().chain(args.iter().copied()).collect();
+    Ok(Contender::new("python-eventlet", &python.to_string_lossy(), &args))
 }
 
 /// A timed scenario (`spawn`, `switch`): every contender for about a second
 /// (0.2 s with `--quick`) per round, rounds alternating.
-fn timed(opts: &Opts, scenario: &str, rust: &[&str], go: &str, py: Option<Script>) -> Result<Report> {
+fn timed(opts: &Opts, scenario: &str, rust: &[&str]) -> Result<Report> {
     let mut report = Report::new(scenario, "ns", false);
     let budget_ms: u64 = if opts.quick { 200 } else { 1000 };
     let exe = util::self_exe()?;
@@ -333,13 +329,14 @@ fn timed(opts: &Opts, scenario: &str, rust: &[&str], go: &str, py: Option<Script
         .map(|n| Contender::new(n, &exe, &["hold", &format!("{scenario}:{n}")]))
         .collect();
     if opts.wants("go") {
-        match go_peer(&tmp, scenario, go) {
+        match go_peer(&tmp, "micro", MICRO_GO, &[scenario]) {
             Ok(c) => contenders.push(c),
             Err(reason) => report.skipped.push(format!("go: {reason}")),
         }
     }
-    if let Some(script) = py.filter(|_| opts.wants("python-eventlet")) {
-        match python_peer(&tmp, script) {
+    if opts.wants("python-eventlet") {
+        let script = Script { file: "micro_eventlet.py", source: MICRO_PY };
+        match python_peer(&tmp, script, &[scenario]) {
             Ok(c) => contenders.push(c),
             Err(reason) => report.skipped.push(format!("python-eventlet: {reason}")),
         }
