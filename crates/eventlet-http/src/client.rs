@@ -70,13 +70,8 @@ pub struct Client {
     /// cost more than the requests. See [`Client::shard`] for which one a
     /// request uses.
     agents: Arc<[ureq::Agent]>,
-    load: Arc<[Load]>,
-}
-
-/// Requests under way on one shard.
-#[derive(Default)]
-struct Load {
-    busy: AtomicUsize,
+    /// Requests under way on each agent.
+    busy: Arc<[AtomicUsize]>,
 }
 
 /// Connection pools per client (see `Client::agents`).
@@ -209,8 +204,8 @@ impl ClientBuilder {
                 ureq::Agent::with_parts(config.clone(), connector, GreenResolver)
             })
             .collect();
-        let load: Vec<Load> = (0..SHARDS).map(|_| Load::default()).collect();
-        Client { agents: agents.into(), load: load.into() }
+        let busy: Vec<AtomicUsize> = (0..SHARDS).map(|_| AtomicUsize::new(0)).collect();
+        Client { agents: agents.into(), busy: busy.into() }
     }
 }
 
@@ -246,17 +241,23 @@ impl Client {
     /// the first pool (and its one connection), and a thousand fetching at
     /// once spread evenly over all the pools, each scanned quickly.
     fn shard(&self) -> usize {
-        (0..self.load.len()).min_by_key(|&i| self.load[i].busy.load(Ordering::Relaxed)).unwrap_or(0)
+        (0..self.busy.len()).min_by_key(|&i| self.busy[i].load(Ordering::Relaxed)).unwrap_or(0)
     }
 
-    /// Runs one request on a shard's agent, keeping its load up to date.
+    /// Runs one request on a shard's agent, counted as under way meanwhile.
     fn on_agent<T>(&self, call: impl FnOnce(&ureq::Agent) -> T) -> T {
         let i = self.shard();
-        let load = &self.load[i];
-        load.busy.fetch_add(1, Ordering::Relaxed);
-        let r = call(&self.agents[i]);
-        load.busy.fetch_sub(1, Ordering::Relaxed);
-        r
+        /// Counts the request down however it ends: a green thread killed
+        /// mid-request unwinds through here.
+        struct Busy<'a>(&'a AtomicUsize);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.busy[i].fetch_add(1, Ordering::Relaxed);
+        let _busy = Busy(&self.busy[i]);
+        call(&self.agents[i])
     }
 
     /// `GET url`.
