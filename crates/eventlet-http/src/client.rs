@@ -75,7 +75,7 @@ pub struct Client {
 }
 
 /// Connection pools per client (see `Client::agents`).
-const SHARDS: usize = 16;
+const SHARDS: usize = 64;
 
 /// Bytes a connection reads ahead: the largest response head it takes.
 const INPUT_BUFFER: usize = 64 * 1024;
