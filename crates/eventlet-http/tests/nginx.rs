@@ -164,6 +164,20 @@ impl Nginx {
 
     /// The access log: one `(connection, request number on it, uri, gzip
     /// ratio)` per request answered.
+    /// The access log once it has at least `n` lines: nginx writes a
+    /// line after the response's last byte is sent, so a client that has
+    /// read a whole response may look before it is there.
+    fn access_log_of(&self, n: usize) -> Vec<(u64, u64, String, String)> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.access_log();
+            if log.len() >= n || Instant::now() > until {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn access_log(&self) -> Vec<(u64, u64, String, String)> {
         std::fs::read_to_string(self.dir.join("access.log"))
             .unwrap()
@@ -292,7 +306,7 @@ fn crawl(client: &Client, base: &str, files: &HashMap<String, Vec<u8>>, rounds: 
 /// answered, over fewer connections than requests (keep-alive), the large
 /// text gzipped and the binaries not.
 fn check_log(nginx: &Nginx, requests: usize) {
-    let log = nginx.access_log();
+    let log = nginx.access_log_of(requests);
     assert_eq!(log.len(), requests, "nginx logged {} requests, the client made {requests}", log.len());
     let conns: HashSet<u64> = log.iter().map(|(c, ..)| *c).collect();
     assert!(conns.len() < requests, "{} connections for {requests} requests: keep-alive did not reuse", conns.len());
@@ -326,7 +340,7 @@ fn crawl_nginx_over_http_byte_exact() {
     let te = resp.headers().get("transfer-encoding").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(te.as_deref(), Some("chunked"), "headers: {:?}", resp.headers());
     assert!(resp.into_body().into_bytes().unwrap() == files["/large.txt"], "/large.txt differs");
-    let (_, _, uri, ratio) = nginx.access_log().pop().unwrap();
+    let (_, _, uri, ratio) = nginx.access_log_of(n + 1).pop().unwrap();
     assert_eq!(uri, "/large.txt");
     assert_ne!(ratio, "-", "/large.txt was not gzipped");
 

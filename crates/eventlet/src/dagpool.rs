@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::pin;
 use std::rc::Rc;
 
 use crate::greenthread::{spawn, JoinHandle};
@@ -70,7 +71,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Shared<K, V> {
 
     /// Parks until the next post (or spuriously).
     fn wait_for_post(&self) {
-        let wait = Wait::enqueue(&self.waiters, None, |_, _| {});
+        let wait = pin!(Wait::new(&self.waiters, None, |_, _| {}));
+        let wait = wait.enqueue();
         wait.park(None);
     }
 

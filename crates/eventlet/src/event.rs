@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::fmt;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -84,9 +85,10 @@ impl<T> Event<T> {
         if expired(deadline) {
             return None;
         }
-        let wait = Wait::enqueue(&self.inner.waiters, None, |_, _| {});
-        wait.park(deadline);
-        drop(wait);
+        {
+            let wait = pin!(Wait::new(&self.inner.waiters, None, |_, _| {}));
+            wait.enqueue().park(deadline);
+        }
         self.inner.value.get()
     }
 }

@@ -19,6 +19,7 @@
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use crate::semaphore::Core;
@@ -276,12 +277,13 @@ impl Condvar {
     ) -> (LockGuard<'a, T>, WaitTimeoutResult) {
         let lock = guard.unlock.lock;
         let status = {
-            let wait = Wait::enqueue(&self.waiters, None, |status, _| {
+            let wait = pin!(Wait::new(&self.waiters, None, |status, _| {
                 if status == Status::Granted {
                     // Killed between the notification and its wake-up.
                     self.notify_one();
                 }
-            });
+            }));
+            let wait = wait.enqueue();
             drop(guard);
             if expired(deadline) {
                 Status::Queued
@@ -447,13 +449,14 @@ impl<T: ?Sized> RwLock<T> {
         if expired(deadline) {
             return false;
         }
-        let wait = Wait::enqueue(&self.waiters, Some(kind), |status, _| match status {
+        let wait = pin!(Wait::new(&self.waiters, Some(kind), |status, _| match status {
             // A writer leaving the front may let the readers behind it in.
             Status::Queued => self.dispatch(),
             // Killed between the grant and its wake-up: pass it on.
             Status::Granted => self.leave(kind),
             _ => {}
-        });
+        }));
+        let wait = wait.enqueue();
         wait.park(deadline) == Status::Granted
     }
 

@@ -30,6 +30,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -81,7 +82,7 @@ impl<T> Slots<T> {
             Take::Nothing if !expired(deadline) => {}
             done => return done,
         }
-        let wait = Wait::enqueue(&self.waiters, None, |status, w| {
+        let wait = pin!(Wait::new(&self.waiters, None, |status, w| {
             if status == Status::Granted {
                 // Killed between the hand-over and its wake-up: pass it on.
                 match w.take_value() {
@@ -89,7 +90,8 @@ impl<T> Slots<T> {
                     None => self.free_place(),
                 }
             }
-        });
+        }));
+        let wait = wait.enqueue();
         match wait.park(deadline) {
             Status::Granted => match wait.waiter().take_value() {
                 Some(item) => Take::Item(item),

@@ -34,10 +34,11 @@ use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList, Waiter};
+use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList};
 
 /// How many items a store holds (apart from [`Store`], which for a heap
 /// needs `T: Ord`).
@@ -217,17 +218,18 @@ impl<T, S: Store<T>> Shared<T, S> {
         };
         // Granted means the item was taken in: the put is done even if
         // the putter is killed before it wakes.
-        let wait = Wait::enqueue(&self.putters, Some(item), |_, _| {});
+        let wait = pin!(Wait::new(&self.putters, Some(item), |_, _| {}));
+        let wait = wait.enqueue();
         match wait.park(deadline) {
             Status::Granted => Ok(()),
-            Status::Closed => Err(PutFail::Closed(Self::item_of(wait.waiter()))),
-            _ => Err(PutFail::Full(Self::item_of(wait.waiter()))),
+            Status::Closed => Err(PutFail::Closed(Self::item_of(wait.waiter().take_value()))),
+            _ => Err(PutFail::Full(Self::item_of(wait.waiter().take_value()))),
         }
     }
 
     /// The item a waiting putter came with (or a granted getter was handed).
-    fn item_of(w: &Waiter<T>) -> T {
-        match w.take_value() {
+    fn item_of(value: Option<T>) -> T {
+        match value {
             Some(item) => item,
             None => unreachable!("a queue waiter lost its item"),
         }
@@ -240,7 +242,7 @@ impl<T, S: Store<T>> Shared<T, S> {
             // Room now: let the longest-waiting putters in.
             while self.has_room() {
                 let Some(p) = self.putters.pop_front() else { break };
-                let next = Self::item_of(&p);
+                let next = Self::item_of(p.take_value());
                 self.accepted();
                 self.store.borrow_mut().push(next);
                 p.grant();
@@ -249,7 +251,7 @@ impl<T, S: Store<T>> Shared<T, S> {
         }
         // Empty: a putter waits only on a rendezvous (or an overfull queue).
         if let Some(p) = self.putters.pop_front() {
-            let item = Self::item_of(&p);
+            let item = Self::item_of(p.take_value());
             self.accepted();
             p.grant();
             return Ok(item);
@@ -267,16 +269,17 @@ impl<T, S: Store<T>> Shared<T, S> {
             Err(GetFail::Empty) if !expired(deadline) => {}
             done => return done,
         }
-        let wait = Wait::enqueue(&self.getters, None, |status, w| {
+        let wait = pin!(Wait::new(&self.getters, None, |status, w| {
             if status == Status::Granted {
                 // Killed between the hand-over and its wake-up.
                 if let Some(item) = w.take_value() {
                     self.unget(item);
                 }
             }
-        });
+        }));
+        let wait = wait.enqueue();
         match wait.park(deadline) {
-            Status::Granted => Ok(Self::item_of(wait.waiter())),
+            Status::Granted => Ok(Self::item_of(wait.waiter().take_value())),
             Status::Closed => Err(GetFail::Closed),
             _ => Err(GetFail::Empty),
         }
@@ -309,7 +312,8 @@ impl<T, S: Store<T>> Shared<T, S> {
         if self.unfinished.get() == 0 {
             return;
         }
-        let wait = Wait::enqueue(&self.joiners, None, |_, _| {});
+        let wait = pin!(Wait::new(&self.joiners, None, |_, _| {}));
+        let wait = wait.enqueue();
         wait.park(None);
     }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::pin;
 use std::rc::Rc;
 
 use crate::greenthread::{Builder, GreenThread, JoinHandle};
@@ -63,7 +64,8 @@ impl ScopeData {
     /// timeouts and panics (a hub deadlock) unwind out of it.
     fn wait_all(&self) {
         while self.running.get() > 0 {
-            let wait = Wait::enqueue(&self.owner, None, |_, _| {});
+            let wait = pin!(Wait::new(&self.owner, None, |_, _| {}));
+            let wait = wait.enqueue();
             wait.park(None);
         }
     }
@@ -437,7 +439,8 @@ impl<'scope, T> ScopedJoinHandle<'scope, T> {
     pub fn join(self) -> std::thread::Result<T> {
         assert!(self.thread != crate::current(), "eventlet: a green thread cannot join itself");
         while self.packet.result.borrow().is_none() {
-            let wait = Wait::enqueue(&self.packet.joiners, None, |_, _| {});
+            let wait = pin!(Wait::new(&self.packet.joiners, None, |_, _| {}));
+            let wait = wait.enqueue();
             wait.park(None);
         }
         match self.packet.result.borrow_mut().take() {

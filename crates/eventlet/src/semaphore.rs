@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -65,12 +66,13 @@ impl Core {
         if expired(deadline) {
             return false;
         }
-        let wait = Wait::enqueue(&self.waiters, None, |status, _| {
+        let wait = pin!(Wait::new(&self.waiters, None, |status, _| {
             if status == Status::Granted {
                 // Killed between the grant and its wake-up: pass it on.
                 self.release();
             }
-        });
+        }));
+        let wait = wait.enqueue();
         wait.park(deadline) == Status::Granted
     }
 
@@ -419,11 +421,12 @@ impl Capped {
         if expired(deadline) {
             return false;
         }
-        let wait = Wait::enqueue(&self.acquirers, None, |status, _| {
+        let wait = pin!(Wait::new(&self.acquirers, None, |status, _| {
             if status == Status::Granted {
                 self.unacquire();
             }
-        });
+        }));
+        let wait = wait.enqueue();
         wait.park(deadline) == Status::Granted
     }
 
@@ -462,7 +465,8 @@ impl Capped {
         }
         // A releaser granted and then killed has still released: the unit
         // is counted (or taken) already.
-        let wait = Wait::enqueue(&self.releasers, None, |_, _| {});
+        let wait = pin!(Wait::new(&self.releasers, None, |_, _| {}));
+        let wait = wait.enqueue();
         wait.park(deadline) == Status::Granted
     }
 }

@@ -8,18 +8,32 @@
 //! arrives in between can barge in. A list may also *close* its waiters
 //! (a closed queue).
 //!
-//! The [`Wait`] guard takes the waiter off its list however the wait ends:
-//! granted, timed out, or unwound by a kill. A grant that arrives and is
-//! never taken up (the waiter is killed after the grant and before it runs
-//! again) goes to the primitive's `on_leave` hook, which passes it on.
+//! The list is intrusive: each waiter lives in its [`Wait`] guard, pinned
+//! on the stack of the green thread that waits, and the list links those
+//! guards. Joining or leaving allocates nothing and takes a few stores, and
+//! a waiter that leaves early (a timeout, a kill) unlinks itself in O(1).
+//! The guard takes the waiter off its list however the wait ends: granted,
+//! timed out, or unwound by a kill. A grant that arrives and is never taken
+//! up (the waiter is killed after the grant and before it runs again) goes
+//! to the primitive's `on_leave` hook, which passes it on.
+//!
+//! Why the links stay valid: a waiter is linked only between
+//! [`Wait::enqueue`] and the end of its guard (it is pinned, so it does not
+//! move meanwhile, and its `Drop` unlinks it), or until a granter pops it.
+//! A green thread's stack is reused only after its body has returned, so
+//! after every guard on it has been dropped; stacks of green threads leaked
+//! at thread exit are never unmapped. A popped waiter stays valid until its
+//! green thread runs again, which cannot happen before the granter switches
+//! out: [`Popped`] is granted or closed at once, never held across a wait.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::rc::Rc;
+use std::cell::Cell;
+use std::marker::PhantomPinned;
+use std::pin::Pin;
+use std::ptr::{self, NonNull};
 use std::time::{Duration, Instant};
 
-use crate::greenthread::{current, park, park_deadline, GreenThread};
-use crate::hub::{self, Wakeup};
+use crate::greenthread::{park, park_deadline};
+use crate::hub::{self, Task, Wakeup};
 
 /// Where a waiter is in its wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,128 +44,164 @@ pub(crate) enum Status {
     Granted,
     /// Taken off the list because the primitive was closed.
     Closed,
-    /// The wait is over and the grant (if any) taken up.
+    /// The wait is over and the grant (if any) taken up, or not begun.
     Done,
 }
 
 /// One parked green thread (or the root) and what it waits with: a slot
 /// for a value travelling with the wait (an item to put, an item handed
-/// to a getter, the kind of lock wanted).
+/// to a getter, the kind of lock wanted). It lives inside a [`Wait`].
 pub(crate) struct Waiter<V> {
-    thread: GreenThread,
+    prev: Cell<*const Waiter<V>>,
+    next: Cell<*const Waiter<V>>,
+    /// The waiting task. It is alive while the waiter is linked or popped
+    /// and not yet woken: the task is inside its wait.
+    task: Cell<*const Task>,
     status: Cell<Status>,
     value: Cell<Option<V>>,
 }
 
 impl<V> Waiter<V> {
-    /// Marks the waiter granted and wakes it.
-    pub(crate) fn grant(&self) {
-        self.status.set(Status::Granted);
-        wake(&self.thread);
-    }
-
-    /// Puts `value` in the waiter's slot, then grants it.
-    pub(crate) fn grant_with(&self, value: V) {
-        self.value.set(Some(value));
-        self.grant();
-    }
-
-    /// Marks the waiter closed out and wakes it.
-    pub(crate) fn close(&self) {
-        self.status.set(Status::Closed);
-        wake(&self.thread);
-    }
-
     /// Takes the value out of the waiter's slot.
     pub(crate) fn take_value(&self) -> Option<V> {
         self.value.take()
     }
-}
 
-impl<V: Copy> Waiter<V> {
-    /// The value in the waiter's slot, left in place.
-    pub(crate) fn peek_value(&self) -> Option<V> {
-        self.value.get()
+    /// Marks the waiter `status` and wakes its green thread, unless this
+    /// OS thread's hub is already gone: guards may be dropped while the
+    /// thread is torn down, and must not panic there.
+    fn wake(&self, status: Status) {
+        self.status.set(status);
+        let task = self.task.get();
+        // SAFETY: the task is inside this wait (see the field), so alive.
+        hub::try_with_hub(|h| unsafe { h.unpark_ptr(task) });
     }
 }
 
-/// Wakes `t`, unless this OS thread's hub is already gone: guards may be
-/// dropped while the thread is torn down, and must not panic there.
-fn wake(t: &GreenThread) {
-    if hub::try_with_hub(|_| ()).is_some() {
-        t.unpark();
+/// A waiter taken off the front of its list, to be granted or closed out
+/// at once (see the module docs for why it must not be kept).
+#[must_use = "a popped waiter stays parked until granted or closed"]
+pub(crate) struct Popped<'a, V> {
+    waiter: NonNull<Waiter<V>>,
+    _list: std::marker::PhantomData<&'a WaitList<V>>,
+}
+
+impl<V> Popped<'_, V> {
+    fn get(&self) -> &Waiter<V> {
+        // SAFETY: a popped waiter stays valid until its green thread runs
+        // again, which needs the holder of this `Popped` to switch out.
+        unsafe { self.waiter.as_ref() }
+    }
+
+    /// Takes the value out of the waiter's slot.
+    pub(crate) fn take_value(&self) -> Option<V> {
+        self.get().take_value()
+    }
+
+    /// Marks the waiter granted and wakes it.
+    pub(crate) fn grant(self) {
+        self.get().wake(Status::Granted);
+    }
+
+    /// Puts `value` in the waiter's slot, then grants it.
+    pub(crate) fn grant_with(self, value: V) {
+        self.get().value.set(Some(value));
+        self.grant();
+    }
+
+    /// Marks the waiter closed out and wakes it.
+    pub(crate) fn close(self) {
+        self.get().wake(Status::Closed);
     }
 }
 
-/// Waiters, oldest first.
+/// Waiters, oldest first, linked through their [`Waiter`]s.
 pub(crate) struct WaitList<V> {
-    queue: RefCell<VecDeque<Rc<Waiter<V>>>>,
-    /// Waiters of finished waits, kept for the next ones (a wait then
-    /// costs no allocation).
-    spare: RefCell<Vec<Rc<Waiter<V>>>>,
+    head: Cell<*const Waiter<V>>,
+    tail: Cell<*const Waiter<V>>,
+    len: Cell<usize>,
 }
-
-/// Spare waiters a list keeps.
-const SPARES: usize = 4;
 
 impl<V> WaitList<V> {
     pub(crate) fn new() -> WaitList<V> {
-        WaitList { queue: RefCell::new(VecDeque::new()), spare: RefCell::new(Vec::new()) }
+        WaitList { head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()), len: Cell::new(0) }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.queue.borrow().len()
+        self.len.get()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.borrow().is_empty()
+        self.head.get().is_null()
     }
 
     /// Takes the longest waiter off the list (to grant or close it).
-    pub(crate) fn pop_front(&self) -> Option<Rc<Waiter<V>>> {
-        self.queue.borrow_mut().pop_front()
+    #[inline]
+    pub(crate) fn pop_front(&self) -> Option<Popped<'_, V>> {
+        let w = NonNull::new(self.head.get().cast_mut())?;
+        // SAFETY: linked waiters are valid (module docs).
+        let next = unsafe { w.as_ref() }.next.replace(ptr::null());
+        self.head.set(next);
+        match NonNull::new(next.cast_mut()) {
+            // SAFETY: as above.
+            Some(n) => unsafe { n.as_ref() }.prev.set(ptr::null()),
+            None => self.tail.set(ptr::null()),
+        }
+        self.len.set(self.len.get() - 1);
+        Some(Popped { waiter: w, _list: std::marker::PhantomData })
     }
 
     /// Grants every waiter, oldest first (so they also run in that order).
     pub(crate) fn grant_all(&self) {
-        let all = std::mem::take(&mut *self.queue.borrow_mut());
-        for w in all {
+        while let Some(w) = self.pop_front() {
             w.grant();
         }
     }
 
     /// Closes out every waiter, oldest first.
     pub(crate) fn close_all(&self) {
-        let all = std::mem::take(&mut *self.queue.borrow_mut());
-        for w in all {
+        while let Some(w) = self.pop_front() {
             w.close();
         }
     }
 
-    /// Keeps a finished wait's waiter for reuse if nobody else holds it.
-    fn recycle(&self, waiter: &Rc<Waiter<V>>) {
-        if Rc::strong_count(waiter) == 1 && Rc::weak_count(waiter) == 0 {
-            let Ok(mut spare) = self.spare.try_borrow_mut() else { return };
-            if spare.len() < SPARES {
-                // A value left in the slot goes now, not at reuse.
-                drop(waiter.value.take());
-                spare.push(waiter.clone());
-            }
+    #[inline]
+    fn push_back(&self, w: &Waiter<V>) {
+        let p: *const Waiter<V> = w;
+        let tail = self.tail.get();
+        w.prev.set(tail);
+        w.next.set(ptr::null());
+        match NonNull::new(tail.cast_mut()) {
+            // SAFETY: linked waiters are valid (module docs).
+            Some(t) => unsafe { t.as_ref() }.next.set(p),
+            None => self.head.set(p),
         }
+        self.tail.set(p);
+        self.len.set(self.len.get() + 1);
     }
 
-    fn remove(&self, waiter: &Rc<Waiter<V>>) {
-        let mut q = self.queue.borrow_mut();
-        if let Some(i) = q.iter().position(|w| Rc::ptr_eq(w, waiter)) {
-            q.remove(i);
+    /// Unlinks `w`, which is in this list.
+    fn remove(&self, w: &Waiter<V>) {
+        let (prev, next) = (w.prev.replace(ptr::null()), w.next.replace(ptr::null()));
+        match NonNull::new(prev.cast_mut()) {
+            // SAFETY: linked waiters are valid (module docs).
+            Some(p) => unsafe { p.as_ref() }.next.set(next),
+            None => self.head.set(next),
         }
+        match NonNull::new(next.cast_mut()) {
+            // SAFETY: as above.
+            Some(n) => unsafe { n.as_ref() }.prev.set(prev),
+            None => self.tail.set(prev),
+        }
+        self.len.set(self.len.get() - 1);
     }
 }
 
 impl<V: Copy> WaitList<V> {
     /// The value in the longest waiter's slot.
     pub(crate) fn front_value(&self) -> Option<V> {
-        self.queue.borrow().front().and_then(|w| w.peek_value())
+        // SAFETY: linked waiters are valid (module docs).
+        NonNull::new(self.head.get().cast_mut()).and_then(|w| unsafe { w.as_ref() }.value.get())
     }
 }
 
@@ -168,6 +218,15 @@ pub(crate) fn expired(deadline: Option<Instant>) -> bool {
 
 /// One wait in a [`WaitList`], from joining it to the end of the wait.
 ///
+/// Made with [`new`](Self::new), pinned on the waiting stack (`pin!`), then
+/// linked with [`enqueue`](Self::enqueue):
+///
+/// ```ignore
+/// let wait = pin!(Wait::new(&list, None, |_, _| {}));
+/// let wait = wait.enqueue();
+/// wait.park(None);
+/// ```
+///
 /// Dropping it leaves the list: a waiter still queued is removed and
 /// `on_leave(Status::Queued, ..)` runs (for primitives where a departure
 /// can let those behind go, such as a writer leaving an `RwLock`'s queue);
@@ -175,28 +234,35 @@ pub(crate) fn expired(deadline: Option<Instant>) -> bool {
 /// `on_leave(Status::Granted, ..)`, which passes the grant on.
 pub(crate) struct Wait<'a, V, F: FnMut(Status, &Waiter<V>)> {
     list: &'a WaitList<V>,
-    waiter: Rc<Waiter<V>>,
+    waiter: Waiter<V>,
     on_leave: F,
+    /// The list links the waiter by address.
+    _pinned: PhantomPinned,
 }
 
 impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
-    /// Joins the back of `list` as the running green thread (or root), with
-    /// `value` in the waiter's slot.
-    pub(crate) fn enqueue(list: &'a WaitList<V>, value: Option<V>, on_leave: F) -> Self {
-        let spare = list.spare.borrow_mut().pop();
-        let waiter = match spare {
-            Some(mut w) => {
-                // Only `recycle` puts waiters there, with no other reference.
-                let m = Rc::get_mut(&mut w).expect("a spare waiter is not shared");
-                m.thread = current();
-                m.status.set(Status::Queued);
-                m.value.set(value);
-                w
-            }
-            None => Rc::new(Waiter { thread: current(), status: Cell::new(Status::Queued), value: Cell::new(value) }),
+    /// A wait in `list` with `value` in the waiter's slot, not linked yet.
+    pub(crate) fn new(list: &'a WaitList<V>, value: Option<V>, on_leave: F) -> Self {
+        let waiter = Waiter {
+            prev: Cell::new(ptr::null()),
+            next: Cell::new(ptr::null()),
+            task: Cell::new(ptr::null()),
+            status: Cell::new(Status::Done),
+            value: Cell::new(value),
         };
-        list.queue.borrow_mut().push_back(waiter.clone());
-        Wait { list, waiter, on_leave }
+        Wait { list, waiter, on_leave, _pinned: PhantomPinned }
+    }
+
+    /// Joins the back of the list as the running green thread (or root).
+    #[inline]
+    pub(crate) fn enqueue(self: Pin<&mut Self>) -> Pin<&Self> {
+        let this = self.into_ref();
+        let w = &this.get_ref().waiter;
+        debug_assert_eq!(w.status.get(), Status::Done, "a wait is enqueued once");
+        w.task.set(hub::with_hub(|h| h.current_ptr()));
+        w.status.set(Status::Queued);
+        this.list.push_back(w);
+        this
     }
 
     /// Parks until the waiter is granted or closed, or until `deadline`.
@@ -205,12 +271,13 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
     /// the guard no longer passes it on), [`Status::Closed`], or
     /// [`Status::Queued`] if the deadline passed first. A grant that lands
     /// together with the deadline wins.
-    pub(crate) fn park(&self, deadline: Option<Instant>) -> Status {
+    pub(crate) fn park(self: Pin<&Self>, deadline: Option<Instant>) -> Status {
+        let w = &self.get_ref().waiter;
         loop {
-            match self.waiter.status.get() {
+            match w.status.get() {
                 Status::Queued => {}
                 Status::Granted => {
-                    self.waiter.status.set(Status::Done);
+                    w.status.set(Status::Done);
                     return Status::Granted;
                 }
                 other => return other,
@@ -218,7 +285,7 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
             match deadline {
                 None => park(),
                 Some(d) => {
-                    if park_deadline(d) == Wakeup::TimedOut && self.waiter.status.get() == Status::Queued {
+                    if park_deadline(d) == Wakeup::TimedOut && w.status.get() == Status::Queued {
                         return Status::Queued;
                     }
                 }
@@ -242,6 +309,5 @@ impl<V, F: FnMut(Status, &Waiter<V>)> Drop for Wait<'_, V, F> {
             Status::Granted => (self.on_leave)(Status::Granted, &self.waiter),
             Status::Closed | Status::Done => {}
         }
-        self.list.recycle(&self.waiter);
     }
 }

@@ -587,6 +587,7 @@ pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
 }
 
 /// Like [`with_hub`] but returns `None` while the thread is being torn down.
+#[inline]
 pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
     let p = HUB_PTR.try_with(Cell::get).ok()?;
     if !p.is_null() {
@@ -712,6 +713,34 @@ impl Hub {
             _ => self.queue.push_back(t),
         }
         Ok(task)
+    }
+
+    /// The green thread (or root) running now, uncounted: valid while it
+    /// is alive, for waiters that live on its stack.
+    #[inline]
+    pub(crate) fn current_ptr(&self) -> *const Task {
+        self.current.get()
+    }
+
+    /// [`unpark`](Self::unpark) by pointer.
+    ///
+    /// # Safety
+    ///
+    /// `p` points to a live task of this hub.
+    #[inline]
+    pub(crate) unsafe fn unpark_ptr(&self, p: *const Task) {
+        // SAFETY: per the contract.
+        let t = unsafe { &*p };
+        match t.state.get() {
+            State::Parked => {
+                t.state.set(State::Ready);
+                t.wake.set(Wakeup::Unparked);
+                // SAFETY: `p` is live; the queue keeps the count taken here.
+                self.queue.push_back(unsafe { TaskRef::from_ptr(p) });
+            }
+            State::Done => {}
+            _ => t.notified.set(true),
+        }
     }
 
     /// Makes a parked green thread ready; otherwise leaves a token so its
