@@ -829,6 +829,40 @@ mod queue {
     }
 
     #[test]
+    fn getters_leaving_from_the_middle_keep_the_rest_in_order() {
+        // Five getters; the second times out and the fourth is killed
+        // while waiting. The others get the items in the order they came.
+        let q = Queue::<u32>::new();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let getter = |i: u32, timeout: Option<Duration>| {
+            let (q, got) = (q.clone(), got.clone());
+            eventlet::spawn(move || {
+                let item = match timeout {
+                    Some(t) => q.get_timeout(t).ok(),
+                    None => q.get().ok(),
+                };
+                got.borrow_mut().push((i, item));
+            })
+        };
+        let hs = [getter(0, None), getter(1, Some(ms(5))), getter(2, None), getter(3, None), getter(4, None)];
+        eventlet::yield_now();
+        assert_eq!(q.getting(), 5);
+        hs[3].kill();
+        eventlet::sleep(ms(20));
+        assert_eq!(q.getting(), 3);
+        for item in [10, 20, 30] {
+            q.put(item).unwrap();
+        }
+        for h in hs {
+            let _ = h.join();
+        }
+        assert_eq!(*got.borrow(), [(1, None), (0, Some(10)), (2, Some(20)), (4, Some(30))]);
+        assert_eq!(q.getting(), 0);
+        assert!(q.is_empty());
+        assert_clean();
+    }
+
+    #[test]
     fn close_wakes_getters_and_putters_and_leaves_the_items_to_get() {
         // Waiting getters get Closed.
         let q = Queue::<u8>::new();
