@@ -20,11 +20,13 @@ use std::fmt;
 use std::io;
 use std::iter::FusedIterator;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::pin;
 use std::rc::Rc;
 
 use crate::greenthread::{current, park, Builder, GreenThread, JoinHandle};
 use crate::hub::{self, Killed};
 use crate::stack::MIN_STACK_SIZE;
+use crate::waitlist::{Status, Wait, WaitList};
 
 /// The size of [`GreenPool::default`], as in eventlet.
 const DEFAULT_SIZE: usize = 1000;
@@ -73,25 +75,10 @@ struct Inner {
     running: Cell<usize>,
     /// Spawners waiting for a slot, oldest first. Invariant: when it is not
     /// empty, `running >= size` (a freed slot goes straight to the front).
-    waiters: RefCell<VecDeque<Rc<Waiter>>>,
+    waiters: WaitList<()>,
     /// Green threads (or the root) in `waitall`.
     idle_waiters: RefCell<Vec<GreenThread>>,
     stack_size: Cell<Option<usize>>,
-}
-
-struct Waiter {
-    thread: GreenThread,
-    state: Cell<WaitState>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum WaitState {
-    /// In the waiters queue.
-    Queued,
-    /// Popped from the queue and given a slot it has not taken yet.
-    Granted,
-    /// The slot was taken (or the waiter gave up and left the queue).
-    Done,
 }
 
 /// Wakes `t`, unless this OS thread's hub is already gone: the guards of a
@@ -111,7 +98,7 @@ impl Inner {
 
     /// Takes a slot if one is free and nobody is queued for one.
     fn try_acquire(self: &Rc<Inner>) -> Option<Slot> {
-        if self.waiters.borrow().is_empty() && self.running.get() < self.size.get() {
+        if self.waiters.is_empty() && self.running.get() < self.size.get() {
             self.running.set(self.running.get() + 1);
             Some(Slot::new(self.clone()))
         } else {
@@ -129,14 +116,18 @@ impl Inner {
         if give_up() {
             return None;
         }
-        let waiter = Rc::new(Waiter { thread: current(), state: Cell::new(WaitState::Queued) });
-        self.waiters.borrow_mut().push_back(waiter.clone());
-        // Leaves the queue (or gives back an unused slot) however the wait
-        // ends, including by a kill unwinding through `park`.
-        let _guard = WaitGuard { inner: self, waiter: &waiter };
+        // Leaves the queue (or gives back a slot granted and not taken)
+        // however the wait ends, including by a kill unwinding through
+        // `park`. A waiter that leaves while queued wakes nobody: by the
+        // queue's invariant no slot was free.
+        let wait = pin!(Wait::new(&self.waiters, None, |status, _| {
+            if status == Status::Granted {
+                self.release();
+            }
+        }));
+        let wait = wait.enqueue();
         loop {
-            if waiter.state.get() == WaitState::Granted {
-                waiter.state.set(WaitState::Done);
+            if wait.take_grant() {
                 return Some(Slot::new(self.clone()));
             }
             if give_up() {
@@ -149,10 +140,9 @@ impl Inner {
     /// Hands free slots to the waiters at the front of the queue.
     fn dispatch(&self) {
         while self.running.get() < self.size.get() {
-            let Some(w) = self.waiters.borrow_mut().pop_front() else { break };
+            let Some(w) = self.waiters.pop_front() else { break };
             self.running.set(self.running.get() + 1);
-            w.state.set(WaitState::Granted);
-            wake(&w.thread);
+            w.grant();
         }
     }
 
@@ -170,25 +160,6 @@ impl Inner {
         match self.stack_size.get() {
             Some(s) => Builder::new().stack_size(s),
             None => Builder::new(),
-        }
-    }
-}
-
-struct WaitGuard<'a> {
-    inner: &'a Inner,
-    waiter: &'a Rc<Waiter>,
-}
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        match self.waiter.state.replace(WaitState::Done) {
-            WaitState::Queued => {
-                // Not at capacity's edge: by the queue invariant no slot was
-                // free, so nobody behind us needs waking.
-                self.inner.waiters.borrow_mut().retain(|w| !Rc::ptr_eq(w, self.waiter));
-            }
-            WaitState::Granted => self.inner.release(),
-            WaitState::Done => {}
         }
     }
 }
@@ -307,7 +278,7 @@ impl GreenPool {
             inner: Rc::new(Inner {
                 size: Cell::new(size),
                 running: Cell::new(0),
-                waiters: RefCell::new(VecDeque::new()),
+                waiters: WaitList::new(),
                 idle_waiters: RefCell::new(Vec::new()),
                 stack_size: Cell::new(None),
             }),
@@ -350,7 +321,7 @@ impl GreenPool {
     /// Green threads (or the root) blocked in [`spawn`](Self::spawn),
     /// [`spawn_n`](Self::spawn_n) or an [`Imap`] waiting for a slot.
     pub fn waiting(&self) -> usize {
-        self.inner.waiters.borrow().len()
+        self.inner.waiters.len()
     }
 
     /// Changes the size of the pool. Growing it hands the new slots to

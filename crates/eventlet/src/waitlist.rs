@@ -293,6 +293,17 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
         }
     }
 
+    /// Takes up the grant if the waiter was granted (for waits that also
+    /// wake for other reasons and so park on their own).
+    pub(crate) fn take_grant(self: Pin<&Self>) -> bool {
+        let w = &self.get_ref().waiter;
+        let granted = w.status.get() == Status::Granted;
+        if granted {
+            w.status.set(Status::Done);
+        }
+        granted
+    }
+
     /// The waiter, for its value slot.
     pub(crate) fn waiter(&self) -> &Waiter<V> {
         &self.waiter
