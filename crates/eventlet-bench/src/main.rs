@@ -85,6 +85,19 @@ enum Cmd {
         /// Address to listen on.
         addr: String,
     },
+    /// (internal) Drive echo load at a running server for profiling:
+    /// `load ADDR PID CONNS SECS` (PID: the server's, for its CPU time).
+    #[command(hide = true)]
+    Load {
+        /// The server's address.
+        addr: String,
+        /// The server's process id.
+        pid: u32,
+        /// Connections.
+        conns: usize,
+        /// Measured seconds (after a 0.5 s warm-up).
+        secs: u64,
+    },
     /// (internal) Hold N blocked green threads / tasks and report RSS: `hold KIND N`.
     #[command(hide = true)]
     Hold {
@@ -109,6 +122,7 @@ fn main() {
         Cmd::Peer { kind, addr } if client::is_peer(&kind) => client::peer(&kind, &addr),
         Cmd::Peer { kind, addr } => net::peer(&kind, &addr),
         Cmd::Hold { kind, n } => micro::hold(&kind, n),
+        Cmd::Load { addr, pid, conns, secs } => net::load_only(&addr, pid, conns, secs),
     };
     if let Err(e) = result {
         eprintln!("eventlet-bench: {}", format!("{e:#}").replace('\n', " "));

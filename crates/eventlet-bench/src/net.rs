@@ -100,6 +100,33 @@ pub fn peer(kind: &str, addr: &str) -> Result<()> {
 
 /// Installs the optional peers: Go and wrk (apt-get), Python eventlet and
 /// gevent (pip).
+/// Drives the echo load at a server started by hand (under strace or perf)
+/// and prints what the load saw, including the server's CPU per message.
+pub fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
+    raise_nofile();
+    let addr: SocketAddr = addr.parse().with_context(|| format!("bad address {addr}"))?;
+    let spec = load::Spec {
+        addr,
+        server_pid: pid,
+        conns,
+        proto: Proto::Echo,
+        warmup: Duration::from_millis(500),
+        window: Duration::from_secs(secs),
+    };
+    let out = load::run(&spec)?;
+    println!(
+        "{} msgs in {:.2} s: {:.0} msgs/s, server {:.2} us/msg, server {:.0}% cpu, load {:.0}%, failed {}",
+        out.done,
+        out.elapsed.as_secs_f64(),
+        out.rate(),
+        out.server_us_per_op(),
+        out.server_share() * 100.0,
+        out.load_share() * 100.0,
+        out.failed
+    );
+    Ok(())
+}
+
 pub fn setup() -> Result<()> {
     external::setup()
 }
