@@ -1,22 +1,21 @@
 //! Macros for the green I/O types: the `Read`/`Write` impls and timeout
 //! methods that the sockets and pipes share.
 
-/// `Read` for `$t` and `&$t`, a type with an `inner: Evented<_>` field
-/// whose `&` source is `Read`; `$this => $timeout` gives how long a read
+/// `Read` for `$t` and `&$t`, a byte-stream type with an `inner: Evented<_>`
+/// field whose `&` source is `Read` (a short read must mean drained); `$this => $timeout` gives how long a read
 /// may wait (`Option<Duration>`).
 macro_rules! green_read {
     ($t:ty, $this:ident => $timeout:expr) => {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let $this: &$t = self;
-                $this.inner.op($crate::hub::io::Direction::Read, $timeout, |mut s| std::io::Read::read(&mut s, buf))
+                $this.inner.read_op($timeout, buf.len(), |mut s| std::io::Read::read(&mut s, buf))
             }
 
             fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
                 let $this: &$t = self;
-                $this
-                    .inner
-                    .op($crate::hub::io::Direction::Read, $timeout, |mut s| std::io::Read::read_vectored(&mut s, bufs))
+                let len = bufs.iter().map(|b| b.len()).sum();
+                $this.inner.read_op($timeout, len, |mut s| std::io::Read::read_vectored(&mut s, bufs))
             }
         }
 

@@ -46,6 +46,38 @@ fn eof_after_peer_shutdown_and_try_clone() {
     assert_eq!(s, "bye");
 }
 
+/// A short read marks a socket drained until its next readiness edge; data
+/// and end of stream that arrive together raise one edge, so the EOF after
+/// the data must still be seen (for TCP and Unix streams).
+#[test]
+fn eof_arriving_with_the_last_data_is_seen_after_a_short_read() {
+    fn check(mut a: impl Read + 'static, mut b: impl Write + 'static) {
+        let reader = eventlet::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            // The first read parks (nothing sent yet), so the socket is
+            // registered before the data and the FIN arrive in one go.
+            loop {
+                match a.read(&mut buf) {
+                    Ok(0) => return Ok(got),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        eventlet::sleep(Duration::from_millis(20));
+        b.write_all(b"last words").unwrap();
+        drop(b);
+        assert_eq!(reader.join().unwrap().unwrap(), b"last words");
+    }
+    let (a, b) = pair();
+    a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    check(a, b);
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    check(a, b);
+}
+
 #[test]
 fn read_timeout_has_std_semantics() {
     let (a, _b) = pair();

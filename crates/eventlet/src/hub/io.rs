@@ -27,10 +27,24 @@ pub(crate) enum Direction {
     Write,
 }
 
-#[derive(Default)]
 struct Slot {
     readers: Vec<TaskRef>,
     writers: Vec<TaskRef>,
+    /// Whether a read may find data: cleared by a short stream read (it
+    /// drained the socket), set again by the next read readiness event.
+    /// While it is clear a read parks without trying the syscall.
+    readable: bool,
+    /// Set for good once the reactor reported end of stream or an error:
+    /// that state raises no further edge, so the socket is never treated
+    /// as drained again (a short read may be followed by EOF that was
+    /// reported in the same event as the data).
+    read_final: bool,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot { readers: Vec::new(), writers: Vec::new(), readable: true, read_final: false }
+    }
 }
 
 pub(crate) struct Reactor {
@@ -89,7 +103,11 @@ impl Reactor {
             let mut slots = self.slots.borrow_mut();
             let Some(slot) = slots.get_mut(token.0) else { continue };
             let mut woken = 0;
+            if fail || ev.is_read_closed() {
+                slot.read_final = true;
+            }
             if read {
+                slot.readable = true;
                 woken += slot.readers.len();
                 slot.readers.drain(..).for_each(&mut wake);
             }
@@ -109,6 +127,17 @@ impl Reactor {
             Direction::Write => slot.writers.push(t),
         }
         self.waiters.set(self.waiters.get() + 1);
+    }
+
+    /// Whether the socket at `token` is known to hold no data to read.
+    fn read_drained(&self, token: usize) -> bool {
+        self.slots.borrow().get(token).is_some_and(|s| !s.readable)
+    }
+
+    fn set_read_drained(&self, token: usize) {
+        if let Some(s) = self.slots.borrow_mut().get_mut(token) {
+            s.readable = s.read_final;
+        }
     }
 
     fn remove_waiter(&self, token: usize, dir: Direction, t: &TaskRef) {
@@ -156,6 +185,13 @@ impl Registration {
             self.home_hub.store(hub.id, Ordering::Release);
         }
         Ok(token)
+    }
+
+    /// The token of this socket in `hub`'s reactor if it registered there
+    /// first (other hubs: `None`; it is only a hint).
+    #[inline]
+    fn home_token(&self, hub: &Hub) -> Option<usize> {
+        (self.home_hub.load(Ordering::Acquire) == hub.id).then(|| self.home_token.load(Ordering::Relaxed))
     }
 
     /// Removes `fd` from every hub it registered with. Call before closing it.
@@ -206,6 +242,26 @@ pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Opti
         let _guard = WaiterGuard { hub, token, dir, task };
         hub.park_inner(deadline).map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))
     })
+}
+
+/// Whether a stream read on this socket would surely find nothing: its last
+/// read on this hub was short (it drained the receive queue) and no read
+/// readiness came since. Data arriving after that read raises an edge, so
+/// parking without the syscall loses nothing (tokio does the same).
+#[inline]
+pub(crate) fn read_drained(reg: &Registration) -> bool {
+    with_hub(|hub| reg.home_token(hub).is_some_and(|t| hub.reactor.read_drained(t)))
+}
+
+/// Notes that a stream read returned less than asked: the socket is
+/// drained until its next read readiness event.
+#[inline]
+pub(crate) fn set_read_drained(reg: &Registration) {
+    with_hub(|hub| {
+        if let Some(t) = reg.home_token(hub) {
+            hub.reactor.set_read_drained(t);
+        }
+    });
 }
 
 /// Spends one unit of the running green thread's I/O budget.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::hub::io::{consume_budget, wait, Direction, Registration};
+use crate::hub::io::{consume_budget, read_drained, set_read_drained, wait, Direction, Registration};
 use crate::hub::Wakeup;
 
 pub use serve::{connect, listen, serve, Server, StopHandle};
@@ -72,6 +72,43 @@ impl<T: AsRawFd> Evented<T> {
                 deadline = timeout.map(|t| Instant::now() + t);
             }
             if self.wait(dir, deadline)? == Wakeup::TimedOut {
+                return Err(timed_out());
+            }
+        }
+    }
+
+    /// A read of a byte stream of up to `len` bytes: as [`op`](Self::op),
+    /// but a read that returns less than `len` drained the descriptor, so
+    /// the next one parks until the reactor reports new data instead of
+    /// spending a syscall to learn `WouldBlock`.
+    pub(crate) fn read_op(
+        &self,
+        timeout: Option<Duration>,
+        len: usize,
+        mut f: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        consume_budget();
+        let mut deadline = None;
+        let mut try_first = !read_drained(&self.reg);
+        loop {
+            if try_first {
+                match f(&self.io) {
+                    Ok(n) => {
+                        if n > 0 && n < len {
+                            set_read_drained(&self.reg);
+                        }
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            try_first = true;
+            if deadline.is_none() {
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
+            if self.wait(Direction::Read, deadline)? == Wakeup::TimedOut {
                 return Err(timed_out());
             }
         }
