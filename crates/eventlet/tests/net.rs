@@ -78,6 +78,35 @@ fn eof_arriving_with_the_last_data_is_seen_after_a_short_read() {
     check(a, b);
 }
 
+/// A local `shutdown(Read)` after a short read makes the next read return
+/// end of stream at once, as with std (the kernel raises a readiness edge
+/// for it), for TCP and Unix streams.
+#[test]
+fn local_read_shutdown_after_a_short_read_gives_eof() {
+    fn check<S: Read + 'static, W: Write + 'static>(mut a: S, mut b: W, shutdown: impl Fn(&S)) {
+        // The first read parks (nothing sent yet), so the socket is
+        // registered and the short read that follows marks it drained.
+        let writer = eventlet::spawn(move || {
+            eventlet::sleep(Duration::from_millis(20));
+            b.write_all(b"hi").unwrap();
+            b
+        });
+        let mut buf = [0u8; 64];
+        assert_eq!(a.read(&mut buf).unwrap(), 2);
+        let _b = writer.join().unwrap();
+        shutdown(&a);
+        let t = std::time::Instant::now();
+        assert_eq!(a.read(&mut buf).unwrap(), 0);
+        assert!(t.elapsed() < Duration::from_secs(5), "the read waited for an edge");
+    }
+    let (a, b) = pair();
+    a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    check(a, b, |a| a.shutdown(std::net::Shutdown::Read).unwrap());
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    check(a, b, |a| a.shutdown(std::net::Shutdown::Read).unwrap());
+}
+
 #[test]
 fn read_timeout_has_std_semantics() {
     let (a, _b) = pair();
