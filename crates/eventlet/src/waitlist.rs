@@ -183,6 +183,7 @@ impl<V> WaitList<V> {
     /// Unlinks `w`, which is in this list.
     fn remove(&self, w: &Waiter<V>) {
         let (prev, next) = (w.prev.replace(ptr::null()), w.next.replace(ptr::null()));
+        debug_assert!(!prev.is_null() || ptr::eq(self.head.get(), w), "removing a waiter that is not linked");
         match NonNull::new(prev.cast_mut()) {
             // SAFETY: linked waiters are valid (module docs).
             Some(p) => unsafe { p.as_ref() }.next.set(next),
