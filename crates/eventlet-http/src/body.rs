@@ -114,6 +114,15 @@ impl Body {
         }
     }
 
+    /// The bytes left of an in-memory body (`None` for the other kinds).
+    pub(crate) fn remaining_bytes(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Empty => Some(&[]),
+            Kind::Bytes(c) => c.get_ref().get(c.position() as usize..).or(Some(&[])),
+            _ => None,
+        }
+    }
+
     /// Whether the body is known to have no bytes left.
     pub fn is_empty(&self) -> bool {
         self.len() == Some(0)

@@ -70,15 +70,16 @@ thread_local! {
     static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// The current `Date` header value, formatted at most once a second.
-pub(crate) fn http_date_now() -> String {
+/// Appends the current `Date` header value to `out`; it is formatted at
+/// most once a second.
+pub(crate) fn push_http_date_now(out: &mut Vec<u8>) {
     let now = now_secs();
     CACHED.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != now {
             *c = (now, http_date(now));
         }
-        c.1.clone()
+        out.extend_from_slice(c.1.as_bytes());
     })
 }
 

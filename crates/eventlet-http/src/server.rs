@@ -1053,6 +1053,21 @@ impl Drop for IdleGuard<'_> {
     }
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
@@ -1296,10 +1311,11 @@ impl Connection {
             out.extend_from_slice(b"\r\n");
         }
         if !resp.headers().contains_key(header::DATE) {
-            out.extend_from_slice(format!("Date: {}\r\n\r\n", date::http_date_now()).as_bytes());
-        } else {
+            out.extend_from_slice(b"Date: ");
+            date::push_http_date_now(&mut out);
             out.extend_from_slice(b"\r\n");
         }
+        out.extend_from_slice(b"\r\n");
         let written = (&*self.stream).write_all(&out);
         self.log(line, StatusCode::SWITCHING_PROTOCOLS, 0, started);
         if written.is_err() {
@@ -1397,9 +1413,14 @@ impl Connection {
             *keep_alive = false; // HTTP/1.0 and no length: the close ends the body
         }
 
+        // The head is assembled by hand: `write!` cost more than the rest
+        // of a small response's user-space work.
         let mut out = Vec::with_capacity(256);
-        let reason = status.canonical_reason().unwrap_or("Unknown");
-        write!(out, "HTTP/1.1 {} {}\r\n", status.as_u16(), reason)?;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+        out.extend_from_slice(b"\r\n");
         let mut has_date = false;
         for (name, value) in &parts.headers {
             if name == header::CONNECTION || name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
@@ -1412,15 +1433,22 @@ impl Connection {
             out.extend_from_slice(b"\r\n");
         }
         if !has_date {
-            write!(out, "Date: {}\r\n", date::http_date_now())?;
+            out.extend_from_slice(b"Date: ");
+            date::push_http_date_now(&mut out);
+            out.extend_from_slice(b"\r\n");
         }
+        let content_length = |out: &mut Vec<u8>, n: u64| {
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        };
         if no_body {
             // A 304 may repeat the length of what a GET would send.
             if let (StatusCode::NOT_MODIFIED, Some(n)) = (status, handler_len) {
-                write!(out, "Content-Length: {n}\r\n")?;
+                content_length(&mut out, n);
             }
         } else if let Some(n) = len {
-            write!(out, "Content-Length: {n}\r\n")?;
+            content_length(&mut out, n);
         } else if chunked {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
@@ -1435,6 +1463,11 @@ impl Connection {
         if is_head || no_body {
             w.write_all(&out)?;
             return Ok(0);
+        }
+        if let Some(bytes) = body.remaining_bytes().filter(|b| b.len() <= COALESCE) {
+            out.extend_from_slice(bytes);
+            w.write_all(&out)?;
+            return Ok(bytes.len() as u64);
         }
         if let Some(n) = body.len().filter(|&n| n as usize <= COALESCE && !body.is_incoming()) {
             let at = out.len();
@@ -1664,6 +1697,15 @@ pub fn parse_request_for_fuzzing(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 99, 1_234_567_890, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
+        }
+    }
 
     #[test]
     fn chunk_sizes() {
