@@ -1009,6 +1009,30 @@ struct Head {
     uri: Uri,
     version: Version,
     headers: HeaderMap,
+    /// Which of the headers the server itself acts on are present (the
+    /// `HAS_*` bits): most requests have none, and then their lookups in
+    /// `headers` are skipped.
+    special: u8,
+}
+
+const HAS_CONNECTION: u8 = 1;
+const HAS_TRANSFER_ENCODING: u8 = 2;
+const HAS_CONTENT_LENGTH: u8 = 4;
+const HAS_EXPECT: u8 = 8;
+
+/// The `HAS_*` bit of a header name (0 for the others).
+fn special_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        HAS_CONNECTION
+    } else if name == header::TRANSFER_ENCODING {
+        HAS_TRANSFER_ENCODING
+    } else if name == header::CONTENT_LENGTH {
+        HAS_CONTENT_LENGTH
+    } else if name == header::EXPECT {
+        HAS_EXPECT
+    } else {
+        0
+    }
 }
 
 impl Head {
@@ -1213,11 +1237,14 @@ impl Connection {
             }
         }
         let mut keep_alive = cfg.keepalive
-            && match head.version {
-                Version::HTTP_11 => !has_token(&head.headers, header::CONNECTION, "close"),
-                _ => has_token(&head.headers, header::CONNECTION, "keep-alive"),
+            && match (head.version, head.special & HAS_CONNECTION != 0) {
+                (Version::HTTP_11, false) => true,
+                (Version::HTTP_11, true) => !has_token(&head.headers, header::CONNECTION, "close"),
+                (_, false) => false,
+                (_, true) => has_token(&head.headers, header::CONNECTION, "keep-alive"),
             };
         let expects_continue = head.version == Version::HTTP_11
+            && head.special & HAS_EXPECT != 0
             && head.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let generation = {
             let mut ex = self.ex.borrow_mut();
@@ -1249,9 +1276,6 @@ impl Connection {
                 self.upgrade(resp, on_upgrade, &line, started);
                 return Ok(false);
             }
-        }
-        if has_token(resp.headers(), header::CONNECTION, "close") {
-            keep_alive = false;
         }
         // The request body: drain what the handler left (unless the
         // response streams it back), and turn body errors into statuses.
@@ -1405,16 +1429,11 @@ impl Connection {
         let status = parts.status;
         let no_body =
             status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-        let handler_len =
-            parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        let len = body.len().or(handler_len);
-        let chunked = !no_body && len.is_none() && version == Version::HTTP_11;
-        if !no_body && len.is_none() && !chunked && !is_head {
-            *keep_alive = false; // HTTP/1.0 and no length: the close ends the body
-        }
 
         // The head is assembled by hand: `write!` cost more than the rest
-        // of a small response's user-space work.
+        // of a small response's user-space work. One pass over the
+        // handler's headers writes them and picks out those the server
+        // acts on.
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
@@ -1422,8 +1441,25 @@ impl Connection {
         out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
         out.extend_from_slice(b"\r\n");
         let mut has_date = false;
+        let (mut handler_len, mut seen_length) = (None, false);
         for (name, value) in &parts.headers {
-            if name == header::CONNECTION || name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
+            if name == header::CONNECTION {
+                // The handler's `Connection: close` closes the connection
+                // after this response; the server writes its own header.
+                if value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))) {
+                    *keep_alive = false;
+                }
+                continue;
+            }
+            if name == header::CONTENT_LENGTH {
+                // The first one counts, as `HeaderMap::get` would pick it.
+                if !seen_length {
+                    seen_length = true;
+                    handler_len = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+                }
+                continue;
+            }
+            if name == header::TRANSFER_ENCODING {
                 continue;
             }
             has_date |= name == header::DATE;
@@ -1431,6 +1467,11 @@ impl Connection {
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
+        }
+        let len = body.len().or(handler_len);
+        let chunked = !no_body && len.is_none() && version == Version::HTTP_11;
+        if !no_body && len.is_none() && !chunked && !is_head {
+            *keep_alive = false; // HTTP/1.0 and no length: the close ends the body
         }
         if !has_date {
             out.extend_from_slice(b"Date: ");
@@ -1592,17 +1633,22 @@ fn parse_head(r: &mut Reader) -> Result<Option<Head>, HeadError> {
     let uri = Uri::try_from(path).map_err(|_| bad())?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut map = HeaderMap::with_capacity(req.headers.len());
+    let mut special = 0;
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
+        special |= special_bit(&name);
         map.append(name, value);
     }
     r.consume(lead + n);
-    Ok(Some(Head { method, uri, version, headers: map }))
+    Ok(Some(Head { method, uri, version, headers: map, special }))
 }
 
 /// How the request body is framed, or the status to refuse it with.
 fn request_framing(head: &Head) -> Result<Framing, StatusCode> {
+    if head.special & (HAS_TRANSFER_ENCODING | HAS_CONTENT_LENGTH) == 0 {
+        return Ok(Framing::Length(0));
+    }
     let te: Vec<&HeaderValue> = head.headers.get_all(header::TRANSFER_ENCODING).iter().collect();
     let cl: Vec<&HeaderValue> = head.headers.get_all(header::CONTENT_LENGTH).iter().collect();
     if !te.is_empty() {
@@ -1723,7 +1769,8 @@ mod tests {
         for (k, v) in extra {
             headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
-        Head { method: Method::POST, uri: Uri::from_static("/"), version, headers }
+        let special = headers.keys().fold(0, |bits, name| bits | special_bit(name));
+        Head { method: Method::POST, uri: Uri::from_static("/"), version, headers, special }
     }
 
     #[test]
