@@ -57,11 +57,11 @@ pub(crate) fn eventlet_http(addr: &str) -> Result<()> {
     use eventlet_http::{Body, Server};
 
     let server = Server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    // The same handler as hyper's below: a response and one header.
     server.max_connections(MAX_CONNS).access_log(false).serve(|_req| {
-        hyper::Response::builder()
-            .header("Content-Type", "text/plain")
-            .body(Body::from(HTTP_BODY))
-            .unwrap_or_else(|_| hyper::Response::new(Body::from(HTTP_BODY)))
+        let mut res = hyper::Response::new(Body::from(HTTP_BODY));
+        res.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+        res
     })?;
     Ok(())
 }
