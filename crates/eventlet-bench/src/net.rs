@@ -98,8 +98,6 @@ pub fn peer(kind: &str, addr: &str) -> Result<()> {
     }
 }
 
-/// Installs the optional peers: Go and wrk (apt-get), Python eventlet and
-/// gevent (pip).
 /// Drives the echo load at a server started by hand (under strace or perf)
 /// and prints what the load saw, including the server's CPU per message.
 pub fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
@@ -127,6 +125,8 @@ pub fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
     Ok(())
 }
 
+/// Installs the optional peers: Go and wrk (apt-get), Python eventlet and
+/// gevent (pip).
 pub fn setup() -> Result<()> {
     external::setup()
 }

@@ -1092,13 +1092,14 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+/// Whether any `name` header lists `token` (any case).
+pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| value_has_token(v, token))
+}
+
+/// Whether a comma-separated header value lists `token` (any case).
+fn value_has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 impl Connection {
@@ -1446,7 +1447,7 @@ impl Connection {
             if name == header::CONNECTION {
                 // The handler's `Connection: close` closes the connection
                 // after this response; the server writes its own header.
-                if value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))) {
+                if value_has_token(value, "close") {
                     *keep_alive = false;
                 }
                 continue;

@@ -59,6 +59,7 @@ pub use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 pub use tungstenite::{Error, Message, WebSocket};
 
 use crate::body::Body;
+use crate::server::has_token;
 use crate::server::{Upgraded, UpgradedWriter};
 
 /// A client socket and the server's `101` response, from [`connect`] and
@@ -208,13 +209,4 @@ where
         // Green streams park instead of failing with `WouldBlock`.
         HandshakeError::Interrupted(_) => Error::Io(io::ErrorKind::WouldBlock.into()),
     })
-}
-
-fn has_token(headers: &http::HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }

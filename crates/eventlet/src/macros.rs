@@ -1,9 +1,10 @@
 //! Macros for the green I/O types: the `Read`/`Write` impls and timeout
 //! methods that the sockets and pipes share.
 
-/// `Read` for `$t` and `&$t`, a byte-stream type with an `inner: Evented<_>`
-/// field whose `&` source is `Read` (a short read must mean drained); `$this => $timeout` gives how long a read
-/// may wait (`Option<Duration>`).
+/// `Read` for `$t` and `&$t`, a byte-stream type (a short read means the
+/// descriptor was drained) with an `inner: Evented<_>` field whose `&`
+/// source is `Read`; `$this => $timeout` gives how long a read may wait
+/// (`Option<Duration>`).
 macro_rules! green_read {
     ($t:ty, $this:ident => $timeout:expr) => {
         impl std::io::Read for &$t {

@@ -746,15 +746,8 @@ impl Hub {
     /// Makes a parked green thread ready; otherwise leaves a token so its
     /// next park returns at once.
     pub(crate) fn unpark(&self, t: &TaskRef) {
-        match t.state.get() {
-            State::Parked => {
-                t.state.set(State::Ready);
-                t.wake.set(Wakeup::Unparked);
-                self.queue.push_back(t.clone());
-            }
-            State::Done => {}
-            _ => t.notified.set(true),
-        }
+        // SAFETY: `t`'s count keeps the task alive.
+        unsafe { self.unpark_ptr(t.as_ptr()) }
     }
 
     /// Parks the current green thread (or the root) until unparked or until

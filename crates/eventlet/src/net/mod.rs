@@ -58,23 +58,9 @@ impl<T: AsRawFd> Evented<T> {
         &self,
         dir: Direction,
         timeout: Option<Duration>,
-        mut f: impl FnMut(&T) -> io::Result<R>,
+        f: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        consume_budget();
-        let mut deadline = None;
-        loop {
-            match f(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-            if deadline.is_none() {
-                deadline = timeout.map(|t| Instant::now() + t);
-            }
-            if self.wait(dir, deadline)? == Wakeup::TimedOut {
-                return Err(timed_out());
-            }
-        }
+        self.op_parking_first(dir, timeout, false, f)
     }
 
     /// A read of a byte stream of up to `len` bytes: as [`op`](Self::op),
@@ -85,30 +71,40 @@ impl<T: AsRawFd> Evented<T> {
         &self,
         timeout: Option<Duration>,
         len: usize,
-        mut f: impl FnMut(&T) -> io::Result<usize>,
+        f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
+        let r = self.op_parking_first(Direction::Read, timeout, read_drained(&self.reg), f);
+        if let Ok(n) = r {
+            if n > 0 && n < len {
+                set_read_drained(&self.reg);
+            }
+        }
+        r
+    }
+
+    /// The loop of [`op`](Self::op); with `park_first`, it parks before the
+    /// first try (the descriptor is known not to be ready).
+    fn op_parking_first<R>(
+        &self,
+        dir: Direction,
+        timeout: Option<Duration>,
+        mut park_first: bool,
+        mut f: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         consume_budget();
         let mut deadline = None;
-        let mut try_first = !read_drained(&self.reg);
         loop {
-            if try_first {
+            if !std::mem::take(&mut park_first) {
                 match f(&self.io) {
-                    Ok(n) => {
-                        if n > 0 && n < len {
-                            set_read_drained(&self.reg);
-                        }
-                        return Ok(n);
-                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    r => return r,
                 }
             }
-            try_first = true;
             if deadline.is_none() {
                 deadline = timeout.map(|t| Instant::now() + t);
             }
-            if self.wait(Direction::Read, deadline)? == Wakeup::TimedOut {
+            if self.wait(dir, deadline)? == Wakeup::TimedOut {
                 return Err(timed_out());
             }
         }
