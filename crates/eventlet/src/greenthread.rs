@@ -96,6 +96,7 @@ pub fn yield_now() {
 /// comes first makes the next `park` return at once; loop on a condition.
 /// If a [`Timeout`](crate::Timeout) of the caller expires meanwhile, the
 /// park unwinds with its [`Elapsed`](crate::timeout::Elapsed) payload.
+#[inline(always)]
 pub fn park() {
     with_hub(|h| h.park(None));
 }

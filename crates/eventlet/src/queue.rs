@@ -264,6 +264,7 @@ impl<T, S: Store<T>> Shared<T, S> {
     }
 
     /// Gets an item, waiting in line until `deadline` (forever if `None`).
+    #[inline(always)]
     fn get(&self, deadline: Option<Instant>) -> Result<T, GetFail> {
         match self.try_get() {
             Err(GetFail::Empty) if !expired(deadline) => {}
@@ -385,6 +386,7 @@ macro_rules! queue_impl {
             ///
             /// [`GetError`] if the queue is closed and empty (or gets
             /// closed while the get waits).
+            #[inline]
             pub fn get(&self) -> Result<T, GetError> {
                 self.shared.get(None).map_err(|_| GetError)
             }

@@ -80,7 +80,7 @@ impl ScopeData {
             return;
         }
         let me = with_hub(|h| h.current());
-        let held_back = std::mem::take(&mut *me.timeouts.borrow_mut());
+        let held_back = me.take_timeouts();
         while self.running.get() > 0 {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.wait_all())) {
                 if !p.is::<Killed>() && !p.is::<Elapsed>() {
@@ -93,7 +93,7 @@ impl ScopeData {
                 }
             }
         }
-        me.timeouts.borrow_mut().extend(held_back);
+        me.restore_timeouts(held_back);
     }
 }
 

@@ -91,7 +91,7 @@ impl Timeout {
         let deadline =
             Instant::now().checked_add(dur).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
         let task = with_hub(|h| h.current());
-        task.timeouts.borrow_mut().push((deadline, id, dur));
+        task.add_timeout((deadline, id, dur));
         Timeout { id, deadline, duration: dur, task, _not_send: PhantomData }
     }
 
@@ -116,7 +116,7 @@ impl Timeout {
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        self.task.timeouts.borrow_mut().retain(|t| t.1 != self.id);
+        self.task.remove_timeout(self.id);
     }
 }
 

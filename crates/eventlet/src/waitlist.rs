@@ -213,6 +213,7 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 }
 
 /// Whether `deadline` has passed.
+#[inline]
 pub(crate) fn expired(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
@@ -272,6 +273,7 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
     /// the guard no longer passes it on), [`Status::Closed`], or
     /// [`Status::Queued`] if the deadline passed first. A grant that lands
     /// together with the deadline wins.
+    #[inline(always)]
     pub(crate) fn park(self: Pin<&Self>, deadline: Option<Instant>) -> Status {
         let w = &self.get_ref().waiter;
         loop {
