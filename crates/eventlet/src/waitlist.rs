@@ -70,6 +70,7 @@ impl<V> Waiter<V> {
     /// Marks the waiter `status` and wakes its green thread, unless this
     /// OS thread's hub is already gone: guards may be dropped while the
     /// thread is torn down, and must not panic there.
+    #[inline]
     fn wake(&self, status: Status) {
         self.status.set(status);
         let task = self.task.get();
@@ -99,11 +100,13 @@ impl<V> Popped<'_, V> {
     }
 
     /// Marks the waiter granted and wakes it.
+    #[inline]
     pub(crate) fn grant(self) {
         self.get().wake(Status::Granted);
     }
 
     /// Puts `value` in the waiter's slot, then grants it.
+    #[inline]
     pub(crate) fn grant_with(self, value: V) {
         self.get().value.set(Some(value));
         self.grant();
@@ -314,7 +317,19 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
 }
 
 impl<V, F: FnMut(Status, &Waiter<V>)> Drop for Wait<'_, V, F> {
+    #[inline]
     fn drop(&mut self) {
+        // A wait that ended normally has nothing left to do.
+        if self.waiter.status.get() != Status::Done {
+            self.leave();
+        }
+    }
+}
+
+impl<V, F: FnMut(Status, &Waiter<V>)> Wait<'_, V, F> {
+    /// The end of a wait cut short (timeout, kill, or never taken up).
+    #[cold]
+    fn leave(&mut self) {
         match self.waiter.status.replace(Status::Done) {
             Status::Queued => {
                 self.list.remove(&self.waiter);
