@@ -978,7 +978,7 @@ fn block(cases: &mut [&mut dyn Case], deadline: Option<Instant>, try_first: bool
     let mut signal: Option<Arc<Signal>> = None;
     // Spin a little first, but only while no other green thread of this
     // hub is ready to run (it would be held up).
-    if crate::hub::stats().ready == 0 {
+    if !crate::hub::others_ready() {
         let mut spins = 1u32;
         for _ in 0..SPIN_TRIES {
             for _ in 0..spins {

@@ -466,6 +466,12 @@ pub fn stats() -> Stats {
     })
 }
 
+/// Whether any green thread of this OS thread's hub is ready to run (a
+/// cheap check for code deciding whether to spin).
+pub(crate) fn others_ready() -> bool {
+    with_hub(|h| !h.queue.is_empty())
+}
+
 /// What a green thread is doing: one entry of [`threads`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
