@@ -85,7 +85,7 @@ fn handle(room: &Rc<Room>, req: Request<Body>) -> Response<Body> {
 
 fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7000".to_string());
-    let server = Server::bind(addr.as_str())?;
+    let server = Server::bind(addr.as_str())?.remote_addr(true);
     println!("chat on http://{}/", server.local_addr()?);
     let room = Rc::new(Room::default());
     server.serve(move |req| handle(&room, req))

@@ -226,3 +226,21 @@ fn many_connections_are_served_concurrently() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     stop.shutdown();
 }
+
+#[test]
+fn remote_addr_is_in_the_extensions_only_when_asked_for() {
+    let peer_of = |req: http::Request<Body>| {
+        let peer = req.extensions().get::<eventlet_http::RemoteAddr>().map(|a| a.0.port().to_string());
+        http::Response::new(Body::from(peer.unwrap_or_else(|| "none".to_owned())))
+    };
+    let addr = spawn_server(|s| s.remote_addr(false), peer_of);
+    let r = raw(addr, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert!(r.ends_with("\r\n\r\nnone"), "{r}");
+
+    let addr = spawn_server(|s| s.remote_addr(true), peer_of);
+    let mut s = connect(addr);
+    let port = s.local_addr().unwrap().port();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    let r = read_all(&mut s);
+    assert!(r.ends_with(&format!("\r\n\r\n{port}")), "{r}");
+}

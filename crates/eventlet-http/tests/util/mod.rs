@@ -14,8 +14,8 @@ use http::{Request, Response, StatusCode};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts `configure(Server::bind(127.0.0.1:0))` serving `handler` on a new
-/// OS thread (its own hub) and returns its address.
+/// Starts `configure(Server::bind(127.0.0.1:0).remote_addr(true))` serving
+/// `handler` on a new OS thread (its own hub) and returns its address.
 pub fn spawn_server<C, H>(configure: C, handler: H) -> SocketAddr
 where
     C: FnOnce(Server) -> Server + Send + 'static,
@@ -23,7 +23,7 @@ where
 {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let server = configure(Server::bind("127.0.0.1:0").unwrap());
+        let server = configure(Server::bind("127.0.0.1:0").unwrap().remote_addr(true));
         tx.send(server.local_addr().unwrap()).unwrap();
         server.serve(handler).unwrap();
     });
@@ -32,7 +32,6 @@ where
 
 /// The routes the tests use.
 pub fn routes(req: Request<Body>) -> Response<Body> {
-    let peer = req.extensions().get::<RemoteAddr>().unwrap().0;
     let path = req.uri().path().to_string();
     let with_status = |s: StatusCode, b: Body| {
         let mut r = Response::new(b);
@@ -41,7 +40,10 @@ pub fn routes(req: Request<Body>) -> Response<Body> {
     };
     match path.as_str() {
         "/" => Response::new(Body::from("hello")),
-        "/peer" => Response::new(Body::from(peer.port().to_string())),
+        "/peer" => {
+            let peer = req.extensions().get::<RemoteAddr>().expect("/peer needs a server with remote_addr(true)").0;
+            Response::new(Body::from(peer.port().to_string()))
+        }
         "/echo" => {
             let body = req.into_body().into_bytes();
             match body {
