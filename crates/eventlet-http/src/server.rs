@@ -75,6 +75,10 @@ pub struct RemoteAddr(pub SocketAddr);
 
 type LogSink = Rc<dyn Fn(&str)>;
 
+/// When a request began: read only by the access log, so taken only when
+/// it is on (a clock read per request otherwise).
+type Started = Option<Instant>;
+
 /// Settings of a [`Server`].
 #[derive(Clone)]
 struct Config {
@@ -1171,12 +1175,12 @@ impl Connection {
                 Ok(h) => h,
                 Err(HeadError::Closed) => return,
                 Err(HeadError::Status(s)) => {
-                    let _ = self.write_error(s, Instant::now(), None);
+                    let _ = self.write_error(s, self.started(), None);
                     return;
                 }
             };
             first = false;
-            let started = Instant::now();
+            let started = self.started();
             match self.exchange(head, started, handler) {
                 Ok(true) => {}
                 _ => return,
@@ -1191,12 +1195,16 @@ impl Connection {
         let mut ex = self.ex.borrow_mut();
         let r = &mut ex.reader;
         let cfg = &self.config;
-        let mut deadline =
-            if first || !r.buffered().is_empty() { Some(Instant::now() + cfg.header_timeout) } else { None };
+        let mut deadline = if first { Some(Instant::now() + cfg.header_timeout) } else { None };
         loop {
             if !r.buffered().is_empty() {
                 if let Some(head) = parse_head(r)? {
                     return Ok(head);
+                }
+                // A head has begun: from here it has the header timeout
+                // (the clock is read only when a head needs a second read).
+                if deadline.is_none() {
+                    deadline = Some(Instant::now() + cfg.header_timeout);
                 }
             }
             let timeout = match deadline {
@@ -1221,11 +1229,7 @@ impl Connection {
             drop(guard);
             match n {
                 Ok(0) => return Err(HeadError::Closed),
-                Ok(_) => {
-                    if deadline.is_none() {
-                        deadline = Some(Instant::now() + cfg.header_timeout);
-                    }
-                }
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out(r)),
                 Err(_) => return Err(HeadError::Closed),
             }
@@ -1236,7 +1240,7 @@ impl Connection {
     fn exchange(
         &self,
         head: Head,
-        started: Instant,
+        started: Started,
         handler: &dyn Fn(Request<Body>) -> Response<Body>,
     ) -> io::Result<bool> {
         let cfg = &self.config;
@@ -1338,7 +1342,7 @@ impl Connection {
 
     /// Writes the `101` head of `resp` (its headers as the handler set
     /// them), then hands the connection to `on_upgrade`.
-    fn upgrade(&self, resp: Response<Body>, on_upgrade: Box<dyn FnOnce(Upgraded)>, line: &str, started: Instant) {
+    fn upgrade(&self, resp: Response<Body>, on_upgrade: Box<dyn FnOnce(Upgraded)>, line: &str, started: Started) {
         let mut keep_alive = true;
         self.finish_body(&mut keep_alive);
         if !keep_alive {
@@ -1424,7 +1428,7 @@ impl Connection {
         }
     }
 
-    fn write_error(&self, status: StatusCode, started: Instant, head: Option<&Head>) -> io::Result<()> {
+    fn write_error(&self, status: StatusCode, started: Started, head: Option<&Head>) -> io::Result<()> {
         let mut keep_alive = false;
         let version = head.map_or(Version::HTTP_11, |h| h.version);
         let r = self.write_response(simple_response(status), version, false, &mut keep_alive);
@@ -1580,7 +1584,12 @@ impl Connection {
         Ok(sent)
     }
 
-    fn log(&self, line: &str, status: StatusCode, sent: u64, started: Instant) {
+    /// When a request began, if the access log will want to know.
+    fn started(&self) -> Started {
+        self.config.log.is_some().then(Instant::now)
+    }
+
+    fn log(&self, line: &str, status: StatusCode, sent: u64, started: Started) {
         if let Some(sink) = &self.config.log {
             sink(&format!(
                 "{} - - [{}] \"{}\" {} {} {:.6}",
@@ -1589,7 +1598,7 @@ impl Connection {
                 line,
                 status.as_u16(),
                 sent,
-                started.elapsed().as_secs_f64()
+                started.map_or(0.0, |t| t.elapsed().as_secs_f64())
             ));
         }
     }
