@@ -382,3 +382,49 @@ fn many_readers_one_socket() {
     got.sort();
     assert_eq!(got, vec![1, 2, 3, 4]);
 }
+
+/// A read timeout counts from the start of each read, however many reads
+/// before it were answered in time (the hub keeps one timer armed across a
+/// green thread's socket waits and moves it, see `Hub::park_io`), and a
+/// kept timer that comes due while its green thread is busy wakes nobody.
+#[test]
+fn read_timeouts_count_from_each_read() {
+    let timeout = Duration::from_millis(60);
+    let (a, b) = pair();
+    let (a, b) = (Rc::new(a), Rc::new(b));
+    a.set_read_timeout(Some(timeout)).unwrap();
+    let reader = eventlet::spawn({
+        let a = a.clone();
+        move || {
+            let mut buf = [0u8; 8];
+            // Ten reads answered after 20 ms each: 200 ms in all, well past
+            // the first read's deadline.
+            for i in 0..10u8 {
+                assert_eq!((&*a).read(&mut buf).unwrap(), 1);
+                assert_eq!(buf[0], i);
+            }
+            // Busy past the last read's deadline without parking: the kept
+            // timer comes due with nobody waiting.
+            let t = Instant::now();
+            while t.elapsed() < timeout * 2 {
+                eventlet::yield_now();
+            }
+            // Data already there: no stale timeout.
+            assert_eq!((&*a).read(&mut buf).unwrap(), 1);
+            // And an unanswered read still times out, a full timeout later.
+            let t = Instant::now();
+            assert_eq!((&*a).read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+            t.elapsed()
+        }
+    });
+    for i in 0..10u8 {
+        eventlet::sleep(Duration::from_millis(20));
+        (&*b).write_all(&[i]).unwrap();
+    }
+    // While the reader is busy.
+    eventlet::sleep(timeout);
+    (&*b).write_all(&[10]).unwrap();
+    let waited = reader.join().unwrap();
+    assert!(waited >= timeout, "timed out after {waited:?}");
+    assert_eq!(eventlet::hub::stats().timers, 0, "a timer left behind");
+}

@@ -240,7 +240,7 @@ pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Opti
         hub.reactor.add_waiter(token, dir, task.clone());
         task.io_wait.set(Some((fd, dir)));
         let _guard = WaiterGuard { hub, token, dir, task };
-        hub.park_inner(deadline).map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))
+        hub.park_io(deadline).map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))
     })
 }
 

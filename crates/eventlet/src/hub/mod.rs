@@ -114,6 +114,9 @@ pub(crate) struct Task {
     wake: Cell<Wakeup>,
     /// Whether `timeouts` is non-empty (read by every park).
     timed: Cell<bool>,
+    /// Whether `timer` is a spare: armed by an earlier socket wait and
+    /// kept for the next one, nobody waiting on it (see [`Hub::park_io`]).
+    spared: Cell<bool>,
     /// Frees the block this task heads (it knows the slot's type).
     free: unsafe fn(NonNull<Task>),
     coro: UnsafeCell<Option<Coro>>,
@@ -291,6 +294,7 @@ impl Task {
             queued: Cell::new(false),
             wake: Cell::new(Wakeup::Unparked),
             timed: Cell::new(false),
+            spared: Cell::new(false),
             free,
             coro: UnsafeCell::new(None),
             timer: Cell::new(None),
@@ -457,7 +461,7 @@ pub fn stats() -> Stats {
     with_hub(|h| Stats {
         green_threads: h.tasks.borrow().len() - 1,
         ready: h.queue.len(),
-        timers: h.timers.borrow().len(),
+        timers: h.timers.borrow().len() - h.spares.get(),
         io_registrations: h.reactor.registrations(),
         io_waiters: h.reactor.waiters(),
         stacks_in_use: h.stacks.borrow().outstanding(),
@@ -565,7 +569,7 @@ pub fn threads() -> Vec<ThreadInfo> {
                     State::Delayed => ThreadState::Delayed,
                     State::Done => return None,
                 };
-                let timer = t.timer.get();
+                let timer = t.timer.get().filter(|_| !t.spared.get());
                 Some(ThreadInfo {
                     id: t.id,
                     name: t.name.as_deref().map(str::to_owned),
@@ -600,6 +604,8 @@ pub(crate) struct Hub {
     pub(crate) shared: Arc<HubShared>,
     stacks: RefCell<StackPool>,
     budget: Cell<u32>,
+    /// Spare timers armed (see [`Hub::park_io`]); `stats` leaves them out.
+    spares: Cell<usize>,
     ticks: Cell<u32>,
     io_requested: Cell<bool>,
     /// Whether this hub runs on a `hub::start` thread (idle is not a deadlock).
@@ -691,6 +697,7 @@ impl Hub {
             shared,
             stacks: RefCell::new(StackPool::new()),
             budget: Cell::new(BUDGET),
+            spares: Cell::new(0),
             ticks: Cell::new(0),
             io_requested: Cell::new(false),
             serving: Cell::new(false),
@@ -836,7 +843,7 @@ impl Hub {
     #[inline(always)]
     fn park_plain(&self) -> Option<Wakeup> {
         let cur = self.cur();
-        if cur.is_root() || cur.timed.get() {
+        if cur.is_root() || cur.timed.get() || cur.spared.get() {
             return None;
         }
         if !cur.notified.replace(false) {
@@ -863,6 +870,7 @@ impl Hub {
     /// `Err` whatever the deadline.
     pub(crate) fn park_inner(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
         let cur = self.cur();
+        self.drop_spare(cur);
         if cur.notified.replace(false) {
             return Ok(Wakeup::Unparked);
         }
@@ -890,6 +898,57 @@ impl Hub {
         match (cur.wake.get(), tmo) {
             (Wakeup::TimedOut, Some((_, id, duration))) if by_timeout => Err(Elapsed { id, duration }),
             (w, _) => Ok(w),
+        }
+    }
+
+    /// [`park_inner`](Self::park_inner) for a socket wait.
+    ///
+    /// A server waits on each connection's socket with a deadline once per
+    /// request (the keep-alive timeout, say), and the data nearly always
+    /// comes first. Arming a timer for each wait and cancelling it after
+    /// cost a heap insert and, later, a heap pop per request. Instead a
+    /// socket wait woken before its deadline leaves its timer armed as the
+    /// green thread's spare, and the next socket wait moves that timer to
+    /// its own deadline ([`Timers::rearm`], O(1)). Any other park drops the
+    /// spare, and so does the end of the green thread: a spare exists only
+    /// while its green thread runs or is ready, never while the hub is
+    /// idle, so it cannot hold off the deadlock check; if it comes due
+    /// first it fires at nobody and is gone.
+    pub(crate) fn park_io(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
+        let cur = self.cur();
+        let Some(d) = deadline else { return self.park_inner(None) };
+        if cur.is_root() || cur.timed.get() {
+            return self.park_inner(deadline);
+        }
+        if cur.notified.replace(false) {
+            return Ok(Wakeup::Unparked);
+        }
+        let reused = cur.spared.replace(false) && {
+            self.spares.set(self.spares.get() - 1);
+            cur.timer.get().is_some_and(|key| self.timers.borrow_mut().rearm(key, d))
+        };
+        if !reused {
+            cur.timer.set(Some(self.timers.borrow_mut().insert(d, self.current())));
+        }
+        cur.state.set(State::Parked);
+        self.switch_out(cur);
+        if cur.timer.get().is_some() {
+            // Woken before its deadline: keep the timer for the next wait.
+            cur.spared.set(true);
+            self.spares.set(self.spares.get() + 1);
+        }
+        Self::check_kill(cur);
+        Ok(cur.wake.get())
+    }
+
+    /// Cancels the green thread's spare timer, if it has one.
+    #[inline]
+    fn drop_spare(&self, t: &Task) {
+        if t.spared.replace(false) {
+            self.spares.set(self.spares.get() - 1);
+            if let Some(key) = t.timer.take() {
+                self.timers.borrow_mut().cancel(key);
+            }
         }
     }
 
@@ -994,6 +1053,7 @@ impl Hub {
 
     /// Removes a finished green thread and wakes its joiner.
     fn retire(&self, t: &TaskRef) {
+        self.drop_spare(t);
         self.tasks.borrow_mut().try_remove(t.key.get());
         if let Some(j) = t.joiner.take() {
             self.unpark(&j);
@@ -1113,6 +1173,11 @@ impl Hub {
                 continue;
             }
             t.timer.set(None);
+            if t.spared.replace(false) {
+                // A spare came due: nobody waits on it.
+                self.spares.set(self.spares.get() - 1);
+                continue;
+            }
             match t.state.get() {
                 State::Parked => {
                     t.state.set(State::Ready);
@@ -1277,6 +1342,7 @@ mod layout_tests {
             offset_of!(Task, queued) + 1,
             offset_of!(Task, wake) + 1,
             offset_of!(Task, timed) + 1,
+            offset_of!(Task, spared) + 1,
             offset_of!(Task, coro) + size_of::<Option<Coro>>(),
         ];
         assert!(hot_end.iter().all(|&e| e <= 112), "{hot_end:?}");

@@ -4,6 +4,10 @@
 //! live timers); the heap entry goes stale and is skipped when it surfaces.
 //! When stale entries outnumber live ones the heap is rebuilt, so a program
 //! that arms and cancels many timers (read timeouts) does not grow it.
+//!
+//! A live timer can be moved to a later deadline in O(1) with
+//! [`Timers::rearm`]: only its entry changes, and when its heap entry
+//! surfaces at the old deadline it goes back in at the new one.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,6 +26,7 @@ pub(crate) struct TimerKey {
 
 struct Entry {
     seq: u64,
+    /// When it fires; its heap entry may be earlier (see [`Timers::rearm`]).
     deadline: Instant,
     task: TaskRef,
 }
@@ -60,12 +65,25 @@ impl Timers {
         }
     }
 
+    /// Moves the live timer `key` to `deadline`. Returns `false` (and does
+    /// nothing) if it is not live.
+    pub(crate) fn rearm(&mut self, key: TimerKey, deadline: Instant) -> bool {
+        let Some(e) = self.entries.get_mut(key.slot).filter(|e| e.seq == key.seq) else { return false };
+        if deadline < e.deadline {
+            // Earlier than its heap entry may be: it needs one of its own.
+            self.heap.push(Reverse((deadline, key.seq, key.slot)));
+        }
+        e.deadline = deadline;
+        true
+    }
+
     /// The deadline of a live timer.
     pub(crate) fn deadline(&self, key: TimerKey) -> Option<Instant> {
         self.entries.get(key.slot).filter(|e| e.seq == key.seq).map(|e| e.deadline)
     }
 
-    /// The earliest live deadline.
+    /// The earliest live deadline, or a little before it (a timer moved
+    /// later still shows its old deadline until it comes up).
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, seq, slot))) = self.heap.peek().copied() {
             if self.entries.get(slot).is_some_and(|e| e.seq == seq) {
@@ -79,16 +97,73 @@ impl Timers {
     /// Removes and returns one timer due at `now`, with its key.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(TimerKey, TaskRef)> {
         while let Some(Reverse((at, seq, slot))) = self.heap.peek().copied() {
-            let live = self.entries.get(slot).is_some_and(|e| e.seq == seq);
-            if live && at > now {
+            let deadline = self.entries.get(slot).filter(|e| e.seq == seq).map(|e| e.deadline);
+            if deadline.is_some() && at > now {
                 return None;
             }
             self.heap.pop();
-            if live {
-                let e = self.entries.remove(slot);
-                return Some((TimerKey { slot, seq }, e.task));
+            match deadline {
+                Some(d) if d > now => {
+                    // Moved later: back in at its deadline. (A timer moved
+                    // earlier and then later again may have two heap
+                    // entries; whichever comes up second finds it gone.)
+                    self.heap.push(Reverse((d, seq, slot)));
+                }
+                Some(_) => {
+                    let e = self.entries.remove(slot);
+                    return Some((TimerKey { slot, seq }, e.task));
+                }
+                None => {}
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn task() -> TaskRef {
+        crate::hub::with_hub(|h| h.current())
+    }
+
+    #[test]
+    fn a_timer_moved_later_fires_at_its_new_deadline() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut timers = Timers::new();
+        let key = timers.insert(ms(10), task());
+        assert!(timers.rearm(key, ms(30)));
+        assert_eq!(timers.deadline(key), Some(ms(30)));
+        assert!(timers.pop_due(ms(20)).is_none(), "fired at its old deadline");
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers.pop_due(ms(30)).map(|(k, _)| k), Some(key));
+        assert_eq!(timers.len(), 0);
+        assert!(timers.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_timer_moved_earlier_fires_at_its_new_deadline_once() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut timers = Timers::new();
+        let key = timers.insert(ms(30), task());
+        assert!(timers.rearm(key, ms(10)));
+        assert_eq!(timers.next_deadline(), Some(ms(10)));
+        assert_eq!(timers.pop_due(ms(10)).map(|(k, _)| k), Some(key));
+        // Its first heap entry is stale now.
+        assert!(timers.pop_due(ms(40)).is_none());
+        assert!(!timers.rearm(key, ms(50)), "a fired timer cannot be moved");
+        // Earlier, then later again: it fires once, at the last deadline.
+        let key = timers.insert(ms(30), task());
+        assert!(timers.rearm(key, ms(10)));
+        assert!(timers.rearm(key, ms(50)));
+        assert!(timers.pop_due(ms(40)).is_none());
+        assert_eq!(timers.pop_due(ms(50)).map(|(k, _)| k), Some(key));
+        assert!(timers.pop_due(ms(60)).is_none());
+        assert!(timers.next_deadline().is_none());
     }
 }
