@@ -389,7 +389,8 @@ fn many_readers_one_socket() {
 /// kept timer that comes due while its green thread is busy wakes nobody.
 #[test]
 fn read_timeouts_count_from_each_read() {
-    let timeout = Duration::from_millis(60);
+    // Long beside the 20 ms steps, so a loaded machine does not fail it.
+    let timeout = Duration::from_millis(150);
     let (a, b) = pair();
     let (a, b) = (Rc::new(a), Rc::new(b));
     a.set_read_timeout(Some(timeout)).unwrap();
@@ -397,9 +398,9 @@ fn read_timeouts_count_from_each_read() {
         let a = a.clone();
         move || {
             let mut buf = [0u8; 8];
-            // Ten reads answered after 20 ms each: 200 ms in all, well past
-            // the first read's deadline.
-            for i in 0..10u8 {
+            // Sixteen reads answered after 20 ms each: 320 ms in all, well
+            // past the first read's deadline.
+            for i in 0..16u8 {
                 assert_eq!((&*a).read(&mut buf).unwrap(), 1);
                 assert_eq!(buf[0], i);
             }
@@ -417,13 +418,13 @@ fn read_timeouts_count_from_each_read() {
             t.elapsed()
         }
     });
-    for i in 0..10u8 {
+    for i in 0..16u8 {
         eventlet::sleep(Duration::from_millis(20));
         (&*b).write_all(&[i]).unwrap();
     }
     // While the reader is busy.
     eventlet::sleep(timeout);
-    (&*b).write_all(&[10]).unwrap();
+    (&*b).write_all(&[16]).unwrap();
     let waited = reader.join().unwrap();
     assert!(waited >= timeout, "timed out after {waited:?}");
     assert_eq!(eventlet::hub::stats().timers, 0, "a timer left behind");
