@@ -32,6 +32,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use eventlet::net::{TcpListener, TcpStream};
 use eventlet::{current, park, GreenThread, Killed, StopHandle};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -1657,14 +1658,25 @@ fn parse_head(r: &mut Reader) -> Result<Option<Head>, HeadError> {
     }
     let bad = || HeadError::Status(StatusCode::BAD_REQUEST);
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad())?;
-    let path = req.path.unwrap_or("");
-    let uri = Uri::try_from(path).map_err(|_| bad())?;
+    // The path and the header values become slices of one copy of the
+    // head, not a copy (an allocation) each: a browser's request carries
+    // ten headers or so.
+    let head = Bytes::copy_from_slice(&body[..n]);
+    let within = |part: &[u8]| {
+        let at = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        match n.checked_sub(at) {
+            Some(room) if part.len() <= room => head.slice(at..at + part.len()),
+            // Not borrowed from the head (an empty value may not be).
+            _ => Bytes::copy_from_slice(part),
+        }
+    };
+    let uri = Uri::from_maybe_shared(within(req.path.unwrap_or("").as_bytes())).map_err(|_| bad())?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut map = HeaderMap::with_capacity(req.headers.len());
     let mut special = 0;
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
+        let value = HeaderValue::from_maybe_shared(within(h.value)).map_err(|_| bad())?;
         special |= special_bit(&name);
         map.append(name, value);
     }

@@ -244,3 +244,27 @@ fn remote_addr_is_in_the_extensions_only_when_asked_for() {
     let r = read_all(&mut s);
     assert!(r.ends_with(&format!("\r\n\r\n{port}")), "{r}");
 }
+
+#[test]
+fn header_values_and_the_path_arrive_intact() {
+    let echo_head = |req: http::Request<Body>| {
+        let mut out = format!("{}\n", req.uri());
+        for (name, value) in req.headers() {
+            out.push_str(&format!("{name}={:?}\n", value.as_bytes()));
+        }
+        http::Response::new(Body::from(out))
+    };
+    let addr = spawn_server(|s| s, echo_head);
+    let r = raw(
+        addr,
+        b"GET /a/b?c=d%20e HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Tab: a\tb\r\nCookie: k=v; k2=v2\r\n\
+          X-High: caf\xc3\xa9\r\nConnection: close\r\n\r\n",
+    );
+    let body = r.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert_eq!(
+        body,
+        "/a/b?c=d%20e\nhost=[104]\nx-empty=[]\nx-tab=[97, 9, 98]\ncookie=[107, 61, 118, 59, 32, 107, 50, 61, 118, 50]\n\
+         x-high=[99, 97, 102, 195, 169]\nconnection=[99, 108, 111, 115, 101]\n",
+        "{r}"
+    );
+}
