@@ -54,6 +54,8 @@ const MAX_DRAIN: u64 = 1024 * 1024;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Response bodies in memory up to this size go out in one write with the head.
 const COALESCE: usize = 32 * 1024;
+/// The largest response buffer a connection keeps for its next response.
+const KEEP_OUT: usize = 1024;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -1081,6 +1083,8 @@ struct Connection {
     /// Whether it waits for its next request (a graceful shutdown closes it
     /// then).
     idle: Rc<Cell<bool>>,
+    /// The buffer response heads are assembled in, kept between responses.
+    out: Cell<Vec<u8>>,
 }
 
 impl Drop for Connection {
@@ -1140,7 +1144,7 @@ impl Connection {
         }));
         let idle = Rc::new(Cell::new(false));
         state.conns.borrow_mut().insert(id, (stream.clone(), idle.clone()));
-        Connection { stream, peer, config, state, ex, id, idle }
+        Connection { stream, peer, config, state, ex, id, idle, out: Cell::new(Vec::new()) }
     }
 
     fn run(&self, handler: &dyn Fn(Request<Body>) -> Response<Body>) {
@@ -1449,6 +1453,26 @@ impl Connection {
         is_head: bool,
         keep_alive: &mut bool,
     ) -> io::Result<u64> {
+        // The head is assembled in a buffer kept between responses (when
+        // small: an idle connection should not hold much).
+        let mut out = self.out.take();
+        out.clear();
+        let sent = self.write_response_with(&mut out, resp, version, is_head, keep_alive);
+        if out.capacity() <= KEEP_OUT {
+            self.out.set(out);
+        }
+        sent
+    }
+
+    /// [`write_response`](Self::write_response) with `out` to assemble in.
+    fn write_response_with(
+        &self,
+        out: &mut Vec<u8>,
+        resp: Response<Body>,
+        version: Version,
+        is_head: bool,
+        keep_alive: &mut bool,
+    ) -> io::Result<u64> {
         let (parts, mut body) = resp.into_parts();
         let status = parts.status;
         let no_body =
@@ -1458,7 +1482,7 @@ impl Connection {
         // of a small response's user-space work. One pass over the
         // handler's headers writes them and picks out those the server
         // acts on.
-        let mut out = Vec::with_capacity(256);
+        out.reserve(256);
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
         out.push(b' ');
@@ -1499,7 +1523,7 @@ impl Connection {
         }
         if !has_date {
             out.extend_from_slice(b"Date: ");
-            date::push_http_date_now(&mut out);
+            date::push_http_date_now(out);
             out.extend_from_slice(b"\r\n");
         }
         let content_length = |out: &mut Vec<u8>, n: u64| {
@@ -1510,10 +1534,10 @@ impl Connection {
         if no_body {
             // A 304 may repeat the length of what a GET would send.
             if let (StatusCode::NOT_MODIFIED, Some(n)) = (status, handler_len) {
-                content_length(&mut out, n);
+                content_length(out, n);
             }
         } else if let Some(n) = len {
-            content_length(&mut out, n);
+            content_length(out, n);
         } else if chunked {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
@@ -1526,24 +1550,24 @@ impl Connection {
 
         let mut w = &*self.stream;
         if is_head || no_body {
-            w.write_all(&out)?;
+            w.write_all(out)?;
             return Ok(0);
         }
         if let Some(bytes) = body.remaining_bytes().filter(|b| b.len() <= COALESCE) {
             out.extend_from_slice(bytes);
-            w.write_all(&out)?;
+            w.write_all(out)?;
             return Ok(bytes.len() as u64);
         }
         if let Some(n) = body.len().filter(|&n| n as usize <= COALESCE && !body.is_incoming()) {
             let at = out.len();
-            body.read_to_end(&mut out)?;
+            body.read_to_end(out)?;
             if (out.len() - at) as u64 != n {
                 *keep_alive = false;
             }
-            w.write_all(&out)?;
+            w.write_all(out)?;
             return Ok((out.len() - at) as u64);
         }
-        w.write_all(&out)?;
+        w.write_all(out)?;
         let mut buf = vec![0; 16 * 1024];
         let mut sent = 0u64;
         loop {
