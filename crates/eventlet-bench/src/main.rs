@@ -50,7 +50,12 @@ pub struct Opts {
 impl Opts {
     /// Rounds to run.
     pub fn rounds(&self) -> usize {
-        self.rounds.unwrap_or(if self.quick { 1 } else { 3 }).max(1)
+        self.rounds_or(3)
+    }
+
+    /// Rounds to run where a full run takes `full` (`--quick`: 1).
+    pub fn rounds_or(&self, full: usize) -> usize {
+        self.rounds.unwrap_or(if self.quick { 1 } else { full }).max(1)
     }
 
     /// Whether `name` takes part.

@@ -351,8 +351,7 @@ fn timed(opts: &Opts, scenario: &str, rust: &[&str]) -> Result<Report> {
     // Each round is a new process, laid out anew by ASLR, and a result this
     // small moves with the layout (eventlet's Queue round trip is ~54 ns in
     // most processes and ~75 ns in some): more rounds keep the median honest.
-    let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { MICRO_ROUNDS });
-    let results = alternate(rounds.max(1), &mut contenders, |c| c.run(budget_ms, timeout));
+    let results = alternate(opts.rounds_or(MICRO_ROUNDS), &mut contenders, |c| c.run(budget_ms, timeout));
     for (c, result) in contenders.iter().zip(results) {
         match result {
             Ok(rounds) => report.rows.push(Row::new(&c.name, "", rounds)),

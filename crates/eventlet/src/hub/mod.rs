@@ -849,9 +849,7 @@ impl Hub {
         if !cur.notified.replace(false) {
             cur.state.set(State::Parked);
             self.suspend(cur);
-            if cur.kill.get() == Kill::Pending {
-                Self::deliver_kill(cur);
-            }
+            Self::check_kill(cur);
         }
         Some(Wakeup::Unparked)
     }
@@ -1001,6 +999,7 @@ impl Hub {
         unsafe { (*y).suspend(()) };
     }
 
+    #[inline]
     fn check_kill(cur: &Task) {
         if cur.kill.get() == Kill::Pending {
             Self::deliver_kill(cur);
