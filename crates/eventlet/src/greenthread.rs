@@ -219,7 +219,7 @@ impl Builder {
 /// std::thread::spawn(move || h.join());
 /// ```
 pub struct JoinHandle<T> {
-    task: Typed<Packet<T>>,
+    pub(crate) task: Typed<Packet<T>>,
     _not_send: PhantomData<*const ()>,
 }
 

@@ -100,7 +100,14 @@ impl Drop for Chunk {
 }
 
 /// A green thread's stack: a guard page and `size` usable bytes above it.
-pub(crate) struct GreenStack {
+///
+/// One word (its bounds live in a box made once, when the stack is carved):
+/// a stack moves by value on every spawn and every return to the pool, and a
+/// three-word value was copied through memory in pieces and read back whole,
+/// which stalls the CPU's store forwarding.
+pub(crate) struct GreenStack(Box<Bounds>);
+
+struct Bounds {
     _chunk: Rc<Chunk>,
     /// Lowest address: the start of the guard page.
     limit: usize,
@@ -110,19 +117,21 @@ pub(crate) struct GreenStack {
 
 impl GreenStack {
     /// Usable bytes (excluding the guard page).
+    #[inline]
     pub(crate) fn size(&self) -> usize {
-        self.base - self.limit - page_size()
+        self.0.base - self.0.limit - page_size()
     }
 
     /// The guard page's address range.
+    #[inline]
     pub(crate) fn guard(&self) -> (usize, usize) {
-        (self.limit, self.limit + page_size())
+        (self.0.limit, self.0.limit + page_size())
     }
 
     /// Gives back the pages below `keep` bytes from the top.
     fn trim(&self, keep: usize) {
-        let lo = self.limit + page_size();
-        let hi = self.base.saturating_sub(keep);
+        let lo = self.0.limit + page_size();
+        let hi = self.0.base.saturating_sub(keep);
         if hi > lo {
             // SAFETY: `lo..hi` lies inside this stack's usable range, which
             // this `GreenStack` owns exclusively; no code runs on it now.
@@ -133,8 +142,8 @@ impl GreenStack {
     /// Whether anything was written just below the warm top since the last
     /// trim (a sample of one cache line).
     fn ran_deep(&self) -> bool {
-        let at = self.base - WARM_BYTES - 64;
-        if at < self.limit + page_size() {
+        let at = self.0.base - WARM_BYTES - 64;
+        if at < self.0.limit + page_size() {
             return false;
         }
         let words = at as *const u64;
@@ -150,12 +159,14 @@ impl GreenStack {
 // access; (2) both addresses are page aligned, so aligned to STACK_ALIGNMENT;
 // (3) the usable part is at least MIN_STACK_SIZE > corosensei's minimum.
 unsafe impl corosensei::stack::Stack for GreenStack {
+    #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {
-        corosensei::stack::StackPointer::new(self.base).expect("stack base is not null")
+        corosensei::stack::StackPointer::new(self.0.base).expect("stack base is not null")
     }
 
+    #[inline]
     fn limit(&self) -> corosensei::stack::StackPointer {
-        corosensei::stack::StackPointer::new(self.limit).expect("stack limit is not null")
+        corosensei::stack::StackPointer::new(self.0.limit).expect("stack limit is not null")
     }
 }
 
@@ -269,7 +280,7 @@ fn carve(size: usize, n: usize, out: &mut Vec<GreenStack>) -> io::Result<()> {
     // Hand out in address order (lowest popped last).
     for i in (0..n).rev() {
         let limit = chunk.base + i * slot;
-        out.push(GreenStack { _chunk: chunk.clone(), limit, base: limit + slot });
+        out.push(GreenStack(Box::new(Bounds { _chunk: chunk.clone(), limit, base: limit + slot })));
     }
     Ok(())
 }
@@ -324,15 +335,15 @@ mod tests {
         let mut pool = StackPool::new();
         let s = pool.get(DEFAULT_STACK_SIZE).unwrap();
         assert_eq!(s.size(), DEFAULT_STACK_SIZE);
-        let base = s.base;
+        let base = s.0.base;
         // Dirty a word below the warm zone, as a deep call would.
-        let deep = (s.base - WARM_BYTES - 64) as *mut u64;
+        let deep = (s.0.base - WARM_BYTES - 64) as *mut u64;
         // SAFETY: inside the usable range of a stack we own.
         unsafe { deep.write_volatile(7) };
         assert!(s.ran_deep());
         pool.put(s);
         let s = pool.get(DEFAULT_STACK_SIZE).unwrap();
-        assert_eq!(s.base, base, "the pool hands back the stack it got");
+        assert_eq!(s.0.base, base, "the pool hands back the stack it got");
         assert!(!s.ran_deep(), "returning a deep stack gave its pages back");
         assert_eq!(pool.outstanding(), 1);
         pool.put(s);
