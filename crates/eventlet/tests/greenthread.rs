@@ -130,6 +130,43 @@ fn yield_now_runs_the_others_first() {
     assert_eq!(*log.borrow(), vec![("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]);
 }
 
+/// As eventlet's `sleep(0)`: I/O that is due when a green thread yields is
+/// handled before it runs again, from a green thread and from the root,
+/// while the ready green threads keep their turns.
+#[test]
+fn yield_now_lets_due_io_run_first() {
+    use eventlet::net::unix::UnixStream;
+    use std::io::{Read, Write};
+
+    for from_root in [true, false] {
+        let (a, b) = UnixStream::pair().unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let reader = eventlet::spawn(move || {
+            let mut buf = [0; 1];
+            (&a).read_exact(&mut buf).unwrap();
+            l.borrow_mut().push("reader");
+        });
+        let l = log.clone();
+        let yielder = move || {
+            eventlet::yield_now(); // the reader parks on its read
+            let l2 = l.clone();
+            let ready = eventlet::spawn(move || l2.borrow_mut().push("ready"));
+            (&b).write_all(b"x").unwrap();
+            eventlet::yield_now();
+            l.borrow_mut().push("yielder");
+            ready.join().unwrap();
+        };
+        if from_root {
+            yielder();
+        } else {
+            eventlet::spawn(yielder).join().unwrap();
+        }
+        reader.join().unwrap();
+        assert_eq!(*log.borrow(), ["ready", "reader", "yielder"], "from the root: {from_root}");
+    }
+}
+
 #[test]
 fn kill_unstarted_never_runs() {
     let ran = Rc::new(Cell::new(false));

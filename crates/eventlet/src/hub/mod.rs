@@ -559,7 +559,7 @@ pub struct Stats {
 pub fn stats() -> Stats {
     with_hub(|h| Stats {
         green_threads: h.tasks.borrow().len() - 1,
-        ready: h.queue.len(),
+        ready: h.queue.len() + h.yielded.len(),
         timers: h.timers.borrow().len() - h.spares.get(),
         io_registrations: h.reactor.registrations(),
         io_waiters: h.reactor.waiters(),
@@ -572,7 +572,7 @@ pub fn stats() -> Stats {
 /// Whether any green thread of this OS thread's hub is ready to run (a
 /// cheap check for code deciding whether to spin).
 pub(crate) fn others_ready() -> bool {
-    with_hub(|h| !h.queue.is_empty())
+    with_hub(|h| !h.queue.is_empty() || !h.yielded.is_empty())
 }
 
 /// What a green thread is doing: one entry of [`threads`].
@@ -694,6 +694,9 @@ pub fn guard_mode() -> GuardMode {
 pub(crate) struct Hub {
     pub(crate) id: u64,
     queue: runq::RunQueue,
+    /// Green threads that yielded while others wait for I/O: they rejoin
+    /// the run queue after the next I/O poll and timers (see `yield_now`).
+    yielded: runq::RunQueue,
     /// The running green thread, or the root. Points to a task
     /// kept alive by `run_task` (green threads) or the task slab (root).
     current: Cell<*const Task>,
@@ -790,6 +793,7 @@ impl Hub {
         Ok(Hub {
             id,
             queue: runq::RunQueue::new(),
+            yielded: runq::RunQueue::new(),
             current: Cell::new(root.as_ptr()),
             tasks: RefCell::new(tasks),
             timers: RefCell::new(Timers::new()),
@@ -1067,8 +1071,14 @@ impl Hub {
     pub(crate) fn yield_now(&self) {
         let cur = self.cur();
         cur.state.set(State::Ready);
-        self.queue.push_back(self.current());
-        self.io_requested.set(true);
+        if self.reactor.waiters() > 0 {
+            // As eventlet's `sleep(0)`: the hub polls before this one runs
+            // again, and what the poll (or a due timer) wakes goes ahead.
+            self.yielded.push_back(self.current());
+            self.io_requested.set(true);
+        } else {
+            self.queue.push_back(self.current());
+        }
         self.switch_out(cur);
         Self::check_kill(cur);
     }
@@ -1229,7 +1239,7 @@ impl Hub {
         if self.shared.pending.load(Ordering::Acquire) {
             self.drain_remote();
         }
-        let idle = self.queue.is_empty();
+        let idle = self.queue.is_empty() && self.yielded.is_empty();
         if idle {
             let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none() && self.nothing_can_wake() {
@@ -1259,6 +1269,7 @@ impl Hub {
         if self.timers.borrow().len() > 0 {
             self.fire_timers();
         }
+        self.queue.append(&self.yielded);
     }
 
     fn nothing_can_wake(&self) -> bool {

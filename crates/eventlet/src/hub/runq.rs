@@ -90,6 +90,26 @@ impl RunQueue {
         self.len.set(self.len.get() - 1);
         Some(t)
     }
+
+    /// Moves every task of `other` to the back of this queue, in order.
+    pub(super) fn append(&self, other: &RunQueue) {
+        let head = other.head.replace(ptr::null());
+        if head.is_null() {
+            return;
+        }
+        let tail = other.tail.replace(ptr::null());
+        let n = other.len.replace(0);
+        let my_tail = self.tail.get();
+        if my_tail.is_null() {
+            self.head.set(head);
+        } else {
+            // SAFETY: `my_tail` is a queued task, kept alive by the count this
+            // queue holds; the moved tasks keep the counts `other` held.
+            unsafe { (*my_tail).next.set(head) };
+        }
+        self.tail.set(tail);
+        self.len.set(self.len.get() + n);
+    }
 }
 
 impl Drop for RunQueue {

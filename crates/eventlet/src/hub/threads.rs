@@ -155,7 +155,10 @@ fn serve_forever() {
     loop {
         park();
         let (idle, left) = with_hub(|h| {
-            (h.queue.is_empty() && h.timers.borrow().len() == 0 && h.nothing_can_wake(), h.tasks.borrow().len() - 1)
+            (
+                h.queue.is_empty() && h.yielded.is_empty() && h.timers.borrow().len() == 0 && h.nothing_can_wake(),
+                h.tasks.borrow().len() - 1,
+            )
         });
         if idle {
             if left > 0 {
