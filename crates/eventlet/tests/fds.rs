@@ -7,8 +7,16 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The tests count the process's descriptors, so they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn no_descriptor_is_leaked() {
+    let _turn = one_at_a_time();
     let _ = eventlet::hub::stats(); // the hub's own epoll and eventfd
     let before = open_fds();
 
@@ -47,6 +55,82 @@ fn no_descriptor_is_leaked() {
         let _ = u.recv(&mut [0; 1]).unwrap_err();
         let (a, b) = eventlet::net::unix::UnixStream::pair().unwrap();
         drop((a, b));
+    }
+    assert_eq!(open_fds(), before);
+    assert_eq!(eventlet::hub::stats().io_registrations, 0);
+}
+
+/// The rest of what opens descriptors: `Server` (its listener and every
+/// connection, through a stop with connections still open), a pool of
+/// clients, a `Timeout` cutting a read short, a child process (pipes and
+/// its pidfd), and a hub thread (its epoll and eventfd once it ends).
+#[test]
+fn servers_pools_processes_and_hub_threads_close_what_they_open() {
+    let _turn = one_at_a_time();
+    let _ = eventlet::hub::stats();
+    let before = open_fds();
+
+    for _ in 0..2 {
+        let server = eventlet::Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 50);
+        let addr = server.local_addr().unwrap();
+        let stop = server.stop_handle();
+        let accept_loop = eventlet::spawn(move || {
+            server.serve(|s, _| {
+                let mut buf = [0; 8];
+                while let Ok(n) = (&s).read(&mut buf) {
+                    if n == 0 || (&s).write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        let pool = eventlet::GreenPool::new(10);
+        let echoed: Vec<bool> = pool
+            .imap(
+                move |i: u8| {
+                    let mut c = eventlet::connect(addr).unwrap();
+                    c.write_all(&[i; 8]).unwrap();
+                    let mut back = [0; 8];
+                    c.read_exact(&mut back).unwrap();
+                    back == [i; 8]
+                },
+                0..30,
+            )
+            .collect();
+        assert!(echoed.iter().all(|&ok| ok));
+        // One client still connected, cut short by a Timeout.
+        let idle = eventlet::connect(addr).unwrap();
+        let cut = eventlet::with_timeout(Duration::from_millis(20), || (&idle).read(&mut [0; 1]));
+        // Green I/O reports the Timeout as an error of kind TimedOut.
+        assert!(matches!(&cut, Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut), "{cut:?}");
+        stop.stop();
+        accept_loop.join().unwrap().unwrap();
+        drop(idle);
+
+        let out = eventlet::process::Command::new("sh").args(["-c", "echo hi; echo err >&2"]).output().unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+
+        let hub = eventlet::hub::start("fds-hub").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        hub.handle()
+            .spawn(move || {
+                let l = eventlet::listen("127.0.0.1:0").unwrap();
+                let addr = l.local_addr().unwrap();
+                let c = eventlet::spawn(move || eventlet::connect(addr).map(|_| ()));
+                let _ = l.accept().unwrap();
+                c.join().unwrap().unwrap();
+                tx.send(()).unwrap();
+            })
+            .map_err(|_| "hub gone")
+            .unwrap();
+        rx.recv().unwrap();
+        hub.join();
+    }
+    // A stopped server's connections end when their handlers see the
+    // close; give them a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open_fds() != before && std::time::Instant::now() < deadline {
+        eventlet::sleep(Duration::from_millis(10));
     }
     assert_eq!(open_fds(), before);
     assert_eq!(eventlet::hub::stats().io_registrations, 0);
