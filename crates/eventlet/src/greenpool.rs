@@ -63,6 +63,13 @@ const DEFAULT_SIZE: usize = 1000;
 /// let h = pool.spawn(|| 6 * 7);
 /// assert_eq!(h.join().unwrap(), 42);
 /// ```
+///
+/// A pool belongs to its OS thread's hub, so it is not `Send`:
+///
+/// ```compile_fail
+/// let pool = eventlet::GreenPool::new(10);
+/// std::thread::spawn(move || pool.spawn_n(|| ()));
+/// ```
 #[derive(Clone)]
 pub struct GreenPool {
     inner: Rc<Inner>,

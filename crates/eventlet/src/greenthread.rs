@@ -285,7 +285,18 @@ impl<T> fmt::Debug for JoinHandle<T> {
 
 /// A handle to a green thread (or to the root context), from [`current`] or
 /// [`JoinHandle::thread`]. Not `Send`; for waking from another OS thread use
-/// [`GreenThread::unparker`].
+/// [`GreenThread::unparker`]:
+///
+/// ```compile_fail
+/// let me = eventlet::current();
+/// std::thread::spawn(move || me.unpark());
+/// ```
+///
+/// ```
+/// let waker = eventlet::current().unparker();
+/// std::thread::spawn(move || waker.unpark());
+/// eventlet::park();
+/// ```
 #[derive(Clone)]
 pub struct GreenThread {
     task: TaskRef,
