@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventlet::net::TcpStream;
 use eventlet::Server;
@@ -98,4 +98,32 @@ fn stops_accepting_while_full() {
 #[should_panic(expected = "concurrency must be at least 1")]
 fn zero_concurrency_is_refused() {
     let _ = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 0);
+}
+
+/// Regression: the accept loop spent its I/O budget only when the queue was
+/// empty, so a queue that never emptied kept it accepting without letting
+/// the handlers it spawned run.
+#[test]
+fn handlers_run_while_connections_keep_arriving() {
+    const CLIENTS: usize = 300;
+    let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 10_000);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+    // All connected (queued in the kernel) before the accept loop starts.
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| eventlet::connect(addr).unwrap()).collect();
+    // How many handlers had been started (one per accept) when each
+    // handler began to run.
+    let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (s, st) = (seen.clone(), stop.clone());
+    let accept_loop = eventlet::spawn(move || server.serve(move |_, _| s.borrow_mut().push(st.running())));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.borrow().len() < CLIENTS {
+        assert!(Instant::now() < deadline, "only {} of {CLIENTS} handlers ran", seen.borrow().len());
+        eventlet::sleep(Duration::from_millis(5));
+    }
+    stop.stop();
+    accept_loop.join().unwrap().unwrap();
+    let first = seen.borrow()[0];
+    assert!(first < CLIENTS, "the first handler ran only after all {first} connections were accepted");
+    drop(clients);
 }
