@@ -341,6 +341,8 @@ fn sockets_are_send_and_sync_and_work_on_another_hub() {
     assert_send_sync::<TcpListener>();
     assert_send_sync::<UdpSocket>();
     assert_send_sync::<UnixStream>();
+    assert_send_sync::<UnixListener>();
+    assert_send_sync::<UnixDatagram>();
 
     let (a, b) = pair();
     // Register `a` with this hub by blocking on it once.
@@ -428,4 +430,100 @@ fn read_timeouts_count_from_each_read() {
     let waited = reader.join().unwrap();
     assert!(waited >= timeout, "timed out after {waited:?}");
     assert_eq!(eventlet::hub::stats().timers, 0, "a timer left behind");
+}
+
+/// A fresh directory for one test's Unix sockets (tests run side by side).
+fn socket_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eventlet-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Echoes what `s` sends until it shuts down its write half.
+fn echo<S>(s: S)
+where
+    for<'a> &'a S: Read + Write,
+{
+    let mut buf = [0; 256];
+    loop {
+        match (&s).read(&mut buf).unwrap() {
+            0 => return,
+            n => (&s).write_all(&buf[..n]).unwrap(),
+        }
+    }
+}
+
+/// Sends a message of its own on `c`, half-closes and checks the echo.
+fn check_echo<S>(c: S, i: usize, shutdown: impl Fn(&S))
+where
+    for<'a> &'a S: Read + Write,
+{
+    let msg = format!("client {i} says {}", "x".repeat(i));
+    (&c).write_all(msg.as_bytes()).unwrap();
+    shutdown(&c);
+    let mut back = String::new();
+    (&c).read_to_string(&mut back).unwrap();
+    assert_eq!(back, msg);
+}
+
+#[test]
+fn tcp_incoming_accepts_each_connection() {
+    const CLIENTS: usize = 8;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = eventlet::spawn(move || {
+        let mut peers = Vec::new();
+        for s in l.incoming().take(CLIENTS) {
+            let s = s.unwrap();
+            peers.push(s.peer_addr().unwrap());
+            eventlet::spawn_n(move || echo(s));
+        }
+        peers
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            eventlet::spawn(move || {
+                let c = TcpStream::connect(addr).unwrap();
+                let local = c.local_addr().unwrap();
+                check_echo(c, i, |c| c.shutdown(Shutdown::Write).unwrap());
+                local
+            })
+        })
+        .collect();
+    let mut locals: Vec<_> = clients.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut peers = server.join().unwrap();
+    locals.sort();
+    peers.sort();
+    assert_eq!(peers, locals, "each client was accepted once");
+}
+
+#[test]
+fn unix_incoming_accepts_each_connection() {
+    const CLIENTS: usize = 8;
+    let dir = socket_dir("unix-incoming");
+    let path = dir.join("s.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let server = eventlet::spawn(move || {
+        let mut accepted = 0;
+        for s in l.incoming().take(CLIENTS) {
+            eventlet::spawn_n(move || echo(s.unwrap()));
+            accepted += 1;
+        }
+        accepted
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let path = path.clone();
+            eventlet::spawn(move || {
+                let c = UnixStream::connect(&path).unwrap();
+                check_echo(c, i, |c| c.shutdown(Shutdown::Write).unwrap());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(server.join().unwrap(), CLIENTS);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
