@@ -527,3 +527,31 @@ fn unix_incoming_accepts_each_connection() {
     assert_eq!(server.join().unwrap(), CLIENTS);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `accept` spends the I/O budget like reads and writes do: a listener
+/// whose queue never empties does not keep the other green threads out.
+#[test]
+fn accepting_a_full_queue_lets_others_run() {
+    const CLIENTS: usize = 300;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    // All queued in the kernel before the first accept.
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let accepted = Rc::new(Cell::new(0usize));
+    let a = accepted.clone();
+    let acceptor = eventlet::spawn(move || {
+        let mut socks = Vec::new();
+        for _ in 0..CLIENTS {
+            socks.push(l.accept().unwrap().0);
+            a.set(a.get() + 1);
+        }
+        socks
+    });
+    // Queued behind the acceptor: it runs when the acceptor yields.
+    let a = accepted.clone();
+    let other = eventlet::spawn(move || a.get());
+    let seen = other.join().unwrap();
+    assert_eq!(acceptor.join().unwrap().len(), CLIENTS);
+    assert!(seen < CLIENTS, "another green thread ran only after all {seen} accepts");
+    drop(clients);
+}
