@@ -555,3 +555,48 @@ fn accepting_a_full_queue_lets_others_run() {
     assert!(seen < CLIENTS, "another green thread ran only after all {seen} accepts");
     drop(clients);
 }
+
+#[test]
+fn udp_connected_sockets_send_and_recv() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (aaddr, baddr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    a.connect(baddr).unwrap();
+    b.connect(aaddr).unwrap();
+    assert_eq!(a.peer_addr().unwrap(), baddr);
+    // A connected socket takes datagrams from its peer only.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.send_to(b"not for you", aaddr).unwrap();
+    let echo = eventlet::spawn(move || {
+        let mut buf = [0; 64];
+        let n = b.recv(&mut buf).unwrap();
+        b.send(&buf[..n]).unwrap();
+        buf[..n].to_vec()
+    });
+    eventlet::yield_now(); // the echo parks in recv first
+    assert_eq!(a.send(b"over the wire").unwrap(), 13);
+    let mut buf = [0; 64];
+    let n = a.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"over the wire");
+    assert_eq!(echo.join().unwrap(), b"over the wire");
+    a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    assert_eq!(a.recv(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut, "the stranger's datagram got through");
+}
+
+#[test]
+fn udp_recv_from_times_out_with_timed_out() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let timeout = Duration::from_millis(30);
+    b.set_read_timeout(Some(timeout)).unwrap();
+    a.send_to(b"one", b.local_addr().unwrap()).unwrap();
+    let mut buf = [0; 16];
+    let (n, from) = b.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"one"[..], a.local_addr().unwrap()));
+    // Nothing more comes: the next receive waits out its timeout.
+    let t = Instant::now();
+    assert_eq!(b.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    assert_eq!(b.peek_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(eventlet::hub::stats().io_waiters, 0);
+}
