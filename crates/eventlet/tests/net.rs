@@ -600,3 +600,46 @@ fn udp_recv_from_times_out_with_timed_out() {
     assert_eq!(b.peek_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
     assert_eq!(eventlet::hub::stats().io_waiters, 0);
 }
+
+#[test]
+fn unix_stream_read_timeout_expires_with_timed_out() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let timeout = Duration::from_millis(30);
+    assert_eq!(a.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    a.set_read_timeout(Some(timeout)).unwrap();
+    assert_eq!(a.read_timeout().unwrap(), Some(timeout));
+    let t = Instant::now();
+    assert_eq!((&a).read(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    // The socket still works after a timeout.
+    (&b).write_all(b"late").unwrap();
+    let mut buf = [0; 4];
+    (&a).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"late");
+    assert_eq!(eventlet::hub::stats().io_waiters, 0);
+}
+
+#[test]
+fn unix_datagram_read_timeout_expires_with_timed_out() {
+    let timeout = Duration::from_millis(30);
+    let (x, y) = UnixDatagram::pair().unwrap();
+    y.set_read_timeout(Some(timeout)).unwrap();
+    let t = Instant::now();
+    assert_eq!(y.recv(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    x.send(b"ok").unwrap();
+    let mut buf = [0; 8];
+    assert_eq!(y.recv(&mut buf).unwrap(), 2);
+
+    let dir = socket_dir("unix-dgram-timeout");
+    let d = UnixDatagram::bind(dir.join("d.sock")).unwrap();
+    d.set_read_timeout(Some(timeout)).unwrap();
+    let t = Instant::now();
+    assert_eq!(d.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    let sender = UnixDatagram::unbound().unwrap();
+    sender.send_to(b"hi", dir.join("d.sock")).unwrap();
+    let (n, _) = d.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
