@@ -341,6 +341,8 @@ fn sockets_are_send_and_sync_and_work_on_another_hub() {
     assert_send_sync::<TcpListener>();
     assert_send_sync::<UdpSocket>();
     assert_send_sync::<UnixStream>();
+    assert_send_sync::<UnixListener>();
+    assert_send_sync::<UnixDatagram>();
 
     let (a, b) = pair();
     // Register `a` with this hub by blocking on it once.
@@ -428,4 +430,216 @@ fn read_timeouts_count_from_each_read() {
     let waited = reader.join().unwrap();
     assert!(waited >= timeout, "timed out after {waited:?}");
     assert_eq!(eventlet::hub::stats().timers, 0, "a timer left behind");
+}
+
+/// A fresh directory for one test's Unix sockets (tests run side by side).
+fn socket_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eventlet-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Echoes what `s` sends until it shuts down its write half.
+fn echo<S>(s: S)
+where
+    for<'a> &'a S: Read + Write,
+{
+    let mut buf = [0; 256];
+    loop {
+        match (&s).read(&mut buf).unwrap() {
+            0 => return,
+            n => (&s).write_all(&buf[..n]).unwrap(),
+        }
+    }
+}
+
+/// Sends a message of its own on `c`, half-closes and checks the echo.
+fn check_echo<S>(c: S, i: usize, shutdown: impl Fn(&S))
+where
+    for<'a> &'a S: Read + Write,
+{
+    let msg = format!("client {i} says {}", "x".repeat(i));
+    (&c).write_all(msg.as_bytes()).unwrap();
+    shutdown(&c);
+    let mut back = String::new();
+    (&c).read_to_string(&mut back).unwrap();
+    assert_eq!(back, msg);
+}
+
+#[test]
+fn tcp_incoming_accepts_each_connection() {
+    const CLIENTS: usize = 8;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = eventlet::spawn(move || {
+        let mut peers = Vec::new();
+        for s in l.incoming().take(CLIENTS) {
+            let s = s.unwrap();
+            peers.push(s.peer_addr().unwrap());
+            eventlet::spawn_n(move || echo(s));
+        }
+        peers
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            eventlet::spawn(move || {
+                let c = TcpStream::connect(addr).unwrap();
+                let local = c.local_addr().unwrap();
+                check_echo(c, i, |c| c.shutdown(Shutdown::Write).unwrap());
+                local
+            })
+        })
+        .collect();
+    let mut locals: Vec<_> = clients.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut peers = server.join().unwrap();
+    locals.sort();
+    peers.sort();
+    assert_eq!(peers, locals, "each client was accepted once");
+}
+
+#[test]
+fn unix_incoming_accepts_each_connection() {
+    const CLIENTS: usize = 8;
+    let dir = socket_dir("unix-incoming");
+    let path = dir.join("s.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let server = eventlet::spawn(move || {
+        let mut accepted = 0;
+        for s in l.incoming().take(CLIENTS) {
+            eventlet::spawn_n(move || echo(s.unwrap()));
+            accepted += 1;
+        }
+        accepted
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let path = path.clone();
+            eventlet::spawn(move || {
+                let c = UnixStream::connect(&path).unwrap();
+                check_echo(c, i, |c| c.shutdown(Shutdown::Write).unwrap());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(server.join().unwrap(), CLIENTS);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `accept` spends the I/O budget like reads and writes do: a listener
+/// whose queue never empties does not keep the other green threads out.
+#[test]
+fn accepting_a_full_queue_lets_others_run() {
+    const CLIENTS: usize = 300;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    // All queued in the kernel before the first accept.
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let accepted = Rc::new(Cell::new(0usize));
+    let a = accepted.clone();
+    let acceptor = eventlet::spawn(move || {
+        let mut socks = Vec::new();
+        for _ in 0..CLIENTS {
+            socks.push(l.accept().unwrap().0);
+            a.set(a.get() + 1);
+        }
+        socks
+    });
+    // Queued behind the acceptor: it runs when the acceptor yields.
+    let a = accepted.clone();
+    let other = eventlet::spawn(move || a.get());
+    let seen = other.join().unwrap();
+    assert_eq!(acceptor.join().unwrap().len(), CLIENTS);
+    assert!(seen < CLIENTS, "another green thread ran only after all {seen} accepts");
+    drop(clients);
+}
+
+#[test]
+fn udp_connected_sockets_send_and_recv() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (aaddr, baddr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    a.connect(baddr).unwrap();
+    b.connect(aaddr).unwrap();
+    assert_eq!(a.peer_addr().unwrap(), baddr);
+    // A connected socket takes datagrams from its peer only.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.send_to(b"not for you", aaddr).unwrap();
+    let echo = eventlet::spawn(move || {
+        let mut buf = [0; 64];
+        let n = b.recv(&mut buf).unwrap();
+        b.send(&buf[..n]).unwrap();
+        buf[..n].to_vec()
+    });
+    eventlet::yield_now(); // the echo parks in recv first
+    assert_eq!(a.send(b"over the wire").unwrap(), 13);
+    let mut buf = [0; 64];
+    let n = a.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"over the wire");
+    assert_eq!(echo.join().unwrap(), b"over the wire");
+    a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    assert_eq!(a.recv(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut, "the stranger's datagram got through");
+}
+
+#[test]
+fn udp_recv_from_times_out_with_timed_out() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let timeout = Duration::from_millis(30);
+    b.set_read_timeout(Some(timeout)).unwrap();
+    a.send_to(b"one", b.local_addr().unwrap()).unwrap();
+    let mut buf = [0; 16];
+    let (n, from) = b.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"one"[..], a.local_addr().unwrap()));
+    // Nothing more comes: the next receive waits out its timeout.
+    let t = Instant::now();
+    assert_eq!(b.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    assert_eq!(b.peek_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(eventlet::hub::stats().io_waiters, 0);
+}
+
+#[test]
+fn unix_stream_read_timeout_expires_with_timed_out() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let timeout = Duration::from_millis(30);
+    assert_eq!(a.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    a.set_read_timeout(Some(timeout)).unwrap();
+    assert_eq!(a.read_timeout().unwrap(), Some(timeout));
+    let t = Instant::now();
+    assert_eq!((&a).read(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    // The socket still works after a timeout.
+    (&b).write_all(b"late").unwrap();
+    let mut buf = [0; 4];
+    (&a).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"late");
+    assert_eq!(eventlet::hub::stats().io_waiters, 0);
+}
+
+#[test]
+fn unix_datagram_read_timeout_expires_with_timed_out() {
+    let timeout = Duration::from_millis(30);
+    let (x, y) = UnixDatagram::pair().unwrap();
+    y.set_read_timeout(Some(timeout)).unwrap();
+    let t = Instant::now();
+    assert_eq!(y.recv(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    x.send(b"ok").unwrap();
+    let mut buf = [0; 8];
+    assert_eq!(y.recv(&mut buf).unwrap(), 2);
+
+    let dir = socket_dir("unix-dgram-timeout");
+    let d = UnixDatagram::bind(dir.join("d.sock")).unwrap();
+    d.set_read_timeout(Some(timeout)).unwrap();
+    let t = Instant::now();
+    assert_eq!(d.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= timeout, "gave up after {:?}", t.elapsed());
+    let sender = UnixDatagram::unbound().unwrap();
+    sender.send_to(b"hi", dir.join("d.sock")).unwrap();
+    let (n, _) = d.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,9 +1,10 @@
-//! `serve` / `Server`: the accept loop's guarantees.
+//! `listen` and `serve` / `Server`: the listener's backlog, the accept
+//! loop's guarantees.
 
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventlet::net::TcpStream;
 use eventlet::Server;
@@ -98,4 +99,62 @@ fn stops_accepting_while_full() {
 #[should_panic(expected = "concurrency must be at least 1")]
 fn zero_concurrency_is_refused() {
     let _ = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 0);
+}
+
+/// Regression: the accept loop spent its I/O budget only when the queue was
+/// empty, so a queue that never emptied kept it accepting without letting
+/// the handlers it spawned run.
+#[test]
+fn handlers_run_while_connections_keep_arriving() {
+    const CLIENTS: usize = 300;
+    let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 10_000);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+    // All connected (queued in the kernel) before the accept loop starts.
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| eventlet::connect(addr).unwrap()).collect();
+    // How many handlers had been started (one per accept) when each
+    // handler began to run.
+    let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (s, st) = (seen.clone(), stop.clone());
+    let accept_loop = eventlet::spawn(move || server.serve(move |_, _| s.borrow_mut().push(st.running())));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.borrow().len() < CLIENTS {
+        assert!(Instant::now() < deadline, "only {} of {CLIENTS} handlers ran", seen.borrow().len());
+        eventlet::sleep(Duration::from_millis(5));
+    }
+    stop.stop();
+    accept_loop.join().unwrap().unwrap();
+    let first = seen.borrow()[0];
+    assert!(first < CLIENTS, "the first handler ran only after all {first} connections were accepted");
+    drop(clients);
+}
+
+/// `listen` sets `SO_REUSEADDR` and a backlog that holds a burst of
+/// clients nobody accepts yet: with a small one (std's 128, Python's 50)
+/// the kernel drops the extra SYNs, and those clients wait for the SYN to
+/// be sent again after 1 s, past their 900 ms timeout.
+#[test]
+fn listen_holds_a_burst_of_a_thousand_clients_it_does_not_accept() {
+    const CLIENTS: usize = 1000;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+    if somaxconn < CLIENTS {
+        eprintln!("net.core.somaxconn is {somaxconn}: caps the backlog below {CLIENTS}; skipped");
+        return;
+    }
+    let listener = eventlet::listen("127.0.0.1:0").unwrap();
+    assert!(socket2::SockRef::from(&listener).reuse_address().unwrap(), "SO_REUSEADDR is not set");
+    let addr = listener.local_addr().unwrap();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| eventlet::spawn(move || TcpStream::connect_timeout(&addr, Duration::from_millis(900))))
+        .collect();
+    let mut connected = Vec::new();
+    let mut failed = Vec::new();
+    for c in clients {
+        match c.join().unwrap() {
+            Ok(s) => connected.push(s),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    assert!(failed.is_empty(), "{} of {CLIENTS} clients failed, first: {}", failed.len(), failed[0]);
+    drop(listener);
 }

@@ -1,6 +1,6 @@
-//! When the kernel refuses more stacks, the error names the limit that was
-//! hit and how to raise it. Each case runs in a child process, which lowers
-//! its own limits.
+//! How stacks are guarded, and when the kernel refuses more stacks, the
+//! error names the limit that was hit and how to raise it. Each limit case
+//! runs in a child process, which lowers its own limits.
 
 use std::process::Command;
 
@@ -30,6 +30,10 @@ fn child() {
             spawn_until_refused(1_000_000);
         }
         Ok("map-count") => spawn_until_refused(200_000),
+        Ok("guard-mode") => {
+            eventlet::spawn(|| ()).join().unwrap();
+            eprintln!("guard mode: {:?}", eventlet::hub::guard_mode());
+        }
         _ => {} // only runs as a child of the tests below
     }
 }
@@ -63,4 +67,41 @@ fn map_count_exhaustion_with_mprotect_guards_is_explained() {
     let err = run_child("map-count", &[("EVENTLET_STACK_GUARD", "mprotect")]);
     assert!(err.contains("kind=OutOfMemory"), "{err}");
     assert!(err.contains("vm.max_map_count") && err.contains("sysctl -w vm.max_map_count="), "{err}");
+}
+
+/// The running kernel's (major, minor) version.
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+fn guard_pages_use_madvise_on_linux_6_13_and_later() {
+    if std::env::var_os("EVENTLET_STACK_GUARD").is_some() {
+        eprintln!("EVENTLET_STACK_GUARD is set for this process; skipped");
+        return;
+    }
+    eventlet::spawn(|| ()).join().unwrap(); // a stack, so the kernel was asked
+    let (major, minor) = kernel_version();
+    let mode = eventlet::hub::guard_mode();
+    if (major, minor) >= (6, 13) {
+        assert_eq!(mode, eventlet::hub::GuardMode::Madvise, "kernel {major}.{minor}");
+    } else {
+        // Mprotect, unless the kernel has the feature backported.
+        assert_ne!(mode, eventlet::hub::GuardMode::Unknown, "kernel {major}.{minor}");
+    }
+}
+
+#[test]
+fn eventlet_stack_guard_mprotect_forces_mprotect_guards() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("EVENTLET_LIMIT_CHILD", "guard-mode")
+        .env("EVENTLET_STACK_GUARD", "mprotect")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    assert!(stderr.contains("guard mode: Mprotect"), "{stderr}");
 }

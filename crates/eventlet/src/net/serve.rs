@@ -51,6 +51,8 @@ where
 /// - on `EMFILE`/`ENFILE` (out of file descriptors) and kernel memory
 ///   errors it backs off, 10 ms doubling to 1 s, and keeps going;
 /// - a panicking handler ends only its own connection;
+/// - every accept spends the I/O budget (see [`BUDGET`](crate::hub::BUDGET)),
+///   so handlers run while connections keep arriving;
 /// - [`StopHandle::stop`] ends it cleanly from any green thread; handlers
 ///   still running go on.
 ///
@@ -170,6 +172,10 @@ impl Server {
                 park_timeout(BACKOFF_MAX);
                 continue;
             }
+            // Every accept spends budget, as reads and writes do: while
+            // connections keep arriving the queue never empties, and the
+            // handlers spawned here must still get to run.
+            crate::hub::io::consume_budget();
             match self.listener.try_accept() {
                 Ok((sock, peer)) => {
                     backoff = BACKOFF_MIN;
@@ -182,7 +188,6 @@ impl Server {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::hub::io::consume_budget();
                     if let Err(e) = self.listener.evented().wait(Direction::Read, None) {
                         break Err(e);
                     }
