@@ -229,18 +229,37 @@ fn kill_unwinds_a_reader_and_releases_its_registration() {
     assert_eq!(after.green_threads, 0);
 }
 
+/// 1,000 connections that always have data ready, over Unix socket pairs
+/// and over TCP: without a budget the first readers would take every read
+/// and starve the rest.
 #[test]
 fn every_busy_connection_makes_progress() {
-    // 1,000 connections that always have data ready: without a budget the
-    // first readers would take every read and starve the rest.
     const CONNS: usize = 1000;
+    let unix = (0..CONNS).map(|_| UnixStream::pair().unwrap()).collect();
+    busy_connections_share_fairly(unix);
+
+    let l = eventlet::listen("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepter = eventlet::spawn(move || (0..CONNS).map(|_| l.accept().unwrap().0).collect::<Vec<_>>());
+    let clients: Vec<_> = (0..CONNS).map(|_| eventlet::connect(addr).unwrap()).collect();
+    let tcp = clients.into_iter().zip(accepter.join().unwrap()).collect();
+    busy_connections_share_fairly(tcp);
+}
+
+/// Fills each pair's writing end with 64 KiB, reads 16 bytes at a time from
+/// every reading end on its own green thread until 200,000 reads are done
+/// in all, and checks that no connection got less than a tenth of the mean.
+fn busy_connections_share_fairly<S: 'static>(pairs: Vec<(S, S)>)
+where
+    for<'a> &'a S: Read + Write,
+{
     const TOTAL_READS: usize = 200_000;
+    let conns = pairs.len();
     let total = Rc::new(Cell::new(0usize));
-    let counts = Rc::new(RefCell::new(vec![0usize; CONNS]));
+    let counts = Rc::new(RefCell::new(vec![0usize; conns]));
     let mut keep = Vec::new();
     let mut rxs = Vec::new();
-    for _ in 0..CONNS {
-        let (tx, rx) = UnixStream::pair().unwrap();
+    for (tx, rx) in pairs {
         // 64 KiB queued: 4,096 reads of 16 bytes, more than the run takes
         // from any one connection when the readers share fairly.
         let fill = vec![1u8; 64 * 1024];
@@ -274,7 +293,7 @@ fn every_busy_connection_makes_progress() {
         r.join().unwrap();
     }
     let counts = counts.borrow();
-    let mean = counts.iter().sum::<usize>() / CONNS;
+    let mean = counts.iter().sum::<usize>() / conns;
     let min = *counts.iter().min().unwrap();
     assert!(min * 10 >= mean, "starved: min {min}, mean {mean}");
 }
