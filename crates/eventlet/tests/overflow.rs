@@ -2,7 +2,7 @@
 //! naming it and its stack size (run in a child process); a pool's stack
 //! size is the one its green threads get.
 
-use std::process::Command;
+mod util;
 
 fn recurse(n: u64) -> u64 {
     let buf = std::hint::black_box([n; 64]);
@@ -24,13 +24,8 @@ fn overflow_child() {
 
 #[test]
 fn stack_overflow_names_the_green_thread() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "overflow_child", "--nocapture", "--test-threads=1"])
-        .env("EVENTLET_OVERFLOW_CHILD", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the child survived: {stderr}");
+    let (status, stderr) = util::run_child_test("overflow_child", &[("EVENTLET_OVERFLOW_CHILD", "1")]);
+    assert!(!status.success(), "the child survived: {stderr}");
     assert!(
         stderr.contains("green thread deep-recursion") && stderr.contains("overflowed its stack"),
         "stderr: {stderr}"
@@ -72,13 +67,8 @@ fn pool_overflow_child() {
 
 #[test]
 fn a_pool_with_a_small_stack_size_runs_on_small_stacks() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "pool_overflow_child", "--nocapture", "--test-threads=1"])
-        .env("EVENTLET_POOL_OVERFLOW_CHILD", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the child survived: {stderr}");
+    let (status, stderr) = util::run_child_test("pool_overflow_child", &[("EVENTLET_POOL_OVERFLOW_CHILD", "1")]);
+    assert!(!status.success(), "the child survived: {stderr}");
     assert!(stderr.contains("128 KiB fit in the 256 KiB pool"), "stderr: {stderr}");
     let id = stderr
         .lines()

@@ -2,9 +2,10 @@
 //! the others go on (run in a child process, whose stderr is read).
 
 use std::cell::Cell;
-use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
+
+mod util;
 
 #[test]
 fn panic_child() {
@@ -33,13 +34,8 @@ fn panic_child() {
 
 #[test]
 fn a_detached_green_thread_panic_is_reported_with_its_name_and_id() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "panic_child", "--nocapture", "--test-threads=1"])
-        .env("EVENTLET_PANIC_CHILD", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the child failed: {stderr}");
+    let (status, stderr) = util::run_child_test("panic_child", &[("EVENTLET_PANIC_CHILD", "1")]);
+    assert!(status.success(), "the child failed: {stderr}");
     let id = stderr
         .lines()
         .find_map(|l| l.strip_prefix("doomed has id "))

@@ -2,7 +2,7 @@
 //! error names the limit that was hit and how to raise it. Each limit case
 //! runs in a child process, which lowers its own limits.
 
-use std::process::Command;
+mod util;
 
 /// Spawns parked green threads until spawning fails; prints the error.
 fn spawn_until_refused(max: usize) {
@@ -39,14 +39,9 @@ fn child() {
 }
 
 fn run_child(case: &str, extra_env: &[(&str, &str)]) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("EVENTLET_LIMIT_CHILD", case)
-        .envs(extra_env.iter().copied())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(3), "child did not hit a limit: {stderr}");
+    let env: Vec<_> = [("EVENTLET_LIMIT_CHILD", case)].into_iter().chain(extra_env.iter().copied()).collect();
+    let (status, stderr) = util::run_child_test("child", &env);
+    assert_eq!(status.code(), Some(3), "child did not hit a limit: {stderr}");
     stderr
 }
 
@@ -95,13 +90,8 @@ fn guard_pages_use_madvise_on_linux_6_13_and_later() {
 
 #[test]
 fn eventlet_stack_guard_mprotect_forces_mprotect_guards() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("EVENTLET_LIMIT_CHILD", "guard-mode")
-        .env("EVENTLET_STACK_GUARD", "mprotect")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child failed: {stderr}");
+    let env = [("EVENTLET_LIMIT_CHILD", "guard-mode"), ("EVENTLET_STACK_GUARD", "mprotect")];
+    let (status, stderr) = util::run_child_test("child", &env);
+    assert!(status.success(), "child failed: {stderr}");
     assert!(stderr.contains("guard mode: Mprotect"), "{stderr}");
 }

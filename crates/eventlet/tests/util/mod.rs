@@ -2,7 +2,19 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
+
+/// Runs the test `name` of the running test binary alone in a child process
+/// with `env` set (such a child test returns at once unless it finds its
+/// variable), and returns how the child ended and its standard error.
+pub fn run_child_test(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
 
 /// The example binary cargo builds beside the tests; built on demand when
 /// only this test target was built.
