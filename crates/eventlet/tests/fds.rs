@@ -7,16 +7,34 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// The tests count the process's descriptors, so they take turns.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// What each open descriptor refers to, for failure messages.
+fn fd_targets() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| format!("{} -> {:?}", e.file_name().to_string_lossy(), std::fs::read_link(e.path()).ok()))
+        .collect();
+    v.sort();
+    v
+}
 
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// The tests count the process's descriptors, so they take turns, each on
+/// an OS thread of its own that ends (closing its hub's descriptors) before
+/// the next one starts.
+fn one_at_a_time(test: fn()) {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(p) = std::thread::spawn(test).join() {
+        std::panic::resume_unwind(p);
+    }
 }
 
 #[test]
 fn no_descriptor_is_leaked() {
-    let _turn = one_at_a_time();
+    one_at_a_time(no_descriptor_is_leaked_here);
+}
+
+fn no_descriptor_is_leaked_here() {
     let _ = eventlet::hub::stats(); // the hub's own epoll and eventfd
     let before = open_fds();
 
@@ -66,9 +84,13 @@ fn no_descriptor_is_leaked() {
 /// its pidfd), and a hub thread (its epoll and eventfd once it ends).
 #[test]
 fn servers_pools_processes_and_hub_threads_close_what_they_open() {
-    let _turn = one_at_a_time();
+    one_at_a_time(servers_pools_processes_and_hub_threads_close_what_they_open_here);
+}
+
+fn servers_pools_processes_and_hub_threads_close_what_they_open_here() {
     let _ = eventlet::hub::stats();
     let before = open_fds();
+    let before_targets = fd_targets();
 
     for _ in 0..2 {
         let server = eventlet::Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 50);
@@ -132,6 +154,6 @@ fn servers_pools_processes_and_hub_threads_close_what_they_open() {
     while open_fds() != before && std::time::Instant::now() < deadline {
         eventlet::sleep(Duration::from_millis(10));
     }
-    assert_eq!(open_fds(), before);
+    assert_eq!(open_fds(), before, "before: {before_targets:?}\nafter: {:?}", fd_targets());
     assert_eq!(eventlet::hub::stats().io_registrations, 0);
 }
