@@ -68,7 +68,7 @@ struct Measure {
 }
 
 /// The `client` scenario.
-pub fn client(opts: &Opts) -> Result<Report> {
+pub(crate) fn client(opts: &Opts) -> Result<Report> {
     let fetches = if opts.quick { 5_000 } else { 20_000 };
     let contenders: Vec<(&str, RoundFn)> = [("eventlet", eventlet_round as RoundFn), ("reqwest", reqwest_round)]
         .into_iter()
@@ -280,14 +280,14 @@ fn server_accepted(addr: SocketAddr) -> Result<u64> {
 }
 
 /// Whether `kind` names a peer of this module.
-pub fn is_peer(kind: &str) -> bool {
+pub(crate) fn is_peer(kind: &str) -> bool {
     kind == TARGET
 }
 
 /// Runs one of this module's peer servers until killed: `client-target`,
 /// hyper on a tokio current-thread runtime, the 1 KiB page at every path
 /// but `/stats` (the count of connections accepted).
-pub fn peer(kind: &str, addr: &str) -> Result<()> {
+pub(crate) fn peer(kind: &str, addr: &str) -> Result<()> {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::service::service_fn;

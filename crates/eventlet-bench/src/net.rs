@@ -51,7 +51,7 @@ const SERVER_NOT_BUSY: f64 = 0.85;
 const OTHERS_BUSY: f64 = 0.15;
 
 /// The `echo` scenario: 64-byte ping-pong at 100 and 1,000 connections.
-pub fn echo(opts: &Opts) -> Result<Report> {
+pub(crate) fn echo(opts: &Opts) -> Result<Report> {
     let peers = [
         ("eventlet", Peer::Builtin("eventlet-echo")),
         ("tokio", Peer::Builtin("tokio-echo")),
@@ -67,7 +67,7 @@ pub fn echo(opts: &Opts) -> Result<Report> {
 
 /// The `http` scenario: "Hello, World!" over keep-alive HTTP/1.1 at 100 and
 /// 1,000 connections.
-pub fn http(opts: &Opts) -> Result<Report> {
+pub(crate) fn http(opts: &Opts) -> Result<Report> {
     let peers = [
         ("eventlet", Peer::Builtin("eventlet-http")),
         ("hyper", Peer::Builtin("hyper-http")),
@@ -83,7 +83,7 @@ pub fn http(opts: &Opts) -> Result<Report> {
 /// Runs one of this module's peer servers until killed: `eventlet-echo`,
 /// `tokio-echo`, `may-echo`, `mio-echo`, `eventlet-http`, `hyper-http`,
 /// `may-http`.
-pub fn peer(kind: &str, addr: &str) -> Result<()> {
+pub(crate) fn peer(kind: &str, addr: &str) -> Result<()> {
     raise_nofile();
     die_with_parent();
     match kind {
@@ -100,7 +100,7 @@ pub fn peer(kind: &str, addr: &str) -> Result<()> {
 
 /// Drives the echo load at a server started by hand (under strace or perf)
 /// and prints what the load saw, including the server's CPU per message.
-pub fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
+pub(crate) fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
     raise_nofile();
     let addr: SocketAddr = addr.parse().with_context(|| format!("bad address {addr}"))?;
     let spec = load::Spec {
@@ -127,7 +127,7 @@ pub fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
 
 /// Installs the optional peers: Go and wrk (apt-get), Python eventlet and
 /// gevent (pip).
-pub fn setup() -> Result<()> {
+pub(crate) fn setup() -> Result<()> {
     external::setup()
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 /// One measured contender in one configuration (say, tokio at 100
 /// connections).
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     /// Who: `eventlet`, `tokio`, `may`, `mio`, `go`, `python-eventlet`, ...
     pub name: String,
     /// Which configuration (`100 conns`, ...); empty when the scenario has one.
@@ -20,12 +20,12 @@ pub struct Row {
 
 impl Row {
     /// A row from its rounds; the median is computed here.
-    pub fn new(name: &str, config: &str, rounds: Vec<f64>) -> Row {
+    pub(crate) fn new(name: &str, config: &str, rounds: Vec<f64>) -> Row {
         Row { name: name.into(), config: config.into(), median: median(&rounds), rounds, extra: Vec::new() }
     }
 
     /// Adds a column.
-    pub fn with(mut self, heading: &str, value: impl ToString) -> Row {
+    pub(crate) fn with(mut self, heading: &str, value: impl ToString) -> Row {
         self.extra.push((heading.into(), value.to_string()));
         self
     }
@@ -47,7 +47,7 @@ impl Row {
 
 /// The outcome of one scenario.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     /// `echo`, `http`, `spawn`, `switch`, `memory`, `client`.
     pub scenario: String,
     /// The unit of `Row::median`: `msgs/s`, `req/s`, `ns`, `bytes`.
@@ -64,7 +64,7 @@ pub struct Report {
 
 impl Report {
     /// An empty report.
-    pub fn new(scenario: &str, unit: &str, higher_is_better: bool) -> Report {
+    pub(crate) fn new(scenario: &str, unit: &str, higher_is_better: bool) -> Report {
         Report {
             scenario: scenario.into(),
             unit: unit.into(),
@@ -77,7 +77,7 @@ impl Report {
 
     /// eventlet's advantage over each other row in the same configuration:
     /// above 1 means eventlet is better, whichever way the unit points.
-    pub fn ratios(&self) -> Vec<(String, f64)> {
+    pub(crate) fn ratios(&self) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for ours in self.rows.iter().filter(|r| r.name == "eventlet") {
             for peer in self.rows.iter().filter(|r| !r.is_ours() && r.config == ours.config) {
@@ -91,7 +91,7 @@ impl Report {
     }
 
     /// The human table.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         let mut headings = vec!["name".to_string(), "config".into(), format!("median {}", self.unit), "rounds".into()];
         for r in &self.rows {
             for (h, _) in &r.extra {
@@ -150,7 +150,7 @@ impl Report {
 
     /// The one-line JSON object:
     /// `{"scenario", "unit", "results": {NAME: median}, "ratios": {"eventlet/NAME": x}}`.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         let results: serde_json::Map<String, serde_json::Value> =
             self.rows.iter().map(|r| (r.key(), serde_json::json!(r.median))).collect();
         let ratios: serde_json::Map<String, serde_json::Value> =
@@ -165,7 +165,7 @@ impl Report {
 }
 
 /// The median (the mean of the middle two for an even count).
-pub fn median(xs: &[f64]) -> f64 {
+pub(crate) fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return 0.0;
     }

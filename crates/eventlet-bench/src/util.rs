@@ -8,29 +8,29 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 /// The CPU the servers run on.
-pub const SERVER_CPU: usize = 0;
+pub(crate) const SERVER_CPU: usize = 0;
 /// The CPU the load generator runs on.
-pub const LOAD_CPU: usize = 1;
+pub(crate) const LOAD_CPU: usize = 1;
 
 /// Whether `taskset` can pin (present, and the machine has two CPUs).
-pub fn can_pin() -> bool {
+pub(crate) fn can_pin() -> bool {
     have("taskset") && std::thread::available_parallelism().map(|n| n.get() >= 2).unwrap_or(false)
 }
 
 /// Whether `tool` is on `PATH`.
-pub fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     which(tool).is_some()
 }
 
 /// The full path of `tool` on `PATH`.
-pub fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
 }
 
 /// Starts `program args...` pinned to `cpu` (unpinned when `taskset` is
 /// missing), stdout and stderr inherited unless `quiet`.
-pub fn spawn_pinned(cpu: usize, program: &str, args: &[&str], quiet: bool) -> Result<Child> {
+pub(crate) fn spawn_pinned(cpu: usize, program: &str, args: &[&str], quiet: bool) -> Result<Child> {
     let mut cmd = if can_pin() {
         let mut c = Command::new("taskset");
         c.arg("-c").arg(cpu.to_string()).arg(program);
@@ -46,12 +46,12 @@ pub fn spawn_pinned(cpu: usize, program: &str, args: &[&str], quiet: bool) -> Re
 }
 
 /// This program's own path, to start peers as `eventlet-bench peer ...`.
-pub fn self_exe() -> Result<String> {
+pub(crate) fn self_exe() -> Result<String> {
     Ok(std::env::current_exe().context("cannot find this program's path")?.to_string_lossy().into_owned())
 }
 
 /// Pins the calling OS thread to `cpu` (best effort).
-pub fn pin_self(cpu: usize) {
+pub(crate) fn pin_self(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -62,7 +62,7 @@ pub fn pin_self(cpu: usize) {
 
 /// User + system CPU time a process has used so far (`/proc/PID/stat`,
 /// fields 14 and 15), including its threads.
-pub fn cpu_time(pid: u32) -> Result<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
     // The command name (field 2) may hold spaces; fields after it follow the last ')'.
@@ -73,7 +73,7 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
 }
 
 /// CPU time this process has used so far.
-pub fn own_cpu_time() -> Duration {
+pub(crate) fn own_cpu_time() -> Duration {
     cpu_time(std::process::id()).unwrap_or_default()
 }
 
@@ -88,7 +88,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// Resident set size of a process, in bytes (`/proc/PID/statm`).
-pub fn rss(pid: u32) -> Result<u64> {
+pub(crate) fn rss(pid: u32) -> Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
     let pages: u64 = s.split_whitespace().nth(1).context("bad statm")?.parse()?;
     // SAFETY: sysconf has no preconditions.
@@ -97,7 +97,7 @@ pub fn rss(pid: u32) -> Result<u64> {
 }
 
 /// Kills and reaps a child we started (by its PID, never by name).
-pub fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }

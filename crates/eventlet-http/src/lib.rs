@@ -65,7 +65,6 @@
 //!   (`https://` URLs), and the [`tls`] module; rustls with its `ring`
 //!   provider, Mozilla's roots bundled.
 #![deny(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
 mod body;

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use eventlet::net::{TcpListener, TcpStream};
 
 /// The connected clients, each with a number to tell the sender apart.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Participants {
     clients: RefCell<Vec<(u64, Rc<TcpStream>)>>,
 }

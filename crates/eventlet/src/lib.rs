@@ -55,9 +55,6 @@
 //! blocks still yields every [`hub::BUDGET`] operations. Blocking
 //! std calls (`std::net`, `std::fs`, `std::thread::sleep`) block the whole
 //! OS thread: use the green versions or [`tpool::execute`].
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[macro_use]
 mod macros;

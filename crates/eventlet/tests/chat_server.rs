@@ -11,7 +11,7 @@ use eventlet::net::{TcpListener, TcpStream};
 mod util;
 use util::{example_binary, KillOnDrop};
 
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/chat_server.rs"]
 mod chat_server;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use eventlet::{JoinHandle, Killed};
 
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/producer_consumer.rs"]
 mod producer_consumer;
 

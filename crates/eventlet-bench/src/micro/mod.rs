@@ -89,7 +89,7 @@ const MEMORY_TARGET_N: usize = 1_000_000;
 const MEMORY_TARGET_BYTES: f64 = 4.5 * 1024.0;
 
 /// The `spawn` scenario.
-pub fn spawn(opts: &Opts) -> Result<Report> {
+pub(crate) fn spawn(opts: &Opts) -> Result<Report> {
     let mut report = timed(opts, "spawn", &["eventlet", "tokio", "may", "std-thread"])?;
     report.notes.push(
         "eventlet spawns from the root context; tokio from inside a task (current-thread runtime); \
@@ -100,7 +100,7 @@ pub fn spawn(opts: &Opts) -> Result<Report> {
 }
 
 /// The `switch` scenario.
-pub fn switch(opts: &Opts) -> Result<Report> {
+pub(crate) fn switch(opts: &Opts) -> Result<Report> {
     let rust = ["eventlet", "eventlet-park", "eventlet-channel", "tokio", "may"];
     let mut report = timed(opts, "switch", &rust)?;
     report.notes.push(
@@ -113,7 +113,7 @@ pub fn switch(opts: &Opts) -> Result<Report> {
 }
 
 /// The `memory` scenario.
-pub fn memory(opts: &Opts) -> Result<Report> {
+pub(crate) fn memory(opts: &Opts) -> Result<Report> {
     let mut report = Report::new("memory", "bytes/thread", false);
     let (green_n, os_n) = if opts.quick { (10_000, 1_000) } else { (MEMORY_TARGET_N, 10_000) };
     let exe = util::self_exe()?;
@@ -159,7 +159,7 @@ pub fn memory(opts: &Opts) -> Result<Report> {
 }
 
 /// Holds the hidden subcommand `hold KIND N`: see the module docs.
-pub fn hold(kind: &str, n: usize) -> Result<()> {
+pub(crate) fn hold(kind: &str, n: usize) -> Result<()> {
     child::run(kind, n)
 }
 

@@ -2,7 +2,7 @@
 //! limit, start it as a server and learn its address, kill it by PID when
 //! the test ends however it ends, and speak HTTP to it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
