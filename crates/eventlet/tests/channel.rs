@@ -3,6 +3,8 @@
 //! kills at every point of a wait, and a million messages between two
 //! hubs with nothing lost or duplicated.
 
+mod util;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,17 +16,7 @@ use eventlet::channel::{
     TrySendError, Waiting,
 };
 use eventlet::{JoinHandle, Killed};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// No green thread and no timer is left on this test's hub.
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
+use util::{assert_clean, ms};
 
 fn nobody_waits<T>(rx: &Receiver<T>) {
     assert_eq!(rx.waiting(), Waiting::default(), "registrations left behind");

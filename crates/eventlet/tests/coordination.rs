@@ -4,26 +4,18 @@
 //! behind; kills (before or after a hand-over) lose nothing and leave no
 //! stale waiter. Also runs the producer/consumer example's crawl.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventlet::{JoinHandle, Killed};
+use util::{assert_clean, ms};
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/producer_consumer.rs"]
 mod producer_consumer;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// No green thread and no timer is left on this test's hub.
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
 
 /// Yields (letting the others run) until `cond` holds; fails after a
 /// while rather than hanging.

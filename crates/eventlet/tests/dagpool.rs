@@ -4,23 +4,14 @@
 //! through any number of dependents; collisions hand the value back; no
 //! green thread or timer is left behind.
 
+mod util;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use eventlet::dagpool::DAGPool;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// No green thread and no timer is left on this test's hub.
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
+use util::{assert_clean, ms};
 
 #[test]
 fn tasks_run_after_their_dependencies_with_their_values() {

@@ -1,6 +1,8 @@
 //! GreenPool, imap and GreenPile: ordering, concurrency limits, blocking
 //! spawns, resizing, and slots freed however a green thread ends.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -8,10 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventlet::{GreenPile, GreenPool, Killed, TrySpawnError};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use util::ms;
 
 fn assert_no_green_threads() {
     let s = eventlet::hub::stats();

@@ -3,22 +3,14 @@
 //! their place, create errors reach the caller, and kills and timeouts
 //! leave no stale waiter, timer or lost place behind.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use eventlet::pools::{Pool, TryPool};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// No green thread and no timer is left on this test's hub.
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
+use util::{assert_clean, ms};
 
 /// A pool whose items are numbered as they are made.
 fn counting_pool(min: usize, max: usize) -> (Pool<usize>, Rc<Cell<usize>>) {

@@ -1,6 +1,8 @@
 //! Child processes: green pipes and a green wait that park only the
 //! calling green thread, exit statuses, captured output.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::process::Stdio;
@@ -9,16 +11,7 @@ use std::time::{Duration, Instant};
 
 use eventlet::process::Command;
 use eventlet::{JoinHandle, Killed};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
+use util::{assert_clean, ms};
 
 /// A green thread counting 1 ms sleeps until stopped.
 fn ticker() -> (Rc<Cell<u32>>, JoinHandle<()>) {

@@ -5,23 +5,15 @@
 //! waits, even when it is killed again during the cancellation. Nothing
 //! is left behind: no green thread, no timer.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventlet::Killed;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// No green thread and no timer is left on this test's hub.
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
+use util::{assert_clean, ms};
 
 /// Records `name` in `log` when dropped, after sleeping `linger` (a
 /// destructor that blocks, like closing a connection politely).

@@ -2,6 +2,8 @@
 //! panics come back, concurrent calls run concurrently, and a caller that
 //! is killed while it waits disturbs nothing.
 
+mod util;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,16 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventlet::{tpool, Killed};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn assert_clean() {
-    let s = eventlet::hub::stats();
-    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
-    assert_eq!(s.timers, 0, "timers left: {s:?}");
-}
+use util::{assert_clean, ms};
 
 #[test]
 fn a_blocking_call_does_not_stop_other_green_threads() {

@@ -39,3 +39,15 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `n` milliseconds.
+pub fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
+/// No green thread and no timer is left on this test's hub.
+pub fn assert_clean() {
+    let s = eventlet::hub::stats();
+    assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
+    assert_eq!(s.timers, 0, "timers left: {s:?}");
+}
