@@ -6,10 +6,8 @@
 //! nginx runs as a child in the foreground (`daemon off; master_process
 //! off;`), everything of it (config, pid file, logs, temp paths, the files
 //! it serves) in a temp dir, and is killed by its PID when the test ends,
-//! passing or not. It is looked for in `/usr/sbin`, `/usr/local/sbin` and
-//! on `PATH`, or taken from `EVENTLET_NGINX`. Without nginx the test
-//! fails, unless `EVENTLET_SKIP_NGINX=1` (Debian: `apt-get install
-//! nginx-light`, or `nginx`).
+//! passing or not. Without nginx the tests are skipped with a note, except
+//! in CI (see `util::tool`).
 
 mod util;
 
@@ -27,34 +25,6 @@ use util::{KillOnDrop, TIMEOUT};
 
 /// How many fetches run at once.
 const CONCURRENCY: usize = 50;
-
-/// The nginx binary (`$EVENTLET_NGINX` if set, else the usual places), or
-/// `None` when it is missing and the caller asked to skip; panics when it is
-/// missing and the caller did not.
-fn nginx_binary() -> Option<PathBuf> {
-    let found = match std::env::var_os("EVENTLET_NGINX") {
-        Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
-        None => ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .or_else(|| {
-                let out = Command::new("sh").args(["-c", "command -v nginx"]).output().ok()?;
-                let path = String::from_utf8(out.stdout).ok()?;
-                (out.status.success() && !path.trim().is_empty()).then(|| PathBuf::from(path.trim()))
-            }),
-    };
-    if found.is_none() && std::env::var("EVENTLET_SKIP_NGINX").as_deref() == Ok("1") {
-        eprintln!("nginx is not installed and EVENTLET_SKIP_NGINX=1: skipping the nginx test");
-        return None;
-    }
-    assert!(
-        found.is_some(),
-        "nginx is required by this test and was not found (Debian: apt-get install -y nginx-light, \
-         or nginx); set EVENTLET_SKIP_NGINX=1 to skip it"
-    );
-    found
-}
 
 /// A port free right now on 127.0.0.1.
 fn free_port() -> u16 {
@@ -105,7 +75,7 @@ impl Nginx {
     /// Starts nginx serving `dir/www` on two free ports (retried on new
     /// ports should one be taken in between); its certificate is
     /// `dir/srv.pem`.
-    fn start(bin: &Path, dir: &Path) -> Nginx {
+    fn start(bin: &str, dir: &Path) -> Nginx {
         for _attempt in 0..3 {
             let (http, https) = (free_port(), free_port());
             let conf = dir.join("nginx.conf");
@@ -122,7 +92,7 @@ impl Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting {} failed: {e}", bin.display()));
+                .unwrap_or_else(|e| panic!("starting {bin} failed: {e}"));
             let mut nginx = Nginx { process: KillOnDrop(child), dir: dir.to_path_buf(), http, https };
             match nginx.wait_ready() {
                 Ok(()) => return nginx,
@@ -324,7 +294,7 @@ fn check_log(nginx: &Nginx, requests: usize) {
 
 #[test]
 fn crawl_nginx_over_http_byte_exact() {
-    let Some(bin) = nginx_binary() else { return };
+    let Some(bin) = util::tool("nginx") else { return };
     let dir = TempDir::new("nginx-http");
     let files = prepare(&dir.0);
     let nginx = Nginx::start(&bin, &dir.0);
@@ -356,7 +326,7 @@ fn crawl_nginx_over_http_byte_exact() {
 #[cfg(feature = "tls")]
 #[test]
 fn crawl_nginx_over_https_with_custom_ca_byte_exact() {
-    let Some(bin) = nginx_binary() else { return };
+    let Some(bin) = util::tool("nginx") else { return };
     let dir = TempDir::new("nginx-https");
     let files = prepare(&dir.0);
     let nginx = Nginx::start(&bin, &dir.0);

@@ -4,8 +4,8 @@
 //! must be answered with a 2xx, without a socket error, and the server must
 //! be healthy afterwards: it answers, and the load's connections are gone.
 //!
-//! Without wrk the test fails, unless `EVENTLET_SKIP_WRK=1` (Debian:
-//! `apt-get install wrk`).
+//! Without wrk the test is skipped with a note, except in CI (see
+//! `util::tool`).
 
 mod util;
 
@@ -45,20 +45,6 @@ struct Summary {
     write: u64,
     status: u64,
     timeout: u64,
-}
-
-/// The wrk binary, or `None` when it is missing and the caller asked to
-/// skip; panics when it is missing and the caller did not.
-fn wrk_binary() -> Option<String> {
-    let works = Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if works {
-        return Some("wrk".to_string());
-    }
-    if std::env::var("EVENTLET_SKIP_WRK").as_deref() == Ok("1") {
-        eprintln!("wrk is not installed and EVENTLET_SKIP_WRK=1: skipping the wrk test");
-        return None;
-    }
-    panic!("wrk is required by this test and was not found (Debian: apt-get install -y wrk); set EVENTLET_SKIP_WRK=1 to skip it");
 }
 
 /// Starts the server on its own OS thread: `GET /` says hello, `POST /echo`
@@ -151,7 +137,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
 
 #[test]
 fn wrk_load_gets_only_2xx_and_the_server_stays_healthy() {
-    let Some(bin) = wrk_binary() else { return };
+    let Some(bin) = util::tool("wrk") else { return };
     let addr = start_server();
 
     let gets = wrk(&bin, &format!("http://{addr}/"), 2, "");

@@ -4,6 +4,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+// The one list of external programs the tests use, and the rule for a
+// missing one (skip with a note; in CI, fail), shared with eventlet-http's
+// tests.
+#[path = "../../../eventlet-http/tests/util/tools.rs"]
+mod tools;
+#[allow(unused_imports)]
+pub use tools::{in_ci, missing, python_with, tool};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -118,8 +126,11 @@ impl Proc {
 
     /// Sends SIGINT (Ctrl-C) by PID.
     pub fn interrupt(&self) {
-        let ok = Command::new("kill").arg("-INT").arg(self.pid().to_string()).status().unwrap().success();
-        assert!(ok, "kill -INT failed");
+        let pid = libc::pid_t::try_from(self.pid()).unwrap();
+        // SAFETY: kill(2) with our own child's PID (not yet reaped: `self`
+        // owns the `Child`) and a valid signal number touches no memory.
+        let r = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(r, 0, "kill -INT {pid}: {}", std::io::Error::last_os_error());
     }
 
     /// Waits at most `limit` for the process to exit; kills it and panics

@@ -1,5 +1,6 @@
 //! Shared helpers: a server on its own OS thread, raw clients with bounded
-//! timeouts, and the external clients (curl, python3) that must be there.
+//! timeouts, test certificates, and the external programs the tests drive
+//! ([`tools`]: skipped with a note outside CI when missing, a failure in CI).
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
@@ -10,7 +11,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use eventlet_http::{Body, RemoteAddr, Server};
+
+mod tools;
 use http::{Request, Response, StatusCode};
+#[allow(unused_imports)]
+pub use tools::{in_ci, missing, python_with, tool};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -136,15 +141,6 @@ pub fn read_response(s: &mut TcpStream) -> String {
     head + &String::from_utf8_lossy(&body)
 }
 
-/// The path of a program the tests need; panics loudly if it is missing,
-/// so a CI without it fails instead of silently skipping.
-pub fn require(program: &str) -> String {
-    let works = |arg: &str| Command::new(program).arg(arg).output().map(|o| o.status.success()).unwrap_or(false);
-    let ok = works("--version") || works("version"); // openssl knows only the latter
-    assert!(ok, "`{program}` is required by this test (install it: apt-get install {program}); not skipping");
-    program.to_string()
-}
-
 /// Runs `program args` and returns (stdout, stderr), asserting success.
 pub fn run(program: &str, args: &[&str]) -> (Vec<u8>, String) {
     let out = Command::new(program).args(args).output().unwrap();
@@ -178,40 +174,26 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+/// A CA (`ca.pem`, `ca.key`) and a certificate for 127.0.0.1 and
+/// localhost signed by it (`srv.pem`, `srv.key`), in `dir`.
 pub fn make_certs(dir: &std::path::Path) {
-    let openssl = require("openssl");
-    let p = |f: &str| dir.join(f).display().to_string();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    let (ca_key, ca, key, csr, cert, ext) =
-        (p("ca.key"), p("ca.pem"), p("srv.key"), p("srv.csr"), p("srv.pem"), p("ext"));
-    args.extend(["-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", "/CN=eventlet-http test CA"]);
-    run(&openssl, &args);
-    let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
-    run(&openssl, &args);
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(
-        &openssl,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "eventlet-http test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let mut srv = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    srv.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let srv_cert = srv.signed_by(&srv_key, &Issuer::from_params(&ca, &ca_key)).unwrap();
+    for (name, pem) in [
+        ("ca.pem", ca_cert.pem()),
+        ("ca.key", ca_key.serialize_pem()),
+        ("srv.pem", srv_cert.pem()),
+        ("srv.key", srv_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
 }
