@@ -662,3 +662,77 @@ fn unix_datagram_read_timeout_expires_with_timed_out() {
     assert_eq!(&buf[..n], b"hi");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The six socket types have the whole descriptor trait set.
+fn has_descriptor_traits<T>()
+where
+    T: std::os::fd::AsFd
+        + std::os::fd::AsRawFd
+        + std::os::fd::FromRawFd
+        + std::os::fd::IntoRawFd
+        + From<std::os::fd::OwnedFd>,
+    std::os::fd::OwnedFd: From<T>,
+{
+}
+
+#[test]
+fn descriptors_go_out_and_come_back_green() {
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+    has_descriptor_traits::<TcpListener>();
+    has_descriptor_traits::<TcpStream>();
+    has_descriptor_traits::<UdpSocket>();
+    has_descriptor_traits::<UnixListener>();
+    has_descriptor_traits::<UnixStream>();
+    has_descriptor_traits::<UnixDatagram>();
+
+    // A connection that has waited in the reactor leaves it with its
+    // descriptor and registers again when it comes back.
+    let (a, b) = pair();
+    let reader = eventlet::spawn(move || {
+        let mut buf = [0; 5];
+        (&b).read_exact(&mut buf).unwrap();
+        let b = TcpStream::from(OwnedFd::from(b));
+        (&b).read_exact(&mut buf).unwrap();
+        buf
+    });
+    eventlet::sleep(Duration::from_millis(20));
+    (&a).write_all(b"first").unwrap();
+    eventlet::sleep(Duration::from_millis(20));
+    (&a).write_all(b"again").unwrap();
+    assert_eq!(&reader.join().unwrap(), b"again");
+
+    // A blocking descriptor from elsewhere is made non-blocking: the read
+    // parks its green thread, and the writer gets to run.
+    let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+    // SAFETY: the descriptor is open and `into_raw_fd` gave up its owner.
+    let x = unsafe { UnixStream::from_raw_fd(x.into_raw_fd()) };
+    let y = UnixStream::from(OwnedFd::from(y));
+    for fd in [x.as_raw_fd(), y.as_raw_fd()] {
+        // SAFETY: F_GETFL on an open descriptor reads its flags, nothing else.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert_ne!(flags & libc::O_NONBLOCK, 0, "descriptor {fd} came in blocking");
+    }
+    x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let writer = eventlet::spawn(move || (&y).write_all(b"hi").unwrap());
+    let mut buf = [0; 2];
+    (&x).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi");
+    writer.join().unwrap();
+
+    // Listeners and datagram sockets too.
+    let l = TcpListener::from(OwnedFd::from(TcpListener::bind("127.0.0.1:0").unwrap()));
+    let addr = l.local_addr().unwrap();
+    let h = eventlet::spawn(move || l.accept().map(|_| ()));
+    TcpStream::connect(addr).unwrap();
+    h.join().unwrap().unwrap();
+    let (p, q) = UnixDatagram::pair().unwrap();
+    // SAFETY: the descriptor is open and `into_raw_fd` gave up its owner.
+    let q = unsafe { UnixDatagram::from_raw_fd(q.into_raw_fd()) };
+    let h = eventlet::spawn(move || {
+        let mut buf = [0; 8];
+        q.recv(&mut buf).map(|n| buf[..n].to_vec())
+    });
+    eventlet::sleep(Duration::from_millis(10));
+    p.send(b"dgram").unwrap();
+    assert_eq!(h.join().unwrap().unwrap(), b"dgram");
+}

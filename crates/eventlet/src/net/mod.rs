@@ -19,13 +19,15 @@
 //! have std's semantics, except that an expired one is reported as
 //! `ErrorKind::TimedOut` on every platform.
 
+#[macro_use]
+mod fd;
 mod serve;
 pub mod unix;
 
 use std::fmt;
 use std::io;
 use std::net::{self as stdnet, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -403,23 +405,7 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-impl AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.get().as_raw_fd()
-    }
-}
-
-impl AsFd for TcpListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
-
-impl From<TcpListener> for OwnedFd {
-    fn from(l: TcpListener) -> OwnedFd {
-        l.inner.into_inner().into()
-    }
-}
+descriptor_traits!(TcpListener, stdnet::TcpListener, |s| TcpListener { inner: Evented::new(s) });
 
 /// Iterator of connections from [`TcpListener::incoming`].
 #[derive(Debug)]
@@ -556,13 +542,12 @@ impl TcpStream {
 
     /// Unwraps into a (non-blocking) std stream.
     pub fn into_std(self) -> stdnet::TcpStream {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used again; the timeouts hold no resources.
-        let inner = unsafe { std::ptr::read(&this.inner) };
+        let TcpStream { inner, .. } = self;
         inner.into_inner()
     }
 }
 
+descriptor_traits!(TcpStream, stdnet::TcpStream, |s| TcpStream::from_evented(Evented::new(s)));
 green_read!(TcpStream, this => this.read_timeout.get());
 green_write!(TcpStream, this => this.write_timeout.get());
 
@@ -573,24 +558,6 @@ impl fmt::Debug for TcpStream {
             .field("peer", &self.peer_addr().ok())
             .field("fd", &self.as_raw_fd())
             .finish()
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.get().as_raw_fd()
-    }
-}
-
-impl AsFd for TcpStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
-
-impl IntoRawFd for TcpStream {
-    fn into_raw_fd(self) -> RawFd {
-        self.into_std().into_raw_fd()
     }
 }
 
@@ -696,14 +663,8 @@ impl fmt::Debug for UdpSocket {
     }
 }
 
-impl AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.get().as_raw_fd()
-    }
-}
-
-impl AsFd for UdpSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
+descriptor_traits!(UdpSocket, stdnet::UdpSocket, |s| UdpSocket {
+    inner: Evented::new(s),
+    read_timeout: Timeout::default(),
+    write_timeout: Timeout::default(),
+});

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{self as stdunix, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -92,24 +92,13 @@ impl UnixStream {
     }
 }
 
+descriptor_traits!(UnixStream, stdunix::UnixStream, UnixStream::wrap);
 green_read!(UnixStream, this => this.read_timeout.get());
 green_write!(UnixStream, this => this.write_timeout.get());
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixStream").field("fd", &self.as_raw_fd()).finish()
-    }
-}
-
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.get().as_raw_fd()
-    }
-}
-
-impl AsFd for UnixStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
     }
 }
 
@@ -162,11 +151,7 @@ impl fmt::Debug for UnixListener {
     }
 }
 
-impl AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.get().as_raw_fd()
-    }
-}
+descriptor_traits!(UnixListener, stdunix::UnixListener, |s| UnixListener { inner: Evented::new(s) });
 
 /// A green Unix datagram socket, like
 /// [`std::os::unix::net::UnixDatagram`].
@@ -246,8 +231,4 @@ impl fmt::Debug for UnixDatagram {
     }
 }
 
-impl AsRawFd for UnixDatagram {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.get().as_raw_fd()
-    }
-}
+descriptor_traits!(UnixDatagram, stdunix::UnixDatagram, UnixDatagram::wrap);
