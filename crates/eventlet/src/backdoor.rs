@@ -3,9 +3,13 @@
 //!
 //! Python eventlet's `backdoor` opens a Python prompt inside the running
 //! program. Rust has no interpreter to offer, so this console answers a few
-//! commands about the hub it runs on: `threads` lists its green threads
-//! (id, name, state, the descriptor or timer each waits for), `stats` shows
-//! its counters, `help` lists the commands and `quit` ends the session.
+//! commands about the hubs of the process (the one it runs on, and every
+//! hub of every [`Group`](crate::hub::Group); see [`hub::inspect`]):
+//! `threads` lists their green threads (id, name, state, the descriptor or
+//! timer each waits for), `stats` shows their counters, `hubs` one line per
+//! hub, `help` lists the commands and `quit` ends the session. A hub held
+//! by a green thread that does not yield cannot answer: after a second the
+//! console says so and goes on.
 //!
 //! ```no_run
 //! use eventlet::net::TcpListener;
@@ -22,16 +26,17 @@
 //! ```
 //!
 //! Bind it to loopback: anyone who can connect sees the names of the
-//! program's green threads. Each session is a green thread of the same hub
-//! and shows up in its own listing.
+//! program's green threads. Each session is a green thread of the hub the
+//! console runs on and shows up in its listing.
 
 use std::io::{self, BufRead, BufReader, Write};
 
 use crate::hub;
 use crate::net::{TcpListener, TcpStream};
 
-const HELP: &str = "commands:\n  threads   the green threads of this hub: id, name, state, what each waits for\n  \
-                    stats     the hub's counters\n  help      this list\n  quit      end the session\n";
+const HELP: &str = "commands:\n  threads   the green threads of every hub: id, name, state, what each waits for\n  \
+                    stats     every hub's counters\n  hubs      one line per hub\n  help      this list\n  \
+                    quit      end the session\n";
 
 /// Accepts console sessions on `listener`, each on its own green thread,
 /// until accepting fails.
@@ -63,27 +68,39 @@ pub fn session(conn: TcpStream) -> io::Result<()> {
         match line.trim() {
             "" => {}
             "threads" | "ps" => {
-                let mut text = format!("{:>10}  {:<20}  {:<8}  waits for\n", "id", "name", "state");
-                for t in hub::threads() {
-                    text.push_str(&t.to_string());
-                    text.push('\n');
+                let mut text = String::new();
+                for r in hub::inspect() {
+                    text.push_str(&format!("{r}\n"));
+                    let Some((_, threads)) = &r.answer else { continue };
+                    text.push_str(&format!("{:>10}  {:<20}  {:<8}  waits for\n", "id", "name", "state"));
+                    for t in threads {
+                        text.push_str(&format!("{t}\n"));
+                    }
                 }
                 out.write_all(text.as_bytes())?;
             }
             "stats" => {
-                let s = hub::stats();
-                let text = format!(
-                    "green threads {}\nready {}\ntimers {}\nio registrations {}\nio waiters {}\n\
-                     stacks in use {}\nstacks pooled {}\nswitches {}\n",
-                    s.green_threads,
-                    s.ready,
-                    s.timers,
-                    s.io_registrations,
-                    s.io_waiters,
-                    s.stacks_in_use,
-                    s.stacks_pooled,
-                    s.switches
-                );
+                let mut text = String::new();
+                for r in hub::inspect() {
+                    text.push_str(&format!("{r}\n"));
+                    let Some((s, _)) = &r.answer else { continue };
+                    text.push_str(&format!(
+                        "  green threads {}\n  ready {}\n  timers {}\n  io registrations {}\n  io waiters {}\n  \
+                         stacks in use {}\n  stacks pooled {}\n  switches {}\n",
+                        s.green_threads,
+                        s.ready,
+                        s.timers,
+                        s.io_registrations,
+                        s.io_waiters,
+                        s.stacks_in_use,
+                        s.stacks_pooled,
+                        s.switches
+                    ));
+                }
+                out.write_all(text.as_bytes())?;
+            }
+            "hubs" => {
+                let text: String = hub::inspect().iter().map(|r| format!("{r}\n")).collect();
                 out.write_all(text.as_bytes())?;
             }
             "help" | "?" => out.write_all(HELP.as_bytes())?,

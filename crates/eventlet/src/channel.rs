@@ -667,6 +667,11 @@ impl<T> Receiver<T> {
     pub fn same_channel(&self, other: &Receiver<T>) -> bool {
         Arc::ptr_eq(&self.chan, &other.chan)
     }
+
+    /// Whether every sender is gone.
+    pub(crate) fn is_disconnected(&self) -> bool {
+        self.chan.lock().senders_gone
+    }
 }
 
 impl<T> Clone for Receiver<T> {

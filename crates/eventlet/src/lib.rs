@@ -35,17 +35,19 @@
 //!
 //! A green thread stays on the OS thread that spawned it (so `Rc`,
 //! `RefCell` and thread-locals stay sound). To use several cores, run
-//! several hubs: [`hub::start`] runs one on a new OS thread, a
-//! [`hub::Handle`] spawns `Send` closures onto it from anywhere, channels
-//! ([`channel`]) carry values between hubs, and servers bind the same
-//! address on each hub with [`TcpListener::bind_reuse_port`](net::TcpListener::bind_reuse_port).
+//! several hubs, one per core: a [`hub::Group`] starts them (as many as
+//! the process may use, by default) and spawns `Send` closures onto the
+//! least loaded one; [`Server::workers`] serves a listener on every hub of
+//! one. Channels ([`channel`]) carry values between hubs; [`hub::start`]
+//! and [`hub::Handle`] are the parts to assemble by hand.
 //!
 //! # Seeing what green threads do
 //!
 //! [`hub::threads`] lists the green threads of a hub (state, timer, the
-//! descriptor each waits on), [`hub::stats`] its counters, [`backdoor`]
-//! serves both on a TCP console, and [`hub::watchdog`] (or
-//! `EVENTLET_WATCHDOG_MS`) reports a green thread that holds its hub too
+//! descriptor each waits on), [`hub::stats`] its counters, [`hub::inspect`]
+//! both for every hub of the process, [`backdoor`] serves them on a TCP
+//! console, and [`hub::watchdog`] (or `EVENTLET_WATCHDOG_MS`, or
+//! [`hub::Group::watchdog`]) reports a green thread that holds its hub too
 //! long.
 //!
 //! # Caveats

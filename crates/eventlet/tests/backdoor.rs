@@ -75,3 +75,45 @@ fn threads_shows_what_each_green_thread_waits_for() {
     console.kill();
     assert!(console.join().is_err());
 }
+
+#[test]
+fn the_console_sees_every_hub_of_a_group() {
+    let group = eventlet::hub::Group::builder().hubs(2).name("console-grp").build().unwrap();
+    let (tx, rx) = eventlet::channel::bounded::<()>(0);
+    group
+        .spawn_on(1, move || {
+            eventlet::Builder::new()
+                .name("far-waiter")
+                .spawn_n(move || {
+                    let _ = rx.recv();
+                })
+                .unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // The console runs on hub 0 of the group.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(group.spawn_on(0, move || eventlet::backdoor::serve(listener)).unwrap());
+    let conn = TcpStream::connect(addr).unwrap();
+    read_to_prompt(&conn);
+
+    let hubs = ask(&conn, "hubs");
+    let heading = |i: usize| format!("(thread \"console-grp-{i}\", group \"console-grp\" #{i})");
+    assert!(hubs.lines().next().unwrap().contains(&heading(0)), "the console's own hub first:\n{hubs}");
+    assert!(hubs.contains(&heading(1)), "{hubs}");
+
+    let threads = ask(&conn, "threads");
+    let far = threads.find(&heading(1)).unwrap_or_else(|| panic!("no hub 1 in:\n{threads}"));
+    let waiter = threads.find("far-waiter").unwrap_or_else(|| panic!("no far-waiter in:\n{threads}"));
+    assert!(waiter > far, "the waiter is listed under hub 1:\n{threads}");
+    assert!(threads[waiter..].lines().next().unwrap().contains("parked"));
+
+    let stats = ask(&conn, "stats");
+    // The counters of both hubs of the group.
+    assert!(stats.matches("io waiters ").count() >= 2, "{stats}");
+
+    drop(tx);
+    group.shutdown(Duration::from_millis(100));
+}

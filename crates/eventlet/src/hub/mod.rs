@@ -16,13 +16,15 @@
 //! run green code); give such threads an end (join them) before the thread
 //! returns.
 
+mod group;
 pub(crate) mod io;
 mod runq;
 mod threads;
 mod timers;
 mod watchdog;
 
-pub use threads::{handle, start, Handle, HubGone, HubThread};
+pub use group::{cores, inspect, Group, GroupBuilder, HubReport};
+pub use threads::{handle, start, Handle, HubGone, HubThread, RemoteJoinHandle};
 pub use watchdog::{watchdog, Stall};
 
 use std::alloc::Layout;
@@ -504,6 +506,9 @@ pub(crate) struct HubShared {
     switches: AtomicU64,
     /// The id of the green thread running now (0: the hub loop or root).
     running: AtomicU64,
+    /// Green threads alive (written by the hub only; read by a [`Group`]
+    /// to find its least loaded hub).
+    pub(crate) live: AtomicUsize,
     /// Cleared (under `queue`'s lock) when the hub's thread exits: nothing
     /// sent after that would ever be received.
     alive: AtomicBool,
@@ -781,6 +786,7 @@ impl Hub {
             handles: AtomicUsize::new(0),
             switches: AtomicU64::new(0),
             running: AtomicU64::new(0),
+            live: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
         });
         watchdog::start_from_env(&shared);
@@ -885,6 +891,7 @@ impl Hub {
         unsafe { *task.coro.get() = Some(coro) };
         let t: TaskRef = task.task().clone();
         t.key.set(self.tasks.borrow_mut().insert(t.clone()));
+        self.count_live();
         match delay {
             Some(d) if !d.is_zero() => {
                 t.state.set(State::Delayed);
@@ -1176,6 +1183,7 @@ impl Hub {
     fn retire(&self, t: &TaskRef) {
         self.drop_spare(t);
         self.tasks.borrow_mut().try_remove(t.key.get());
+        self.count_live();
         if let Some(j) = t.joiner.take() {
             self.unpark(&j);
         }

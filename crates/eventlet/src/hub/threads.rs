@@ -3,40 +3,44 @@
 //!
 //! A green thread never moves between OS threads, so using several cores
 //! means several hubs, one per OS thread, each with its own green threads.
+//! A [`Group`](super::Group) is the ready-made form; these are its parts.
 //! [`start`] runs a hub on a new OS thread; a [`Handle`] (`Send + Sync`)
 //! spawns green threads onto a hub from anywhere, the closure being `Send`
-//! because it crosses threads (once there, it may use `Rc` and the rest).
-//! Servers spread over the hubs by each binding the same address with
-//! [`TcpListener::bind_reuse_port`](crate::net::TcpListener::bind_reuse_port):
-//! the kernel shares the incoming connections out among them.
+//! because it crosses threads (once there, it may use `Rc` and the rest),
+//! and its [`RemoteJoinHandle`] brings the result back to any thread.
 //!
 //! ```
 //! use std::sync::mpsc;
 //!
 //! let hub = eventlet::hub::start("worker")?;
 //! let (tx, rx) = mpsc::channel();
-//! hub.handle().spawn(move || {
+//! let job = hub.handle().spawn(move || {
 //!     // A green thread of the worker's hub, on its OS thread.
 //!     eventlet::sleep(std::time::Duration::from_millis(1));
 //!     tx.send(std::thread::current().name().map(str::to_owned)).unwrap();
+//!     42
 //! })?;
 //! assert_eq!(rx.recv().unwrap().as_deref(), Some("worker"));
+//! assert_eq!(job.join().unwrap(), 42);
 //! hub.join(); // returns once its green threads are done
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{with_hub, HubShared, Remote};
+use super::{report, with_hub, HubShared, Killed, Remote};
+use crate::channel::{self, RecvTimeoutError, TrySendError};
 use crate::greenthread::park;
 
 /// A `Send + Sync` handle to a hub: spawns green threads onto it from any
 /// OS thread. While a handle exists, the hub counts as possibly woken from
 /// outside (its deadlock check stays quiet, a hub thread keeps running).
 pub struct Handle {
-    shared: Arc<HubShared>,
+    pub(super) shared: Arc<HubShared>,
 }
 
 /// The error of [`Handle::spawn`]: the hub's OS thread has exited. Holds
@@ -63,30 +67,28 @@ pub fn handle() -> Handle {
 }
 
 impl Handle {
-    fn new(shared: Arc<HubShared>) -> Handle {
+    pub(super) fn new(shared: Arc<HubShared>) -> Handle {
         shared.handles.fetch_add(1, Ordering::SeqCst);
         Handle { shared }
     }
 
-    /// Spawns a green thread running `f` on this handle's hub, without a
-    /// join handle (like [`spawn_n`](crate::spawn_n): a panic is reported
-    /// and goes no further). It starts once that hub next looks at its
-    /// wake-ups, in the order sent.
+    /// Spawns a green thread running `f` on this handle's hub. It starts
+    /// once that hub next looks at its wake-ups, in the order sent.
+    ///
+    /// The returned [`RemoteJoinHandle`] waits for its result from any OS
+    /// thread or green thread; dropping it detaches the green thread (a
+    /// panic is then reported on stderr, as for [`spawn_n`](crate::spawn_n),
+    /// and goes no further).
     ///
     /// # Errors
     ///
     /// [`HubGone`] with `f` if the hub's OS thread has exited.
-    pub fn spawn<F>(&self, f: F) -> Result<(), HubGone<F>>
+    pub fn spawn<F, T>(&self, f: F) -> Result<RemoteJoinHandle<T>, HubGone<F>>
     where
-        F: FnOnce() + Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
     {
-        let mut f = Some(f);
-        let make = || Remote::Spawn(Box::new(f.take().expect("taken once")));
-        self.shared.send_with(make);
-        match f {
-            None => Ok(()),
-            Some(f) => Err(HubGone(f)),
-        }
+        spawn_joinable(&self.shared, f, ())
     }
 
     /// The id of the hub (distinct for every hub of the process).
@@ -190,5 +192,108 @@ impl HubThread {
         if let Err(p) = self.thread.join() {
             std::panic::resume_unwind(p);
         }
+    }
+}
+
+/// Sends `f` to the hub of `shared` to run on a green thread of its own;
+/// its result comes back through the handle. `guard` is dropped when the
+/// green thread starts (or when `f` is dropped unrun, or handed back).
+pub(super) fn spawn_joinable<F, T, G>(shared: &HubShared, f: F, guard: G) -> Result<RemoteJoinHandle<T>, HubGone<F>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+    G: Send + 'static,
+{
+    let (tx, rx) = channel::bounded(1);
+    let mut f = Some(f);
+    let make = || {
+        let f = f.take().expect("taken once");
+        Remote::Spawn(Box::new(move || {
+            drop(guard);
+            run_joinable(f, tx)
+        }))
+    };
+    shared.send_with(make);
+    match f {
+        None => Ok(RemoteJoinHandle { rx, hub: shared.id }),
+        Some(f) => Err(HubGone(f)),
+    }
+}
+
+/// The body of a green thread spawned through a [`Handle`]: runs `f`, and
+/// hands its result or panic to the join handle, or reports the panic if
+/// the handle is gone.
+fn run_joinable<T>(f: impl FnOnce() -> T, tx: channel::Sender<std::thread::Result<T>>) {
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    // Capacity 1, one send: never waits.
+    if let Err(TrySendError::Full(Err(p)) | TrySendError::Disconnected(Err(p))) = tx.try_send(result) {
+        if !p.is::<Killed>() {
+            with_hub(|h| report(h.cur(), p.as_ref()));
+        }
+        // A payload whose destructor panics: caught by the hub around this
+        // green thread, and reported there.
+        drop(p);
+    }
+}
+
+/// Waits for a green thread spawned through a [`Handle`] or a
+/// [`Group`](super::Group), from any OS thread or green thread: `Send`,
+/// unlike [`JoinHandle`](crate::JoinHandle). Dropping it detaches the green
+/// thread.
+///
+/// A green thread that waits here parks (its hub runs the others); a
+/// plain OS thread runs its own hub meanwhile, like every blocking call of
+/// this crate. A green thread must not join itself this way: that waits
+/// forever.
+pub struct RemoteJoinHandle<T> {
+    rx: channel::Receiver<std::thread::Result<T>>,
+    hub: u64,
+}
+
+impl<T> RemoteJoinHandle<T> {
+    /// Waits for the green thread to finish: `Ok` with its value, or `Err`
+    /// with its panic payload. If it was killed, or its closure was dropped
+    /// unrun (its hub ended first), the payload is [`Killed`].
+    pub fn join(self) -> std::thread::Result<T> {
+        self.rx.recv().unwrap_or_else(|_| Err(Box::new(Killed)))
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` and hands
+    /// the handle back.
+    ///
+    /// # Errors
+    ///
+    /// The handle itself, when the green thread has not finished in time.
+    pub fn join_timeout(self, timeout: Duration) -> Result<std::thread::Result<T>, RemoteJoinHandle<T>> {
+        self.join_deadline(Instant::now() + timeout)
+    }
+
+    /// Like [`join_timeout`](Self::join_timeout), with a deadline.
+    ///
+    /// # Errors
+    ///
+    /// The handle itself, when the green thread has not finished in time.
+    pub fn join_deadline(self, deadline: Instant) -> Result<std::thread::Result<T>, RemoteJoinHandle<T>> {
+        match self.rx.recv_deadline(deadline) {
+            Ok(r) => Ok(r),
+            Err(RecvTimeoutError::Disconnected) => Ok(Err(Box::new(Killed))),
+            Err(RecvTimeoutError::Timeout) => Err(self),
+        }
+    }
+
+    /// Whether the green thread has finished (or will never run).
+    pub fn is_finished(&self) -> bool {
+        !self.rx.is_empty() || self.rx.is_disconnected()
+    }
+
+    /// The id of the hub it runs on ([`Handle::id`]).
+    pub fn hub_id(&self) -> u64 {
+        self.hub
+    }
+}
+
+impl<T> fmt::Debug for RemoteJoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteJoinHandle").field("hub", &self.hub).field("finished", &self.is_finished()).finish()
     }
 }

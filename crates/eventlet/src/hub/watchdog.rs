@@ -17,6 +17,8 @@ use super::{with_hub, HubShared};
 pub struct Stall {
     /// The green thread's id ([`GreenThread::id`](crate::GreenThread::id)).
     pub green_thread: u64,
+    /// The id of its hub ([`Handle::id`](super::Handle::id)).
+    pub hub: u64,
     /// How long it had run without switching when reported (at least the
     /// threshold; the watchdog looks every quarter threshold).
     pub held_for: Duration,
@@ -26,9 +28,10 @@ impl std::fmt::Display for Stall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "green thread {} has held its hub for {:.3}s without yielding (a CPU loop, or a blocking call that \
-             belongs in tpool::execute); the other green threads of that hub are starved",
+            "green thread {} has held its hub (hub {}) for {:.3}s without yielding (a CPU loop, or a blocking \
+             call that belongs in tpool::execute); the other green threads of that hub are starved",
             self.green_thread,
+            self.hub,
             self.held_for.as_secs_f64()
         )
     }
@@ -56,7 +59,7 @@ impl std::fmt::Display for Stall {
 /// assert_eq!(seen.lock().unwrap()[0].green_thread, id);
 /// ```
 pub fn watchdog(threshold: Duration, report: Option<Box<dyn Fn(Stall) + Send>>) {
-    start(with_hub(|h| Arc::downgrade(&h.shared)), threshold, report);
+    start(vec![with_hub(|h| Arc::downgrade(&h.shared))], threshold, report);
 }
 
 /// Starts the watchdog of every new hub if `EVENTLET_WATCHDOG_MS` is set
@@ -64,12 +67,14 @@ pub fn watchdog(threshold: Duration, report: Option<Box<dyn Fn(Stall) + Send>>) 
 pub(super) fn start_from_env(shared: &Arc<HubShared>) {
     let Some(ms) = std::env::var_os("EVENTLET_WATCHDOG_MS") else { return };
     match ms.to_str().and_then(|s| s.parse::<u64>().ok()).filter(|&ms| ms > 0) {
-        Some(ms) => start(Arc::downgrade(shared), Duration::from_millis(ms), None),
+        Some(ms) => start(vec![Arc::downgrade(shared)], Duration::from_millis(ms), None),
         None => eprintln!("eventlet: EVENTLET_WATCHDOG_MS={ms:?} is not a number of milliseconds; no watchdog"),
     }
 }
 
-fn start(shared: Weak<HubShared>, threshold: Duration, report: Option<Box<dyn Fn(Stall) + Send>>) {
+/// Starts one watchdog OS thread over `hubs`; it stops once every one of
+/// them is gone.
+pub(super) fn start(hubs: Vec<Weak<HubShared>>, threshold: Duration, report: Option<Box<dyn Fn(Stall) + Send>>) {
     let report = report.unwrap_or_else(|| {
         Box::new(|stall: Stall| {
             log::warn!("eventlet: {stall}");
@@ -77,36 +82,50 @@ fn start(shared: Weak<HubShared>, threshold: Duration, report: Option<Box<dyn Fn
         })
     });
     let spawned =
-        std::thread::Builder::new().name("eventlet-watchdog".into()).spawn(move || watch(shared, threshold, report));
+        std::thread::Builder::new().name("eventlet-watchdog".into()).spawn(move || watch(hubs, threshold, report));
     if let Err(e) = spawned {
         log::error!("eventlet: cannot start the watchdog thread: {e}");
     }
 }
 
-fn watch(shared: Weak<HubShared>, threshold: Duration, report: Box<dyn Fn(Stall) + Send>) {
+/// What the watchdog last saw of one hub.
+struct Seen {
+    hub: Weak<HubShared>,
+    /// (switch count, running id, since when) of the current run.
+    run: Option<(u64, u64, Instant)>,
+    reported: bool,
+}
+
+fn watch(hubs: Vec<Weak<HubShared>>, threshold: Duration, report: Box<dyn Fn(Stall) + Send>) {
     let tick = (threshold / 4).max(Duration::from_millis(1));
-    // (switch count, running id, since when) of the current run.
-    let mut seen: Option<(u64, u64, Instant)> = None;
-    let mut reported = false;
-    loop {
+    let mut seen: Vec<Seen> = hubs.into_iter().map(|hub| Seen { hub, run: None, reported: false }).collect();
+    while !seen.is_empty() {
         std::thread::sleep(tick);
-        let Some(hub) = shared.upgrade() else { return };
-        let switches = hub.switches.load(Ordering::Relaxed);
-        let running = hub.running.load(Ordering::Relaxed);
-        drop(hub);
-        let now = Instant::now();
-        match seen {
-            Some((s, r, since)) if s == switches && r == running && running != 0 => {
-                let held_for = now - since;
-                if held_for >= threshold && !reported {
-                    reported = true;
-                    report(Stall { green_thread: running, held_for });
+        seen.retain_mut(|s| {
+            let Some(hub) = s.hub.upgrade() else { return false };
+            let switches = hub.switches.load(Ordering::Relaxed);
+            let running = hub.running.load(Ordering::Relaxed);
+            let id = hub.id;
+            drop(hub);
+            let now = Instant::now();
+            match s.run {
+                Some((sw, r, since)) if sw == switches && r == running && running != 0 => {
+                    let held_for = now - since;
+                    if held_for >= threshold && !s.reported {
+                        s.reported = true;
+                        let stall = Stall { green_thread: running, hub: id, held_for };
+                        // A report that panics must not end the watch.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(stall))).is_err() {
+                            eprintln!("eventlet: the watchdog's report panicked on: {stall}");
+                        }
+                    }
+                }
+                _ => {
+                    s.run = Some((switches, running, now));
+                    s.reported = false;
                 }
             }
-            _ => {
-                seen = Some((switches, running, now));
-                reported = false;
-            }
-        }
+            true
+        });
     }
 }

@@ -23,6 +23,7 @@
 mod fd;
 mod serve;
 pub mod unix;
+mod workers;
 
 use std::fmt;
 use std::io;
@@ -38,6 +39,7 @@ use crate::hub::io::{consume_budget, read_drained, set_read_drained, wait, Direc
 use crate::hub::Wakeup;
 
 pub use serve::{connect, listen, serve, Server, StopHandle};
+pub use workers::{Balance, Workers};
 
 /// A non-blocking descriptor plus its reactor registrations.
 pub(crate) struct Evented<T: AsRawFd> {

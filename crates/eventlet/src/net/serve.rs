@@ -1,15 +1,17 @@
 //! eventlet's convenience functions: `listen`, `connect` and `serve`.
 
-use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{TcpListener, TcpStream, ToSocketAddrs};
-use crate::greenthread::{current, park_timeout, spawn_n, GreenThread};
+use crate::greenthread::{current, park_timeout, spawn_n};
 use crate::hub::io::Direction;
+use crate::hub::Unparker;
 
 /// Opens a server socket on `addr` (`SO_REUSEADDR`, a backlog fit for
 /// bursts of thousands of clients). Same as [`TcpListener::bind`].
@@ -53,8 +55,8 @@ where
 /// - a panicking handler ends only its own connection;
 /// - every accept spends the I/O budget (see [`BUDGET`](crate::hub::BUDGET)),
 ///   so handlers run while connections keep arriving;
-/// - [`StopHandle::stop`] ends it cleanly from any green thread; handlers
-///   still running go on.
+/// - [`StopHandle::stop`] ends it cleanly from any green thread or OS
+///   thread; handlers still running go on.
 ///
 /// ```no_run
 /// use std::io::{Read, Write};
@@ -69,59 +71,130 @@ where
 /// })?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// [`serve`](Self::serve) runs on the calling hub, one core. To serve on
+/// every core, [`workers`](Self::workers) spreads it over a
+/// [`Group`](crate::hub::Group) of hubs, one connection limit for all.
 pub struct Server {
-    listener: TcpListener,
-    concurrency: usize,
-    state: Rc<State>,
+    pub(super) listener: TcpListener,
+    pub(super) concurrency: usize,
+    pub(super) shared: Arc<Shared>,
 }
 
-struct State {
-    stopped: Cell<bool>,
-    running: Cell<usize>,
-    acceptor: std::cell::RefCell<Option<GreenThread>>,
+/// What the accept loops of one server share, on every hub it runs on.
+pub(super) struct Shared {
+    stopped: AtomicBool,
+    /// Handlers running, plus accepts in progress (a slot is taken before
+    /// each accept, so hubs never go past the limit together).
+    taken: AtomicUsize,
+    /// Handlers running.
+    running: AtomicUsize,
+    /// Accept loops waiting for a slot to free.
+    full: AtomicUsize,
+    /// Every accept loop, to wake it for a stop or a freed slot.
+    acceptors: Mutex<Vec<(u64, Unparker)>>,
+    next_acceptor: AtomicU64,
 }
 
-impl State {
-    fn wake(&self) {
-        if let Some(t) = self.acceptor.borrow().as_ref() {
-            t.unpark();
+impl Shared {
+    pub(super) fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            stopped: AtomicBool::new(false),
+            taken: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            full: AtomicUsize::new(0),
+            acceptors: Mutex::new(Vec::new()),
+            next_acceptor: AtomicU64::new(0),
+        })
+    }
+
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for (_, u) in self.acceptors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            u.unpark();
+        }
+    }
+
+    /// Takes a handler slot if fewer than `limit` are taken.
+    fn reserve(&self, limit: usize) -> bool {
+        if self.taken.fetch_add(1, Ordering::SeqCst) < limit {
+            true
+        } else {
+            self.release();
+            false
+        }
+    }
+
+    /// Gives a slot back, waking accept loops that wait for one.
+    fn release(&self) {
+        self.taken.fetch_sub(1, Ordering::SeqCst);
+        if self.full.load(Ordering::SeqCst) > 0 {
+            self.wake_all();
         }
     }
 }
 
-/// Stops a [`Server`]'s accept loop; from [`Server::stop_handle`].
+/// Stops a [`Server`]'s accept loops, on every hub it runs on; from
+/// [`Server::stop_handle`] or [`Workers::stop_handle`](super::Workers::stop_handle).
+/// `Send + Sync`: stop it from any green thread or OS thread.
 #[derive(Clone)]
 pub struct StopHandle {
-    state: Rc<State>,
+    shared: Arc<Shared>,
 }
 
 impl StopHandle {
-    /// Makes `serve` return `Ok(())` the next time its green thread runs.
+    /// Makes `serve` stop accepting the next time each accept loop runs
+    /// (for a single-hub [`Server`], `serve` then returns `Ok(())`).
     pub fn stop(&self) {
-        self.state.stopped.set(true);
-        self.state.wake();
+        self.shared.stop();
     }
 
-    /// Handler green threads still running.
+    /// Handler green threads still running, on all hubs.
     pub fn running(&self) -> usize {
-        self.state.running.get()
+        self.shared.running.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
     }
 }
 
 impl fmt::Debug for StopHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StopHandle").field("stopped", &self.state.stopped.get()).finish()
+        f.debug_struct("StopHandle").field("stopped", &self.is_stopped()).field("running", &self.running()).finish()
     }
 }
 
-/// Frees a handler slot when its green thread ends, however it ends.
-struct Slot(Rc<State>);
+/// A running handler's slot, freed when its green thread ends, however it
+/// ends.
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// Turns a slot taken for an accept into a running handler's.
+    fn new(shared: &Arc<Shared>) -> Slot {
+        shared.running.fetch_add(1, Ordering::SeqCst);
+        Slot(shared.clone())
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let st = &self.0;
-        st.running.set(st.running.get() - 1);
-        st.wake();
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.0.release();
+    }
+}
+
+/// Takes an accept loop off the list when it ends.
+struct Registered<'a>(&'a Shared, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.acceptors.lock().unwrap_or_else(|e| e.into_inner()).retain(|(id, _)| *id != self.1);
     }
 }
 
@@ -136,13 +209,12 @@ impl Server {
     /// Panics if `concurrency` is 0.
     pub fn new(listener: TcpListener, concurrency: usize) -> Server {
         assert!(concurrency > 0, "eventlet::Server: concurrency must be at least 1");
-        let state = Rc::new(State { stopped: Cell::new(false), running: Cell::new(0), acceptor: Default::default() });
-        Server { listener, concurrency, state }
+        Server { listener, concurrency, shared: Shared::new() }
     }
 
     /// A handle that stops the accept loop.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { state: self.state.clone() }
+        StopHandle { shared: self.shared.clone() }
     }
 
     /// The listening address.
@@ -160,50 +232,76 @@ impl Server {
     where
         F: Fn(TcpStream, SocketAddr) + 'static,
     {
-        let handler = Rc::new(handler);
-        let st = self.state.clone();
-        *st.acceptor.borrow_mut() = Some(current());
-        let mut backoff = BACKOFF_MIN;
-        let result = loop {
-            if st.stopped.get() {
-                break Ok(());
-            }
-            if st.running.get() >= self.concurrency {
-                park_timeout(BACKOFF_MAX);
-                continue;
-            }
-            // Every accept spends budget, as reads and writes do: while
-            // connections keep arriving the queue never empties, and the
-            // handlers spawned here must still get to run.
-            crate::hub::io::consume_budget();
-            match self.listener.try_accept() {
-                Ok((sock, peer)) => {
-                    backoff = BACKOFF_MIN;
-                    st.running.set(st.running.get() + 1);
-                    let slot = Slot(st.clone());
-                    let h = handler.clone();
-                    spawn_n(move || {
-                        let _slot = slot;
-                        h(sock, peer);
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.listener.evented().wait(Direction::Read, None) {
-                        break Err(e);
-                    }
-                }
-                Err(e) if retry_now(&e) => {}
-                Err(e) if back_off(&e) => {
-                    log::warn!("eventlet::serve: accept failed ({e}); retrying in {backoff:?}");
-                    park_timeout(backoff);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        *st.acceptor.borrow_mut() = None;
-        result
+        accept_loop(&self.listener, &self.shared, self.concurrency, Rc::new(handler))
     }
+}
+
+/// The accept loop of one hub: until `shared` is stopped, or an error
+/// retrying cannot cure (which stops the loops of the other hubs too).
+pub(super) fn accept_loop<F>(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    limit: usize,
+    handler: Rc<F>,
+) -> io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr) + 'static,
+{
+    let id = shared.next_acceptor.fetch_add(1, Ordering::Relaxed);
+    shared.acceptors.lock().unwrap_or_else(|e| e.into_inner()).push((id, current().unparker()));
+    let _registered = Registered(shared, id);
+    let mut backoff = BACKOFF_MIN;
+    let result = loop {
+        if shared.stopped.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        if !shared.reserve(limit) {
+            // Full: wait for a slot (a handler's end wakes us; the timeout
+            // is a safety net).
+            shared.full.fetch_add(1, Ordering::SeqCst);
+            if shared.taken.load(Ordering::SeqCst) >= limit && !shared.stopped.load(Ordering::SeqCst) {
+                park_timeout(BACKOFF_MAX);
+            }
+            shared.full.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        // Every accept spends budget, as reads and writes do: while
+        // connections keep arriving the queue never empties, and the
+        // handlers spawned here must still get to run.
+        crate::hub::io::consume_budget();
+        match listener.try_accept() {
+            Ok((sock, peer)) => {
+                backoff = BACKOFF_MIN;
+                let slot = Slot::new(shared);
+                let h = handler.clone();
+                spawn_n(move || {
+                    let _slot = slot;
+                    h(sock, peer);
+                });
+            }
+            Err(e) => {
+                shared.release();
+                match e {
+                    e if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Err(e) = listener.evented().wait(Direction::Read, None) {
+                            break Err(e);
+                        }
+                    }
+                    e if retry_now(&e) => {}
+                    e if back_off(&e) => {
+                        log::warn!("eventlet::serve: accept failed ({e}); retrying in {backoff:?}");
+                        park_timeout(backoff);
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                    e => break Err(e),
+                }
+            }
+        }
+    };
+    if result.is_err() {
+        shared.stop();
+    }
+    result
 }
 
 /// Errors about one connection that died in the queue.

@@ -1,0 +1,231 @@
+//! A [`Server`] spread over a group of hubs, one per core.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::SockRef;
+
+use super::serve::{accept_loop, Server, StopHandle};
+use super::{TcpListener, TcpStream};
+use crate::hub::Group;
+
+/// How a [`Workers`] server shares incoming connections out among its
+/// hubs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balance {
+    /// One listening socket, every hub accepting from it: whichever hub
+    /// gets to it first takes the next connection, so a busy hub takes
+    /// fewer. Every hub is woken for each new connection (one of them
+    /// wins the accept), which costs a wake-up per hub and connection.
+    Shared,
+    /// One `SO_REUSEPORT` socket per hub: the kernel hashes each
+    /// connection's addresses to one of them, whatever the hubs' load. No
+    /// extra wake-ups; needs a listener bound with
+    /// [`TcpListener::bind_reuse_port`] (for any other, `Shared` is used).
+    ReusePort,
+}
+
+/// A [`Server`] on several hubs: from [`Server::workers`].
+///
+/// It starts a [`Group`] of hubs and runs an accept loop on each; each
+/// connection's handler runs on the hub that accepted it. The connection
+/// limit counts every hub's handlers; the [`StopHandle`] stops every
+/// accept loop; an accept error on one hub stops the others and reaches
+/// the caller of [`serve`](Self::serve), which returns once every accept
+/// loop has stopped and every handler has ended (or was killed, after
+/// [`shutdown_timeout`](Self::shutdown_timeout)).
+///
+/// ```
+/// use std::io::{Read, Write};
+///
+/// let server = eventlet::Server::new(eventlet::listen("127.0.0.1:0")?, 10_000).workers(2);
+/// let addr = server.local_addr()?;
+/// let stop = server.stop_handle();
+/// let serving = std::thread::spawn(move || {
+///     server.serve(|mut sock, _peer| {
+///         let mut buf = [0; 1024];
+///         while let Ok(n @ 1..) = sock.read(&mut buf) {
+///             if sock.write_all(&buf[..n]).is_err() { break }
+///         }
+///     })
+/// });
+/// let mut c = std::net::TcpStream::connect(addr)?;
+/// c.write_all(b"hi")?;
+/// let mut back = [0; 2];
+/// c.read_exact(&mut back)?;
+/// assert_eq!(&back, b"hi");
+/// drop(c);
+/// stop.stop();
+/// serving.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Workers {
+    server: Server,
+    hubs: usize,
+    balance: Balance,
+    grace: Option<Duration>,
+}
+
+impl Server {
+    /// Serves on `n` hubs, each on its own OS thread ([`hub::cores`](crate::hub::cores)
+    /// gives one per core): see [`Workers`].
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is 0.
+    pub fn workers(self, n: usize) -> Workers {
+        assert!(n > 0, "eventlet::Server::workers: at least one hub");
+        Workers { server: self, hubs: n, balance: Balance::Shared, grace: None }
+    }
+}
+
+impl Workers {
+    /// How connections are shared out (default [`Balance::Shared`]).
+    pub fn balance(mut self, balance: Balance) -> Workers {
+        self.balance = balance;
+        self
+    }
+
+    /// After a stop, how long handlers still running may go on before
+    /// they are killed (unwound where they wait, their destructors run).
+    /// Default: no limit, `serve` waits for them.
+    pub fn shutdown_timeout(mut self, grace: Duration) -> Workers {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// A handle that stops every accept loop.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.server.stop_handle()
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.server.local_addr()
+    }
+
+    /// Serves with `handler` on every hub.
+    ///
+    /// # Errors
+    ///
+    /// A hub could not be started, a listener could not be opened, or an
+    /// accept error that retrying cannot cure, from any hub (several are
+    /// joined in one message, each with its hub's index).
+    pub fn serve<F>(self, handler: F) -> io::Result<()>
+    where
+        F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.serve_with(move || {
+            let h = handler.clone();
+            move |sock, peer| h(sock, peer)
+        })
+    }
+
+    /// Serves with a handler made on each hub by `make`: it runs there, so
+    /// it need not be `Send` (it may hold `Rc`s, a per-hub cache, ...).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve); a panic in `make` is an error too.
+    pub fn serve_with<M, H>(self, make: M) -> io::Result<()>
+    where
+        M: Fn() -> H + Send + Sync + 'static,
+        H: Fn(TcpStream, SocketAddr) + 'static,
+    {
+        let Workers { server, hubs, balance, grace } = self;
+        let Server { listener, concurrency, shared } = server;
+        let listeners = listeners(listener, hubs, balance)?;
+        let group = Group::builder().hubs(hubs).name("eventlet-server").build()?;
+        let make = Arc::new(make);
+        let mut loops = Vec::with_capacity(hubs);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (make, on_hub) = (make.clone(), shared.clone());
+            let spawned = group.spawn_on(i, move || {
+                let handler = match panic::catch_unwind(AssertUnwindSafe(|| make())) {
+                    Ok(h) => Rc::new(h),
+                    Err(p) => {
+                        on_hub.stop();
+                        let msg = format!("the handler's factory panicked: {}", panic_message(p.as_ref()));
+                        return Err(io::Error::other(msg));
+                    }
+                };
+                accept_loop(&listener, &on_hub, concurrency, handler)
+            });
+            match spawned {
+                Ok(h) => loops.push(h),
+                Err(_) => {
+                    shared.stop();
+                    group.shutdown(Duration::ZERO);
+                    return Err(io::Error::other(format!("hub {i} of the server ended at start")));
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        for (i, h) in loops.into_iter().enumerate() {
+            let e = match h.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(p) => io::Error::other(format!("its accept loop panicked: {}", panic_message(p.as_ref()))),
+            };
+            shared.stop();
+            errors.push((i, e));
+        }
+        match grace {
+            Some(g) => {
+                group.shutdown(g);
+            }
+            None => group.join(),
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.pop().map(|(_, e)| e).unwrap_or_else(|| io::Error::other("no error"))),
+            _ => {
+                let kind = errors[0].1.kind();
+                let all: Vec<String> = errors.iter().map(|(i, e)| format!("hub {i}: {e}")).collect();
+                Err(io::Error::new(kind, all.join("; ")))
+            }
+        }
+    }
+}
+
+/// One listener per hub: the same socket shared (`Balance::Shared`, or
+/// one without `SO_REUSEPORT`), or a socket of its own on the same address.
+fn listeners(listener: TcpListener, hubs: usize, balance: Balance) -> io::Result<Vec<Arc<TcpListener>>> {
+    let reuse_port = balance == Balance::ReusePort && SockRef::from(listener.evented().get()).reuse_port()?;
+    if !reuse_port {
+        let l = Arc::new(listener);
+        return Ok(vec![l; hubs]);
+    }
+    let addr = listener.local_addr()?;
+    let mut out = vec![Arc::new(listener)];
+    for _ in 1..hubs {
+        out.push(Arc::new(TcpListener::bind_reuse_port(addr)?));
+    }
+    Ok(out)
+}
+
+/// A panic payload's message.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
+}
+
+impl fmt::Debug for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workers")
+            .field("server", &self.server)
+            .field("hubs", &self.hubs)
+            .field("balance", &self.balance)
+            .field("shutdown_timeout", &self.grace)
+            .finish()
+    }
+}
