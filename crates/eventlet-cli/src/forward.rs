@@ -8,6 +8,8 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use eventlet::net::TcpStream;
@@ -18,9 +20,12 @@ pub(crate) struct Args {
     listen: String,
     /// Address to forward to, HOST:PORT (the host is looked up once, at the start).
     target: String,
-    /// Most connections forwarded at once.
+    /// Most connections forwarded at once (on all hubs together).
     #[arg(short, long, value_name = "N", default_value_t = 5000)]
     max_clients: usize,
+    /// Hubs (OS threads) forwarding connections [default: every core this process may use].
+    #[arg(short, long, value_name = "N")]
+    workers: Option<usize>,
     /// Do not log each connection on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -28,14 +33,15 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     crate::at_least_one(args.max_clients, "--max-clients")?;
-    let targets = resolve(&args.target)?;
+    let workers = crate::workers(args.workers)?;
+    let targets = Arc::new(resolve(&args.target)?);
     let listener = crate::listen(&args.listen)?;
     let addr = listener.local_addr()?;
-    let server = eventlet::Server::new(listener, args.max_clients);
+    let server = eventlet::Server::new(listener, args.max_clients).workers(workers).shutdown_timeout(Duration::ZERO);
     let stop = server.stop_handle();
     crate::signal::on_interrupt(move || stop.stop())?;
     println!("forwarding {addr} to {}", args.target);
-    let (target, quiet) = (Rc::new(args.target), args.quiet);
+    let (target, quiet) = (Arc::new(args.target), args.quiet);
     server.serve(move |client, peer| {
         let upstream = match eventlet::connect(&targets[..]) {
             Ok(s) => s,

@@ -51,9 +51,12 @@ enum Cmd {
         /// Address to listen on.
         #[arg(short, long, default_value = "0.0.0.0:6000")]
         listen: String,
-        /// Most clients served at once.
+        /// Most clients served at once (on all hubs together).
         #[arg(short, long, default_value_t = 10_000)]
         max_clients: usize,
+        /// Hubs (OS threads) serving clients [default: every core this process may use].
+        #[arg(short, long, value_name = "N")]
+        workers: Option<usize>,
         /// Also open an inspection console on this address (`nc ADDR`, then `threads`).
         #[arg(long, value_name = "ADDR")]
         console: Option<String>,
@@ -70,7 +73,9 @@ fn main() {
         Cmd::Tour { clients, rounds } => tour::run(clients, rounds),
         Cmd::Crawl(args) => crawl::run(args),
         Cmd::Serve(args) => serve::run(args),
-        Cmd::Echo { listen, max_clients, console } => echo::run(&listen, max_clients, console.as_deref()),
+        Cmd::Echo { listen, max_clients, workers, console } => {
+            echo::run(&listen, max_clients, workers, console.as_deref())
+        }
         Cmd::Forward(args) => forward::run(args),
         Cmd::Load(args) => load::run(args),
     };
@@ -174,6 +179,18 @@ pub(crate) mod signal {
             stop();
         });
         Ok(())
+    }
+}
+
+/// The number of hubs to serve on: `--workers N`, by default every core
+/// this process may use.
+pub(crate) fn workers(n: Option<usize>) -> Result<usize> {
+    match n {
+        Some(n) => {
+            at_least_one(n, "--workers")?;
+            Ok(n)
+        }
+        None => Ok(eventlet::hub::cores()),
     }
 }
 

@@ -43,6 +43,8 @@ fn a_port_in_use_is_one_clear_line() {
     assert!(out.one_line_error().starts_with("eventlet: cannot listen on not an address: "), "{out:?}");
     let out = run(&["echo", "--listen", "127.0.0.1:0", "--max-clients", "0"], Duration::from_secs(30));
     assert_eq!(out.one_line_error(), "eventlet: --max-clients must be at least 1");
+    let out = run(&["echo", "--listen", "127.0.0.1:0", "--workers", "0"], Duration::from_secs(30));
+    assert_eq!(out.one_line_error(), "eventlet: --workers must be at least 1");
 }
 
 #[test]
@@ -55,17 +57,66 @@ fn ctrl_c_stops_it_cleanly() {
     assert_eq!(out.stderr, "echo server stopped\n");
 }
 
-#[test]
-fn the_console_shows_a_client_handler_waiting_to_read() {
-    let (server, addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"]);
+/// The inspection console's address, from the server's stdout.
+fn console_of(server: &Proc) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let console = loop {
+    loop {
         if let Some(line) = server.stdout().lines().find(|l| l.starts_with("inspection console on")) {
-            break util::address_in(line).unwrap();
+            return util::address_in(line).unwrap();
         }
         assert!(std::time::Instant::now() < deadline, "no console line; stdout: {}", server.stdout());
         std::thread::sleep(Duration::from_millis(10));
-    };
+    }
+}
+
+/// Sends console commands, then `quit`; returns everything it said.
+fn console(addr: &str, commands: &str) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(format!("{commands}quit\n").as_bytes()).unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn workers_spread_the_clients_over_their_hubs() {
+    let (server, addr) =
+        Proc::server(&["echo", "--listen", "127.0.0.1:0", "--workers", "2", "--console", "127.0.0.1:0"]);
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|i| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let msg = format!("client {i}");
+            c.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0; msg.len()];
+            c.read_exact(&mut back).unwrap();
+            c
+        })
+        .collect();
+    let hubs = console(&console_of(&server), "hubs\n");
+    // This process's main hub, then the server's two: each holds the same
+    // few green threads of its own (its accept loop, ...) and half the 40
+    // handlers, give or take the two a hub may hold before it passes new
+    // connections to the other.
+    let green: Vec<usize> = (0..2)
+        .map(|i| {
+            let line = hubs
+                .lines()
+                .find(|l| l.contains(&format!("\"eventlet-server-{i}\"")))
+                .unwrap_or_else(|| panic!("no hub {i}:\n{hubs}"));
+            line.split("): ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(green[0].abs_diff(green[1]) <= 2, "{green:?}\n{hubs}");
+    assert!(green.iter().sum::<usize>() >= 40, "{hubs}");
+    drop(clients);
+}
+
+#[test]
+fn the_console_shows_a_client_handler_waiting_to_read() {
+    let (server, addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"]);
+    let console_addr = console_of(&server);
     // A client that says nothing: its handler waits to read.
     let mut client = TcpStream::connect(&addr).unwrap();
     client.write_all(b"ping").unwrap();
@@ -73,11 +124,7 @@ fn the_console_shows_a_client_handler_waiting_to_read() {
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     client.read_exact(&mut back).unwrap();
 
-    let mut c = TcpStream::connect(&console).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"threads\nquit\n").unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
+    let text = console(&console_addr, "threads\n");
     assert!(text.contains("main"), "{text}");
     assert!(text.lines().any(|l| l.contains("parked") && l.contains("read fd")), "{text}");
 }

@@ -540,7 +540,8 @@ impl HubReport {
             id: shared.id,
             thread,
             group: None,
-            green_threads: shared.live.load(Ordering::Relaxed),
+            // The answer leaves the inspector out; the counter cannot.
+            green_threads: answer.as_ref().map_or_else(|| shared.live.load(Ordering::Relaxed), |a| a.0.green_threads),
             switches: shared.switches.load(Ordering::Relaxed),
             answer,
         }

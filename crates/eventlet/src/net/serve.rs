@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::workers::Spread;
 use super::{TcpListener, TcpStream, ToSocketAddrs};
 use crate::greenthread::{current, park_timeout, spawn_n};
 use crate::hub::io::Direction;
@@ -171,21 +172,38 @@ impl fmt::Debug for StopHandle {
 }
 
 /// A running handler's slot, freed when its green thread ends, however it
-/// ends.
-struct Slot(Arc<Shared>);
+/// ends; for a server on several hubs, also counted on its hub.
+pub(super) struct Slot {
+    shared: Arc<Shared>,
+    /// The per-hub counts of a [`Workers`](super::Workers) server, and
+    /// which one this slot counts on.
+    on: Option<(Arc<[AtomicUsize]>, usize)>,
+}
 
 impl Slot {
     /// Turns a slot taken for an accept into a running handler's.
     fn new(shared: &Arc<Shared>) -> Slot {
         shared.running.fetch_add(1, Ordering::SeqCst);
-        Slot(shared.clone())
+        Slot { shared: shared.clone(), on: None }
+    }
+
+    /// Counts this slot on hub `hub` of `counts` (and no longer where it
+    /// counted before).
+    pub(super) fn count_on(&mut self, counts: &Arc<[AtomicUsize]>, hub: usize) {
+        counts[hub].fetch_add(1, Ordering::SeqCst);
+        if let Some((c, before)) = self.on.replace((counts.clone(), hub)) {
+            c[before].fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::SeqCst);
-        self.0.release();
+        if let Some((c, hub)) = &self.on {
+            c[*hub].fetch_sub(1, Ordering::SeqCst);
+        }
+        self.shared.running.fetch_sub(1, Ordering::SeqCst);
+        self.shared.release();
     }
 }
 
@@ -232,17 +250,20 @@ impl Server {
     where
         F: Fn(TcpStream, SocketAddr) + 'static,
     {
-        accept_loop(&self.listener, &self.shared, self.concurrency, Rc::new(handler))
+        accept_loop(&self.listener, &self.shared, self.concurrency, Rc::new(handler), None)
     }
 }
 
 /// The accept loop of one hub: until `shared` is stopped, or an error
 /// retrying cannot cure (which stops the loops of the other hubs too).
+/// With `spread` (a server on several hubs), a connection may be passed to
+/// a less loaded hub.
 pub(super) fn accept_loop<F>(
     listener: &TcpListener,
     shared: &Arc<Shared>,
     limit: usize,
     handler: Rc<F>,
+    spread: Option<&Spread>,
 ) -> io::Result<()>
 where
     F: Fn(TcpStream, SocketAddr) + 'static,
@@ -273,6 +294,13 @@ where
             Ok((sock, peer)) => {
                 backoff = BACKOFF_MIN;
                 let slot = Slot::new(shared);
+                let (sock, peer, slot) = match spread {
+                    None => (sock, peer, slot),
+                    Some(spread) => match spread.place(sock, peer, slot) {
+                        Some(here) => here,
+                        None => continue,
+                    },
+                };
                 let h = handler.clone();
                 spawn_n(move || {
                     let _slot = slot;

@@ -5,17 +5,21 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::SockRef;
 
-use super::serve::{accept_loop, Server, StopHandle};
+use super::serve::{accept_loop, Server, Slot, StopHandle};
 use super::{TcpListener, TcpStream};
+use crate::channel::{self, SendError};
+use crate::greenthread::spawn_n;
 use crate::hub::Group;
 
-/// How a [`Workers`] server shares incoming connections out among its
-/// hubs.
+/// Which hub accepts each incoming connection of a [`Workers`] server (the
+/// hub that accepts it then serves it, or passes it on to a hub with fewer
+/// connections: see [`Workers::rebalance`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Balance {
@@ -34,8 +38,11 @@ pub enum Balance {
 /// A [`Server`] on several hubs: from [`Server::workers`].
 ///
 /// It starts a [`Group`] of hubs and runs an accept loop on each; each
-/// connection's handler runs on the hub that accepted it. The connection
-/// limit counts every hub's handlers; the [`StopHandle`] stops every
+/// connection's handler runs on the hub that accepted it, unless that hub
+/// holds clearly more connections than another, which then gets it (so
+/// the hubs hold about as many connections each, whichever hub the
+/// kernel's wake-ups or hash favour). The connection limit counts every
+/// hub's handlers; the [`StopHandle`] stops every
 /// accept loop; an accept error on one hub stops the others and reaches
 /// the caller of [`serve`](Self::serve), which returns once every accept
 /// loop has stopped and every handler has ended (or was killed, after
@@ -69,6 +76,7 @@ pub struct Workers {
     server: Server,
     hubs: usize,
     balance: Balance,
+    rebalance: bool,
     grace: Option<Duration>,
 }
 
@@ -81,7 +89,7 @@ impl Server {
     /// Panics if `n` is 0.
     pub fn workers(self, n: usize) -> Workers {
         assert!(n > 0, "eventlet::Server::workers: at least one hub");
-        Workers { server: self, hubs: n, balance: Balance::Shared, grace: None }
+        Workers { server: self, hubs: n, balance: Balance::Shared, rebalance: true, grace: None }
     }
 }
 
@@ -89,6 +97,15 @@ impl Workers {
     /// How connections are shared out (default [`Balance::Shared`]).
     pub fn balance(mut self, balance: Balance) -> Workers {
         self.balance = balance;
+        self
+    }
+
+    /// Whether a hub that holds clearly more connections than another
+    /// (two more, and a sixteenth) passes the ones it accepts to the one
+    /// with the fewest (default: yes). Off, each hub serves what it
+    /// accepts, and the spread is whatever [`Balance`] gives.
+    pub fn rebalance(mut self, on: bool) -> Workers {
+        self.rebalance = on;
         self
     }
 
@@ -139,14 +156,18 @@ impl Workers {
         M: Fn() -> H + Send + Sync + 'static,
         H: Fn(TcpStream, SocketAddr) + 'static,
     {
-        let Workers { server, hubs, balance, grace } = self;
+        let Workers { server, hubs, balance, rebalance, grace } = self;
         let Server { listener, concurrency, shared } = server;
         let listeners = listeners(listener, hubs, balance)?;
         let group = Group::builder().hubs(hubs).name("eventlet-server").build()?;
         let make = Arc::new(make);
+        let counts: Arc<[AtomicUsize]> = (0..hubs).map(|_| AtomicUsize::new(0)).collect();
+        let (inboxes, mut receivers): (Vec<_>, Vec<_>) = (0..hubs).map(|_| channel::unbounded()).unzip();
         let mut loops = Vec::with_capacity(hubs);
         for (i, listener) in listeners.into_iter().enumerate() {
             let (make, on_hub) = (make.clone(), shared.clone());
+            let spread = Spread { index: i, counts: counts.clone(), inboxes: inboxes.clone() };
+            let inbox = receivers.remove(0);
             let spawned = group.spawn_on(i, move || {
                 let handler = match panic::catch_unwind(AssertUnwindSafe(|| make())) {
                     Ok(h) => Rc::new(h),
@@ -156,7 +177,9 @@ impl Workers {
                         return Err(io::Error::other(msg));
                     }
                 };
-                accept_loop(&listener, &on_hub, concurrency, handler)
+                let h = handler.clone();
+                spawn_n(move || serve_inbox(&inbox, h));
+                accept_loop(&listener, &on_hub, concurrency, handler, rebalance.then_some(&spread))
             });
             match spawned {
                 Ok(h) => loops.push(h),
@@ -167,6 +190,9 @@ impl Workers {
                 }
             }
         }
+        // The accept loops hold the only senders: once they end, so do the
+        // inboxes.
+        drop(inboxes);
         let mut errors = Vec::new();
         for (i, h) in loops.into_iter().enumerate() {
             let e = match h.join() {
@@ -192,6 +218,63 @@ impl Workers {
                 Err(io::Error::new(kind, all.join("; ")))
             }
         }
+    }
+}
+
+/// A connection passed from the hub that accepted it to another.
+type Handoff = (TcpStream, SocketAddr, Slot);
+
+/// How the accept loop of hub `index` of a [`Workers`] server places its
+/// connections: on its own hub, unless another has fewer open.
+pub(super) struct Spread {
+    index: usize,
+    /// Connections open on each hub (handed over ones counted from the
+    /// moment they are sent).
+    counts: Arc<[AtomicUsize]>,
+    /// Each hub's inbox of connections passed to it.
+    inboxes: Vec<channel::Sender<Handoff>>,
+}
+
+impl Spread {
+    /// Counts a connection just accepted on the hub that should serve it,
+    /// and passes it there if that is another one; `Some` to serve it here.
+    pub(super) fn place(&self, sock: TcpStream, peer: SocketAddr, mut slot: Slot) -> Option<Handoff> {
+        if let Some(j) = self.elsewhere() {
+            slot.count_on(&self.counts, j);
+            // Unbounded: never waits.
+            match self.inboxes[j].send((sock, peer, slot)) {
+                Ok(()) => return None,
+                Err(SendError((sock, peer, mut slot))) => {
+                    slot.count_on(&self.counts, self.index);
+                    return Some((sock, peer, slot));
+                }
+            }
+        }
+        slot.count_on(&self.counts, self.index);
+        Some((sock, peer, slot))
+    }
+
+    /// The hub to pass the next connection to: the one with the fewest
+    /// open, if this hub has clearly more (two, plus a sixteenth).
+    fn elsewhere(&self) -> Option<usize> {
+        let mine = self.counts[self.index].load(Ordering::Relaxed);
+        let (j, least) = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).enumerate().min_by_key(|&(_, n)| n)?;
+        (j != self.index && mine >= least + 2 + least / 16).then_some(j)
+    }
+}
+
+/// Serves the connections other hubs pass to this one, until every accept
+/// loop has ended and the inbox is empty.
+fn serve_inbox<H>(inbox: &channel::Receiver<Handoff>, handler: Rc<H>)
+where
+    H: Fn(TcpStream, SocketAddr) + 'static,
+{
+    for (sock, peer, slot) in inbox.iter() {
+        let h = handler.clone();
+        spawn_n(move || {
+            let _slot = slot;
+            h(sock, peer);
+        });
     }
 }
 
@@ -225,6 +308,7 @@ impl fmt::Debug for Workers {
             .field("server", &self.server)
             .field("hubs", &self.hubs)
             .field("balance", &self.balance)
+            .field("rebalance", &self.rebalance)
             .field("shutdown_timeout", &self.grace)
             .finish()
     }
