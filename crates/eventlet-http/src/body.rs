@@ -3,8 +3,21 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Cursor, Read};
+use std::rc::Rc;
 
-use crate::server::{Incoming, Upgraded};
+use crate::upgrade::Upgraded;
+
+/// Where a request body's bytes come from: the server connection that
+/// received the request. `generation` says which request of the
+/// connection the body belongs to; once that request is answered, the
+/// body reads nothing more.
+pub(crate) trait IncomingSource {
+    /// Reads the next bytes of the body of request `generation`.
+    fn read(&self, generation: u64, out: &mut [u8]) -> io::Result<usize>;
+
+    /// What is left of that body, when known.
+    fn remaining(&self, generation: u64) -> Option<u64>;
+}
 
 /// The body of a request or a response: bytes in memory, a stream read on
 /// demand, or nothing. It is [`Read`]: read it like a file.
@@ -39,7 +52,7 @@ enum Kind {
     Empty,
     Bytes(Cursor<Cow<'static, [u8]>>),
     Reader { reader: Box<dyn Read>, len: Option<u64> },
-    Incoming(Incoming),
+    Incoming { source: Rc<dyn IncomingSource>, generation: u64 },
     Upgrade(Box<dyn FnOnce(Upgraded)>),
 }
 
@@ -93,12 +106,13 @@ impl Body {
         }
     }
 
-    pub(crate) fn incoming(i: Incoming) -> Body {
-        Body { kind: Kind::Incoming(i) }
+    /// The body of request `generation` of a server connection.
+    pub(crate) fn incoming(source: Rc<dyn IncomingSource>, generation: u64) -> Body {
+        Body { kind: Kind::Incoming { source, generation } }
     }
 
     pub(crate) fn is_incoming(&self) -> bool {
-        matches!(self.kind, Kind::Incoming(_))
+        matches!(self.kind, Kind::Incoming { .. })
     }
 
     /// The number of bytes left to read, when known: the length of an
@@ -110,7 +124,7 @@ impl Body {
             Kind::Empty | Kind::Upgrade(_) => Some(0),
             Kind::Bytes(c) => Some(c.get_ref().len() as u64 - c.position().min(c.get_ref().len() as u64)),
             Kind::Reader { len, .. } => *len,
-            Kind::Incoming(i) => i.remaining(),
+            Kind::Incoming { source, generation } => source.remaining(*generation),
         }
     }
 
@@ -167,7 +181,7 @@ impl Read for Body {
                 }
                 Ok(n)
             }
-            Kind::Incoming(i) => i.read(buf),
+            Kind::Incoming { source, generation } => source.read(*generation, buf),
         }
     }
 }
@@ -214,7 +228,7 @@ impl fmt::Debug for Body {
             Kind::Empty => "empty",
             Kind::Bytes(_) => "bytes",
             Kind::Reader { .. } => "reader",
-            Kind::Incoming(_) => "incoming",
+            Kind::Incoming { .. } => "incoming",
             Kind::Upgrade(_) => "upgrade",
         };
         f.debug_struct("Body").field("kind", &kind).field("len", &self.len()).finish()

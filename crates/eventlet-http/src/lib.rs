@@ -73,11 +73,14 @@ mod date;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod transport;
+mod upgrade;
 pub mod websocket;
 
 pub use body::Body;
 pub use client::{get, post, Client, ClientBuilder};
-pub use server::{serve, RemoteAddr, Server, ShutdownHandle, Upgraded, UpgradedWriter};
+pub use server::{serve, RemoteAddr, Server, ShutdownHandle};
+pub use upgrade::{Upgraded, UpgradedWriter};
 
 #[doc(hidden)]
 pub use server::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};

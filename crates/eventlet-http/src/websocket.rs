@@ -60,7 +60,7 @@ pub use tungstenite::{Error, Message, WebSocket};
 
 use crate::body::Body;
 use crate::server::has_token;
-use crate::server::{Upgraded, UpgradedWriter};
+use crate::upgrade::{Upgraded, UpgradedWriter};
 
 /// A client socket and the server's `101` response, from [`connect`] and
 /// [`client`].

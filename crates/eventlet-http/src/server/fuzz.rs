@@ -1,0 +1,195 @@
+//! A server connection over bytes held in memory, for the fuzz target
+//! (`crates/eventlet-http/fuzz`) and the tests of the connection: the same
+//! `Connection` as over a socket, over a [`Transport`] whose reads take
+//! from a buffer and whose writes append to another.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use super::conn::Connection;
+use super::response::simple_response;
+use super::{Config, State};
+use crate::body::Body;
+use crate::transport::Transport;
+
+/// Reads take from `input` (then end of stream), writes append to `output`.
+#[derive(Debug)]
+struct Memory {
+    input: RefCell<io::Cursor<Vec<u8>>>,
+    output: RefCell<Vec<u8>>,
+}
+
+impl Transport for Memory {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.borrow_mut().read(buf)
+    }
+
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        self.output.borrow_mut().extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn shutdown(&self, _: Shutdown) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+/// The request body limit of [`parse_request_for_fuzzing`]: small, so that
+/// short inputs reach the `413` paths.
+const FUZZ_BODY_LIMIT: u64 = 1024;
+/// The header in which [`parse_request_for_fuzzing`]'s handler names the
+/// request's method (a checker needs it: the answer to `HEAD` has no body).
+#[doc(hidden)]
+pub const FUZZ_METHOD_HEADER: &str = "x-fuzz-method";
+
+/// Runs a server connection over `bytes` held in memory, as if a client had
+/// sent them and then closed its side, and returns what the server wrote
+/// back. The real code runs: request heads are parsed and checked, bodies
+/// decoded (`Content-Length` and chunked framing, trailers,
+/// `Expect: 100-continue`), limits enforced (the body limit is 1 KiB
+/// here), pipelined requests served in turn. The handler echoes the
+/// request body, except for the path `/ignore` (the body is left for the
+/// server to drain) and `/stream` (the request body is streamed back as
+/// the response body); its answers name the request method in the header
+/// [`FUZZ_METHOD_HEADER`].
+///
+/// For the fuzz target in this crate's `fuzz/` directory; not a stable API.
+/// It never panics unless the server's code does: a panic while a handler
+/// reads its body, which the server would turn into a `500`, is re-raised
+/// here.
+#[doc(hidden)]
+pub fn parse_request_for_fuzzing(bytes: &[u8]) -> Vec<u8> {
+    let config = Rc::new(Config { max_body_size: FUZZ_BODY_LIMIT, ..Config::default() });
+    let memory = Memory { input: RefCell::new(io::Cursor::new(bytes.to_vec())), output: RefCell::new(Vec::new()) };
+    let conn = Connection::new(memory, SocketAddr::from(([127, 0, 0, 1], 0)), config, State::new());
+    let caught = RefCell::new(None);
+    conn.run(|_| Ok(()), &|req: Request<Body>| {
+        let method = HeaderValue::from_str(req.method().as_str()).ok();
+        let mut resp = match req.uri().path() {
+            "/ignore" => Response::new(Body::from("ignored")),
+            "/stream" => Response::new(req.into_body()),
+            _ => match panic::catch_unwind(AssertUnwindSafe(|| req.into_body().into_bytes())) {
+                Ok(Ok(body)) => Response::new(Body::from(body)),
+                Ok(Err(e)) => Response::new(Body::from(e.to_string())),
+                Err(p) => {
+                    *caught.borrow_mut() = Some(p);
+                    simple_response(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            },
+        };
+        if let Some(m) = method {
+            resp.headers_mut().insert(HeaderName::from_static(FUZZ_METHOD_HEADER), m);
+        }
+        resp
+    });
+    if let Some(p) = caught.into_inner() {
+        panic::resume_unwind(p);
+    }
+    conn.stream.output.take()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzzing_entry_runs_the_real_connection() {
+        let out = parse_request_for_fuzzing(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n\
+              GET /ignore HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+              POST /x HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
+        );
+        let out = String::from_utf8(out).unwrap();
+        let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 3, "{out}");
+        assert!(answers[0].starts_with("200 OK\r\n") && answers[0].ends_with("\r\n\r\nhello"), "{out}");
+        assert!(answers[1].starts_with("200 OK\r\n") && answers[1].ends_with("\r\n\r\nignored"), "{out}");
+        assert!(answers[2].starts_with("413 Payload Too Large\r\n"), "{out}");
+        assert!(parse_request_for_fuzzing(b"").is_empty());
+        assert!(String::from_utf8(parse_request_for_fuzzing(b"GET / HTTP/2.0\r\n\r\n"))
+            .unwrap()
+            .starts_with("HTTP/1.1 505 "));
+    }
+
+    /// Found by the fuzz entry's seeds: a handler that streams the request
+    /// body back (`Response::new(req.into_body())`) to a client that sent
+    /// `Expect: 100-continue` got the `100 Continue` inside its response
+    /// body (curl saw a corrupt echo), as the body was only read once the
+    /// final head was out.
+    #[test]
+    fn continue_precedes_a_response_that_streams_the_request_body() {
+        let out = parse_request_for_fuzzing(
+            b"POST /stream HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
+              POST /stream HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        );
+        let out = String::from_utf8(out).unwrap();
+        let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 4, "{out:?}");
+        assert_eq!(answers[0], "100 Continue\r\n\r\n", "{out:?}");
+        assert!(answers[1].starts_with("200 OK\r\n") && answers[1].ends_with("\r\n\r\nhello"), "{out:?}");
+        assert_eq!(answers[2], "100 Continue\r\n\r\n", "{out:?}");
+        assert!(
+            answers[3].starts_with("200 OK\r\n") && answers[3].ends_with("\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+            "{out:?}"
+        );
+    }
+
+    /// The fuzz target's seed corpus, run by plain `cargo test`: every seed
+    /// is answered as its name says.
+    #[test]
+    fn fuzz_seed_corpus_answers() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
+        let expected: &[(&str, &[&str])] = &[
+            ("get-simple", &["200"]),
+            ("get-http10-pipelined", &["200", "200"]),
+            ("post-content-length", &["200"]),
+            ("post-chunked-trailers", &["200"]),
+            ("stream-expect-pipelined", &["100", "200", "200", "200"]),
+            ("chunk-too-large", &["413"]),
+            ("chunk-longer-than-size", &["400"]),
+            ("length-and-chunked", &["400"]),
+            ("unsupported-coding", &["501"]),
+            ("conflicting-lengths", &["400"]),
+            ("bad-version", &["505"]),
+            ("bad-header-line", &["400"]),
+            ("leading-blank-lines", &["200"]),
+            ("uri-too-long", &["414"]),
+            // The client closed inside the body: nothing to answer.
+            ("body-truncated", &[]),
+        ];
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let out = String::from_utf8_lossy(&parse_request_for_fuzzing(&std::fs::read(&path).unwrap())).into_owned();
+            let statuses: Vec<&str> =
+                out.split("HTTP/1.1 ").skip(1).map(|a| a.split(' ').next().unwrap_or("")).collect();
+            let (_, want) = expected
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("seed {name} has no expectation here"));
+            assert_eq!(&statuses, want, "seed {name}: {out:?}");
+            seen += 1;
+        }
+        assert_eq!(seen, expected.len(), "seeds missing from {}", dir.display());
+    }
+}

@@ -1,0 +1,495 @@
+//! The HTTP/1.1 server (eventlet's `wsgi`): [`Server`], [`serve`],
+//! [`ShutdownHandle`].
+//!
+//! Each connection runs on its own green thread and is read with plain
+//! blocking calls on a green [`TcpStream`]; `httparse` parses request heads.
+//! A connection loops: read a head, build an [`http::Request`] whose
+//! [`Body`] reads the rest from the connection, call the handler, write the
+//! response, drain what the handler left unread of the request body, and go
+//! on with the next (possibly already buffered, pipelined) request.
+//!
+//! Limits and what a client gets past them:
+//!
+//! | what | answer |
+//! | --- | --- |
+//! | request line longer than 8 KiB | `414`, then close |
+//! | head longer than 64 KiB, or more than 100 header fields | `431`, then close |
+//! | `Content-Length` above [`Server::max_body_size`] | `413`, then close |
+//! | a chunked body that grows past it | `413`, then close |
+//! | both `Content-Length` and `Transfer-Encoding`, a bad length, a bad chunk | `400`, then close |
+//! | a transfer coding other than `chunked` | `501`, then close |
+//! | an HTTP version other than 1.0 and 1.1 | `505`, then close |
+//! | a head not complete [`Server::header_timeout`] after its first byte | `408`, then close |
+//! | no new request for [`Server::keepalive_timeout`] | close |
+//! | a handler that panics | `500` for that request; the connection goes on |
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use eventlet::net::TcpListener;
+use eventlet::{current, park, GreenThread, StopHandle};
+use http::{Request, Response};
+
+use crate::body::Body;
+use crate::transport::Transport;
+
+mod conn;
+mod fuzz;
+mod head;
+mod incoming;
+mod reader;
+mod response;
+
+use conn::{Connection, KeepAlive};
+pub(crate) use head::has_token;
+
+#[doc(hidden)]
+pub use fuzz::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};
+
+/// Longest request line accepted (longer: `414 URI Too Long`).
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Longest request head accepted (longer: `431 Request Header Fields Too Large`).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one request (more: `431`).
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of a request body the server reads and throws away when a
+/// handler left it unread; past that it closes the connection instead.
+const MAX_DRAIN: u64 = 1024 * 1024;
+/// Longest chunk-size line (with extensions) of a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// The peer's address, put in every request's
+/// [extensions](http::Request::extensions) by a server built with
+/// [`Server::remote_addr`]`(true)`.
+///
+/// ```
+/// # use eventlet_http::RemoteAddr;
+/// fn handler(req: http::Request<eventlet_http::Body>) -> http::Response<eventlet_http::Body> {
+///     let peer = req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string());
+///     http::Response::new(peer.unwrap_or_default().into())
+/// }
+/// let server = eventlet_http::Server::bind("127.0.0.1:0")?.remote_addr(true);
+/// # let _ = (handler, server);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+type LogSink = Rc<dyn Fn(&str)>;
+
+/// Settings of a [`Server`].
+#[derive(Clone)]
+struct Config {
+    max_connections: usize,
+    max_body_size: u64,
+    header_timeout: Duration,
+    keepalive: bool,
+    keepalive_timeout: Duration,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    remote_addr: bool,
+    log: Option<LogSink>,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+/// An HTTP/1.1 server: a listener, settings (builder style), and
+/// [`serve`](Server::serve) to run it with a handler.
+///
+/// A handler is a plain function from [`http::Request<Body>`] to
+/// [`http::Response<Body>`]; each connection runs on its own green thread,
+/// at most [`max_connections`](Server::max_connections) at once (an idle
+/// keep-alive connection counts: it holds its green thread).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use eventlet_http::{Body, Server};
+///
+/// let server = Server::bind("127.0.0.1:0")?.max_connections(100).header_timeout(Duration::from_secs(5));
+/// let addr = server.local_addr()?;
+/// let stop = server.shutdown_handle();
+/// eventlet::spawn_n(move || {
+///     server.serve(|req| http::Response::new(Body::from(format!("hi {}", req.uri().path())))).unwrap()
+/// });
+///
+/// let mut c = eventlet::net::TcpStream::connect(addr)?;
+/// c.write_all(b"GET /there HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// let mut reply = String::new();
+/// c.read_to_string(&mut reply)?;
+/// assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(reply.ends_with("\r\n\r\nhi /there"));
+/// stop.shutdown();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    state: Rc<State>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_connections: 1024,
+            max_body_size: 1 << 30,
+            header_timeout: Duration::from_secs(30),
+            keepalive: true,
+            keepalive_timeout: Duration::from_secs(75),
+            read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
+            remote_addr: false,
+            log: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// An open connection's stream and its keep-alive state, in [`State::conns`].
+type Registered = (Rc<dyn Transport>, Rc<Cell<KeepAlive>>);
+
+/// Shared by the accept loop, the connections and the shutdown handles.
+struct State {
+    shutting_down: Cell<bool>,
+    stop: RefCell<Option<StopHandle>>,
+    /// Open connections by id, each with its keep-alive state (registered
+    /// once per connection; the state changes per request): a shutdown
+    /// closes those waiting for their next request.
+    conns: RefCell<HashMap<u64, Registered>>,
+    next_id: Cell<u64>,
+    live: Cell<usize>,
+    waiter: RefCell<Option<GreenThread>>,
+}
+
+impl State {
+    fn new() -> Rc<State> {
+        Rc::new(State {
+            shutting_down: Cell::new(false),
+            stop: RefCell::new(None),
+            conns: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            live: Cell::new(0),
+            waiter: RefCell::new(None),
+        })
+    }
+}
+
+/// Stops a [`Server`] gracefully: no new connections are accepted, idle
+/// keep-alive connections are closed, requests in flight are finished (and
+/// answered with `Connection: close`), then [`Server::serve`] returns.
+///
+/// From [`Server::shutdown_handle`]; it belongs to the server's OS thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Rc<State>,
+}
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown; returns at once.
+    pub fn shutdown(&self) {
+        let st = &self.state;
+        if st.shutting_down.replace(true) {
+            return;
+        }
+        if let Some(stop) = st.stop.borrow().as_ref() {
+            stop.stop();
+        }
+        for (s, keep_alive) in st.conns.borrow().values() {
+            if keep_alive.get() == KeepAlive::Idle {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        if let Some(w) = st.waiter.borrow().as_ref() {
+            w.unpark();
+        }
+    }
+
+    /// Connections still open.
+    pub fn connections(&self) -> usize {
+        self.state.live.get()
+    }
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("shutting_down", &self.state.shutting_down.get())
+            .field("connections", &self.state.live.get())
+            .finish()
+    }
+}
+
+/// Runs `handler` for every request on `listener` with the default
+/// settings of [`Server`]; returns only on an accept error that retrying
+/// cannot cure.
+///
+/// ```no_run
+/// eventlet_http::serve(eventlet::listen("0.0.0.0:8090")?, |_req| {
+///     http::Response::new("Hello, World!\r\n".into())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The accept loop's error.
+pub fn serve<H>(listener: TcpListener, handler: H) -> io::Result<()>
+where
+    H: Fn(Request<Body>) -> Response<Body> + 'static,
+{
+    Server::new(listener).serve(handler)
+}
+
+impl Server {
+    /// A server on `listener` with the default settings: 1024 connections,
+    /// a body limit of 1 GiB, 30 s to send a request head, keep-alive with
+    /// a 75 s idle timeout, 60 s read and write timeouts, no access log.
+    pub fn new(listener: TcpListener) -> Server {
+        Server { listener, config: Config::default(), state: State::new() }
+    }
+
+    /// Binds a listener on `addr` (see [`eventlet::listen`]) and makes a
+    /// server on it.
+    ///
+    /// # Errors
+    ///
+    /// The bind error, for example `AddrInUse`.
+    pub fn bind<A: eventlet::net::ToSocketAddrs>(addr: A) -> io::Result<Server> {
+        Ok(Server::new(TcpListener::bind(addr)?))
+    }
+
+    /// The listening address.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Most connections open at once (default 1024); past it, new clients
+    /// wait in the kernel's backlog. Idle keep-alive connections count.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is 0.
+    pub fn max_connections(mut self, n: usize) -> Server {
+        assert!(n > 0, "eventlet_http::Server::max_connections: must be at least 1");
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Largest request body accepted, in bytes (default 1 GiB). A larger
+    /// `Content-Length` is answered `413` without calling the handler; a
+    /// chunked body that grows past it fails the handler's read with
+    /// `InvalidData` and is answered `413`.
+    pub fn max_body_size(mut self, bytes: u64) -> Server {
+        self.config.max_body_size = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request head once it has sent
+    /// its first byte, and on a new connection, from the accept (default
+    /// 30 s): the guard against slowloris clients.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `t` is zero.
+    pub fn header_timeout(mut self, t: Duration) -> Server {
+        assert!(!t.is_zero(), "eventlet_http::Server::header_timeout: must not be zero");
+        self.config.header_timeout = t;
+        self
+    }
+
+    /// Whether connections are kept open between requests (default
+    /// `true`, as eventlet's `keepalive`).
+    pub fn keepalive(mut self, on: bool) -> Server {
+        self.config.keepalive = on;
+        self
+    }
+
+    /// How long a kept-alive connection may wait for its next request
+    /// before the server closes it (default 75 s).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `t` is zero.
+    pub fn keepalive_timeout(mut self, t: Duration) -> Server {
+        assert!(!t.is_zero(), "eventlet_http::Server::keepalive_timeout: must not be zero");
+        self.config.keepalive_timeout = t;
+        self
+    }
+
+    /// How long one read of a request body may wait (default 60 s; `None`:
+    /// forever). An expired read fails with `TimedOut`.
+    pub fn read_timeout(mut self, t: Option<Duration>) -> Server {
+        self.config.read_timeout = t.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// How long one write of a response may wait (default 60 s; `None`:
+    /// forever); on expiry the connection is closed.
+    pub fn write_timeout(mut self, t: Option<Duration>) -> Server {
+        self.config.write_timeout = t.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Whether every request carries the client's address as a
+    /// [`RemoteAddr`] in its extensions (default `false`: like axum's
+    /// `ConnectInfo`, opt-in, because `http`'s extensions cost three
+    /// allocations per request, a tenth of the server's own work on a small
+    /// request). The access log knows the address either way.
+    pub fn remote_addr(mut self, on: bool) -> Server {
+        self.config.remote_addr = on;
+        self
+    }
+
+    /// Writes an access log line to stderr for every response (default:
+    /// off), in eventlet's format:
+    /// `127.0.0.1 - - [06/Nov/1994 08:49:37] "GET / HTTP/1.1" 200 13 0.000140`
+    /// (client ip, date in UTC, request line, status, body bytes sent,
+    /// seconds taken).
+    pub fn access_log(mut self, on: bool) -> Server {
+        self.config.log = if on { Some(Rc::new(|line: &str| eprintln!("{line}"))) } else { None };
+        self
+    }
+
+    /// Hands every access log line (see [`Server::access_log`]) to `sink`
+    /// instead of stderr.
+    pub fn access_log_with<F: Fn(&str) + 'static>(mut self, sink: F) -> Server {
+        self.config.log = Some(Rc::new(sink));
+        self
+    }
+
+    /// Serves HTTPS: every connection starts with a TLS handshake (which
+    /// must end within [`Server::header_timeout`]) with `config`, for
+    /// example from [`tls::server_config`](crate::tls::server_config).
+    ///
+    /// One limit: an [`UpgradedWriter`] of a TLS connection cannot write
+    /// while another green thread is parked reading the connection (the
+    /// write fails with `WouldBlock`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Server {
+        self.config.tls = Some(config);
+        self
+    }
+
+    /// [`Server::tls`] with a PEM certificate chain and private key.
+    ///
+    /// # Errors
+    ///
+    /// As [`tls::server_config`](crate::tls::server_config).
+    #[cfg(feature = "tls")]
+    pub fn tls_files(
+        self,
+        cert_file: impl AsRef<std::path::Path>,
+        key_file: impl AsRef<std::path::Path>,
+    ) -> io::Result<Server> {
+        Ok(self.tls(crate::tls::server_config(cert_file, key_file)?))
+    }
+
+    /// A handle that shuts the server down gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { state: self.state.clone() }
+    }
+
+    /// Serves on the calling green thread (or the root) until shut down
+    /// (see [`ShutdownHandle`]); returns once the connections still open
+    /// then are done.
+    ///
+    /// # Errors
+    ///
+    /// An accept error that retrying cannot cure (the accept loop backs off
+    /// from running out of file descriptors and goes on).
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Request<Body>) -> Response<Body> + 'static,
+    {
+        let Server { listener, config, state } = self;
+        if state.shutting_down.get() {
+            return Ok(());
+        }
+        let server = eventlet::Server::new(listener, config.max_connections);
+        *state.stop.borrow_mut() = Some(server.stop_handle());
+        let handler = Rc::new(handler);
+        let config = Rc::new(config);
+        let st = state.clone();
+        let result = server.serve(move |sock, peer| {
+            let _live = Live::new(st.clone());
+            serve_connection(sock, peer, &config, &st, &*handler);
+        });
+        *state.stop.borrow_mut() = None;
+        while state.live.get() > 0 {
+            *state.waiter.borrow_mut() = Some(current());
+            park();
+        }
+        *state.waiter.borrow_mut() = None;
+        result
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("max_connections", &self.config.max_connections)
+            .field("max_body_size", &self.config.max_body_size)
+            .field("header_timeout", &self.config.header_timeout)
+            .field("keepalive", &self.config.keepalive)
+            .field("keepalive_timeout", &self.config.keepalive_timeout)
+            .field("remote_addr", &self.config.remote_addr)
+            .field("access_log", &self.config.log.is_some())
+            .finish()
+    }
+}
+
+/// Serves one accepted connection to its end. Not generic (the handler is
+/// `dyn`), so the connection's code is compiled once, in this crate, not
+/// in every crate that calls [`Server::serve`].
+fn serve_connection(
+    sock: eventlet::net::TcpStream,
+    peer: SocketAddr,
+    config: &Rc<Config>,
+    state: &Rc<State>,
+    handler: &dyn Fn(Request<Body>) -> Response<Body>,
+) {
+    let _ = sock.set_nodelay(true);
+    let _ = sock.set_write_timeout(config.write_timeout);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        match crate::transport::ServerTls::new(sock, tls.clone()) {
+            Ok(s) => Connection::new(s, peer, config.clone(), state.clone())
+                .run(crate::transport::ServerTls::handshake, handler),
+            Err(e) => log::debug!("eventlet_http: TLS with {peer} failed: {e}"),
+        }
+        return;
+    }
+    Connection::new(sock, peer, config.clone(), state.clone()).run(|_| Ok(()), handler);
+}
+
+/// Counts a connection as live for as long as it exists.
+struct Live(Rc<State>);
+
+impl Live {
+    fn new(st: Rc<State>) -> Live {
+        st.live.set(st.live.get() + 1);
+        Live(st)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.set(self.0.live.get() - 1);
+        if self.0.live.get() == 0 {
+            if let Some(w) = self.0.waiter.borrow().as_ref() {
+                w.unpark();
+            }
+        }
+    }
+}
