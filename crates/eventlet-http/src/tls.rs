@@ -54,7 +54,8 @@ pub fn load_certs(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
 }
 
 /// A server config from a PEM certificate chain and a PEM private key
-/// (PKCS#8, PKCS#1 or SEC1), TLS 1.2 and 1.3, offering `http/1.1` by ALPN.
+/// (PKCS#8, PKCS#1 or SEC1), TLS 1.2 and 1.3, offering `http/1.1` and
+/// `http/1.0` by ALPN (as nginx does: `curl --http1.0` asks for the latter).
 ///
 /// # Errors
 ///
@@ -70,7 +71,7 @@ pub fn server_config(cert_file: impl AsRef<Path>, key_file: impl AsRef<Path>) ->
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(invalid)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Arc::new(config))
 }
 

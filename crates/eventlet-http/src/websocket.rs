@@ -38,7 +38,9 @@
 //! [`read`](WebSocket::read) until it fails with
 //! [`Error::ConnectionClosed`]. Messages larger than
 //! [`WebSocketConfig::max_message_size`] (64 MiB by default) fail the read
-//! with [`Error::Capacity`]; see [`upgrade_with_config`].
+//! with [`Error::Capacity`] (see [`upgrade_with_config`]); the server's
+//! socket then sends Close `1009`, and on other protocol violations by the
+//! peer `1002` or `1007` (see [`ServerSocket`]).
 //!
 //! A [`WebSocket`] reads and writes through `&mut self`; to send to a
 //! socket from other green threads (a broadcast), take a [`Sender`] from it.
@@ -68,7 +70,80 @@ pub type Connected<S> = (WebSocket<S>, Response<Option<Vec<u8>>>);
 
 /// The server side of a WebSocket: over the connection the server handed
 /// over after the `101` response.
-pub type ServerSocket = WebSocket<Upgraded>;
+///
+/// It is a tungstenite [`WebSocket`] (it derefs to one) whose
+/// [`read`](ServerSocket::read) also answers a peer's protocol violation
+/// as RFC 6455 says: with a Close frame of the right code (`1002` for a
+/// malformed frame, an unmasked one, a bad opcode, reserved bits, an
+/// orphan continuation; `1007` for text that is not UTF-8; `1009` for a
+/// message over the size limit) before the error comes back.
+pub struct ServerSocket {
+    ws: WebSocket<Upgraded>,
+}
+
+impl ServerSocket {
+    /// Reads the next message; see [`WebSocket::read`]. On a protocol
+    /// violation by the peer it sends the Close frame RFC 6455 gives for
+    /// it, then returns the error.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::read`]: [`Error::ConnectionClosed`] once the close
+    /// handshake is done, [`Error::Protocol`], [`Error::Utf8`],
+    /// [`Error::Capacity`], [`Error::Io`] (`TimedOut` after the server's
+    /// [`upgrade_timeout`](crate::Server::upgrade_timeout)).
+    pub fn read(&mut self) -> Result<Message, Error> {
+        let r = self.ws.read();
+        if let Err(e) = &r {
+            if let Some((code, reason)) = close_code_for(e) {
+                if self.ws.can_write() {
+                    let _ = self.ws.close(Some(CloseFrame { code, reason: reason.into() }));
+                    let _ = self.ws.flush();
+                }
+            }
+        }
+        r
+    }
+
+    /// The tungstenite socket itself.
+    pub fn into_inner(self) -> WebSocket<Upgraded> {
+        self.ws
+    }
+}
+
+/// The close code (and reason) RFC 6455 gives for a read error caused by
+/// the peer; `None` for errors that are not the peer's protocol violation
+/// (a closed or reset connection, an I/O error).
+fn close_code_for(e: &Error) -> Option<(CloseCode, &'static str)> {
+    use tungstenite::error::ProtocolError;
+    match e {
+        Error::Utf8(_) => Some((CloseCode::Invalid, "invalid UTF-8 in a text message")),
+        Error::Capacity(_) => Some((CloseCode::Size, "message too big")),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        Error::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),
+        _ => None,
+    }
+}
+
+impl std::ops::Deref for ServerSocket {
+    type Target = WebSocket<Upgraded>;
+
+    fn deref(&self) -> &WebSocket<Upgraded> {
+        &self.ws
+    }
+}
+
+impl std::ops::DerefMut for ServerSocket {
+    fn deref_mut(&mut self) -> &mut WebSocket<Upgraded> {
+        &mut self.ws
+    }
+}
+
+impl std::fmt::Debug for ServerSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSocket").field("stream", self.ws.get_ref()).finish_non_exhaustive()
+    }
+}
 
 /// Whether `req` asks for a WebSocket (`GET` with `Upgrade: websocket` and
 /// `Connection: upgrade`).
@@ -114,7 +189,9 @@ where
         return refuse(StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let body = Body::upgrade(move |conn| on_open(WebSocket::from_raw_socket(conn, Role::Server, Some(config))));
+    let body = Body::upgrade(move |conn| {
+        on_open(ServerSocket { ws: WebSocket::from_raw_socket(conn, Role::Server, Some(config)) })
+    });
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();

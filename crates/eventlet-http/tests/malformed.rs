@@ -92,9 +92,11 @@ fn other_malformed_heads() {
     let addr = spawn_server(|s| s, routes);
     assert_closes_with(&raw(addr, b"GARBAGE\r\n\r\n"), "400");
     assert_closes_with(&raw(addr, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"), "400");
-    assert_closes_with(&raw(addr, b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"), "400");
+    assert_closes_with(&raw(addr, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n"), "400");
     assert_closes_with(&raw(addr, b"GET / HTTP/2.0\r\n\r\n"), "505");
-    assert_closes_with(&raw(addr, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), "501");
+    assert_closes_with(&raw(addr, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), "501");
+    // RFC 9112 §3.2: HTTP/1.1 names its host.
+    assert_closes_with(&raw(addr, b"GET / HTTP/1.1\r\n\r\n"), "400");
 }
 
 #[test]

@@ -72,6 +72,12 @@ fn curl_over_https_with_the_test_ca() {
     );
     assert!(out == pattern(200_000), "echoed body differs");
 
+    // HTTP/1.0 over TLS: the server offers `http/1.0` by ALPN as well
+    // (curl --http1.0 failed with "no application protocol").
+    let (out, err) = run(&curl, &["-sS", "-v", "--http1.0", "--cacert", &ca, &format!("{base}/")]);
+    assert_eq!(out, b"hello", "{err}");
+    assert!(err.contains("http/1.0"), "curl did not ask for http/1.0 by ALPN: {err}");
+
     // Without the CA, curl refuses the certificate.
     let refused = std::process::Command::new(&curl).args(["-sS", &format!("{base}/")]).output().unwrap();
     assert!(!refused.status.success());

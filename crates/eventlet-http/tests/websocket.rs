@@ -25,6 +25,13 @@ fn routes(req: Request<Body>) -> Response<Body> {
             // Wait for the client's reply to the close.
             while ws.read().is_ok() {}
         }),
+        // A handler that only reads: what the peer gets back on a protocol
+        // violation is the library's doing.
+        "/read-only" => {
+            websocket::upgrade_with_config(&req, WebSocketConfig::default().max_message_size(Some(1024)), |mut ws| {
+                while ws.read().is_ok() {}
+            })
+        }
         _ => Response::new(Body::from("plain")),
     }
 }
@@ -210,4 +217,116 @@ fn chat_example_broadcasts_to_every_member() {
     for m in &mut members[..2] {
         assert!(m.read().unwrap().into_text().unwrap().ends_with(" left"));
     }
+}
+
+/// A WebSocket opened by hand over a std socket: the handshake written and
+/// the `101` head read, nothing else.
+fn raw_ws(addr: SocketAddr, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1);
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// A client frame: FIN and `opcode` in the first byte (with `first_extra`
+/// bits, e.g. RSV1), masked unless `masked` is false.
+fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let key = [1u8, 2, 3, 4];
+    let mut f = vec![first, payload.len() as u8 | if masked { 0x80 } else { 0 }];
+    if masked {
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
+/// Reads the server's frames until a Close; returns its code.
+fn close_code(s: &mut std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    loop {
+        let mut hdr = [0u8; 2];
+        s.read_exact(&mut hdr).expect("the server closed without a Close frame");
+        assert_eq!(hdr[1] & 0x80, 0, "a server frame is never masked");
+        let len = match hdr[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                s.read_exact(&mut l).unwrap();
+                u16::from_be_bytes(l) as usize
+            }
+            127 => panic!("unexpected huge frame"),
+            n => n as usize,
+        };
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).unwrap();
+        if hdr[0] & 0x0f == 0x8 {
+            assert!(payload.len() >= 2, "a Close frame without a code");
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+}
+
+/// RFC 6455: a peer's protocol violation is answered with a Close frame
+/// of the right code before the connection ends (it was dropped without
+/// one).
+#[test]
+fn protocol_violations_get_their_close_codes() {
+    use std::io::Write;
+    let addr = server();
+    let cases: &[(&str, Vec<u8>, u16)] = &[
+        ("invalid UTF-8 in a text message", frame(0x81, &[0xff, 0xfe, 0xfd], true), 1007),
+        ("an unmasked client frame", frame(0x81, b"hi", false), 1002),
+        ("a reserved data opcode", frame(0x83, b"hi", true), 1002),
+        ("RSV1 set without an extension", frame(0xc1, b"hi", true), 1002),
+        ("a continuation with nothing to continue", frame(0x80, b"hi", true), 1002),
+        (
+            "a message over the size limit",
+            std::iter::once(frame(0x02, &[7; 100], true))
+                .chain(std::iter::repeat_with(|| frame(0x00, &[7; 100], true)).take(10))
+                .collect::<Vec<_>>()
+                .concat(),
+            1009,
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let mut s = raw_ws(addr, "/read-only");
+        s.write_all(bytes).unwrap();
+        assert_eq!(close_code(&mut s), *want, "{what}");
+    }
+}
+
+/// An upgraded connection has a read deadline: a peer that sends two bytes
+/// of a frame header and stops is let go once the server's
+/// `upgrade_timeout` passes (it held its green thread forever).
+#[test]
+fn upgraded_connection_with_a_stalled_peer_times_out() {
+    use std::io::{Read, Write};
+    let addr = spawn_server(|s| s.upgrade_timeout(Some(std::time::Duration::from_millis(300))), routes);
+    let mut s = raw_ws(addr, "/read-only");
+    s.write_all(&[0x81, 0x85]).unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0; 64];
+    let n = match s.read(&mut buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        Err(e) => panic!("the server held the stalled connection: {e} after {:?}", t.elapsed()),
+    };
+    let waited = t.elapsed();
+    assert_eq!(n, 0, "expected the connection to close, got {:?}", &buf[..n]);
+    assert!(waited >= std::time::Duration::from_millis(250), "closed too early: {waited:?}");
+    assert!(waited < std::time::Duration::from_secs(5), "closed late: {waited:?}");
 }

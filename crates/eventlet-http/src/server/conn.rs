@@ -99,7 +99,7 @@ impl<S: Transport> Connection<S> {
             Reading::NextRequest => Some(self.config.keepalive_timeout),
             Reading::Body => self.config.read_timeout,
             Reading::Linger => Some(LINGER),
-            Reading::Upgraded => None,
+            Reading::Upgraded => self.config.upgrade_timeout,
         };
         self.ex.borrow_mut().reader.set_timeout(t);
         Ok(())
@@ -241,6 +241,10 @@ impl<S: Transport> Connection<S> {
         } else {
             KeepAlive::Disabled
         });
+        if !head.host_ok() {
+            self.disable_keep_alive();
+            return self.write_error(StatusCode::BAD_REQUEST, started, Some(&head));
+        }
         let framing = match head.framing() {
             Ok(f) => f,
             Err(status) => {

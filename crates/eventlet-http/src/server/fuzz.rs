@@ -115,8 +115,8 @@ mod tests {
     fn fuzzing_entry_runs_the_real_connection() {
         let out = parse_request_for_fuzzing(
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n\
-              GET /ignore HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
-              POST /x HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
+              GET /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+              POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n",
         );
         let out = String::from_utf8(out).unwrap();
         let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
@@ -138,8 +138,8 @@ mod tests {
     #[test]
     fn continue_precedes_a_response_that_streams_the_request_body() {
         let out = parse_request_for_fuzzing(
-            b"POST /stream HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
-              POST /stream HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            b"POST /stream HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
+              POST /stream HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
         );
         let out = String::from_utf8(out).unwrap();
         let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
@@ -173,6 +173,8 @@ mod tests {
             ("bad-header-line", &["400"]),
             ("leading-blank-lines", &["200"]),
             ("uri-too-long", &["414"]),
+            // RFC 9112 §3.2: an HTTP/1.1 request names its host.
+            ("no-host-http11", &["400"]),
             // The client closed inside the body: nothing to answer.
             ("body-truncated", &[]),
         ];

@@ -26,6 +26,7 @@ const HAS_CONNECTION: u8 = 1;
 const HAS_TRANSFER_ENCODING: u8 = 2;
 const HAS_CONTENT_LENGTH: u8 = 4;
 const HAS_EXPECT: u8 = 8;
+const HAS_HOST: u8 = 16;
 
 /// The `HAS_*` bit of a header name (0 for the others).
 fn special_bit(name: &HeaderName) -> u8 {
@@ -37,6 +38,8 @@ fn special_bit(name: &HeaderName) -> u8 {
         HAS_CONTENT_LENGTH
     } else if name == header::EXPECT {
         HAS_EXPECT
+    } else if name == header::HOST {
+        HAS_HOST
     } else {
         0
     }
@@ -60,6 +63,14 @@ impl Head {
             (_, false) => false,
             (_, true) => has_token(&self.headers, header::CONNECTION, "keep-alive"),
         }
+    }
+
+    /// Whether the request names its host as HTTP/1.1 requires: exactly
+    /// one `Host` header (RFC 9112 §3.2; HTTP/1.0 may go without).
+    #[inline]
+    pub(super) fn host_ok(&self) -> bool {
+        self.version != Version::HTTP_11
+            || (self.special & HAS_HOST != 0 && self.headers.get_all(header::HOST).iter().nth(1).is_none())
     }
 
     /// Whether the client waits for `100 Continue` before sending its body.
@@ -228,5 +239,9 @@ mod tests {
         assert!(head(&[("connection", "foo, keep-alive")], Version::HTTP_10).wants_keep_alive());
         assert!(head(&[("expect", "100-Continue")], Version::HTTP_11).expects_continue());
         assert!(!head(&[("expect", "100-continue")], Version::HTTP_10).expects_continue());
+        assert!(!head(&[], Version::HTTP_11).host_ok());
+        assert!(head(&[("host", "x")], Version::HTTP_11).host_ok());
+        assert!(!head(&[("host", "x"), ("host", "y")], Version::HTTP_11).host_ok());
+        assert!(head(&[], Version::HTTP_10).host_ok());
     }
 }

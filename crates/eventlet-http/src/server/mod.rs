@@ -20,7 +20,9 @@
 //! | a transfer coding other than `chunked` | `501`, then close |
 //! | an HTTP version other than 1.0 and 1.1 | `505`, then close |
 //! | a head not complete [`Server::header_timeout`] after its first byte | `408`, then close |
+//! | an HTTP/1.1 request without exactly one `Host` | `400`, then close |
 //! | no new request for [`Server::keepalive_timeout`] | close |
+//! | an upgraded connection silent for [`Server::upgrade_timeout`] | its read fails with `TimedOut` |
 //! | a handler that panics | `500` for that request; the connection goes on |
 
 use std::cell::{Cell, RefCell};
@@ -92,6 +94,7 @@ struct Config {
     keepalive_timeout: Duration,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    upgrade_timeout: Option<Duration>,
     remote_addr: bool,
     log: Option<LogSink>,
     #[cfg(feature = "tls")]
@@ -143,6 +146,7 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(75),
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(60)),
+            upgrade_timeout: Some(Duration::from_secs(300)),
             remote_addr: false,
             log: None,
             #[cfg(feature = "tls")]
@@ -249,7 +253,8 @@ where
 impl Server {
     /// A server on `listener` with the default settings: 1024 connections,
     /// a body limit of 1 GiB, 30 s to send a request head, keep-alive with
-    /// a 75 s idle timeout, 60 s read and write timeouts, no access log.
+    /// a 75 s idle timeout, 60 s read and write timeouts, 300 s for a read
+    /// of an upgraded connection, no access log.
     pub fn new(listener: TcpListener) -> Server {
         Server { listener, config: Config::default(), state: State::new() }
     }
@@ -337,6 +342,17 @@ impl Server {
     /// forever); on expiry the connection is closed.
     pub fn write_timeout(mut self, t: Option<Duration>) -> Server {
         self.config.write_timeout = t.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// How long a read of an upgraded connection (a WebSocket) may wait
+    /// for the peer (default 300 s; `None`: forever): a peer that sends
+    /// part of a frame and stops, or goes silent, no longer holds its green
+    /// thread for good. An expired read fails with `TimedOut` (tungstenite:
+    /// `Error::Io`); the upgrade's handler may set another timeout with
+    /// [`Upgraded::set_read_timeout`](crate::Upgraded::set_read_timeout).
+    pub fn upgrade_timeout(mut self, t: Option<Duration>) -> Server {
+        self.config.upgrade_timeout = t.filter(|t| !t.is_zero());
         self
     }
 
@@ -443,6 +459,7 @@ impl fmt::Debug for Server {
             .field("header_timeout", &self.config.header_timeout)
             .field("keepalive", &self.config.keepalive)
             .field("keepalive_timeout", &self.config.keepalive_timeout)
+            .field("upgrade_timeout", &self.config.upgrade_timeout)
             .field("remote_addr", &self.config.remote_addr)
             .field("access_log", &self.config.log.is_some())
             .finish()

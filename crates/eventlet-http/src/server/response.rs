@@ -51,6 +51,12 @@ impl<S: Transport> Connection<S> {
     pub(super) fn write_response(&self, resp: Response<Body>, version: Version, is_head: bool) -> io::Result<u64> {
         // The head is assembled in a buffer kept between responses (when
         // small: an idle connection should not hold much).
+        if let Ok(mut ex) = self.ex.try_borrow_mut() {
+            // `100 Continue` may only come before the final head: a body
+            // read from here on (by a response body that reads the
+            // request's) waits for the client to send it unasked.
+            ex.continue_pending = false;
+        }
         let mut out = self.out.take();
         out.clear();
         let sent = self.write_response_with(&mut out, resp, version, is_head);
@@ -153,18 +159,12 @@ impl<S: Transport> Connection<S> {
             w.write_all(out)?;
             return Ok(bytes.len() as u64);
         }
-        if let Some(n) = body.len().filter(|&n| n as usize <= COALESCE && !body.is_incoming()) {
-            let at = out.len();
-            body.read_to_end(out)?;
-            if (out.len() - at) as u64 != n {
-                self.disable_keep_alive();
-            }
-            w.write_all(out)?;
-            return Ok((out.len() - at) as u64);
-        }
-        w.write_all(out)?;
+        // A streamed body: each read goes out as soon as it is read, the
+        // first one in the same write as the head (a small file: one
+        // write). A body that fails midway has sent what it read.
         let mut buf = vec![0; 16 * 1024];
         let mut sent = 0u64;
+        let mut head_sent = false;
         loop {
             let want = match len {
                 Some(n) => buf.len().min(usize::try_from(n - sent).unwrap_or(usize::MAX)),
@@ -178,28 +178,43 @@ impl<S: Transport> Connection<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.disable_keep_alive();
+                    if !head_sent {
+                        w.write_all(out)?;
+                    }
                     return Err(e);
                 }
             };
             if k == 0 {
                 break;
             }
-            if chunked {
-                let mut frame = Vec::with_capacity(k + 12);
-                write!(frame, "{k:x}\r\n")?;
-                frame.extend_from_slice(&buf[..k]);
-                frame.extend_from_slice(b"\r\n");
-                w.write_all(&frame)?;
-            } else {
-                w.write_all(&buf[..k])?;
+            if head_sent {
+                out.clear();
             }
+            if chunked {
+                write!(out, "{k:x}\r\n")?;
+                out.extend_from_slice(&buf[..k]);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend_from_slice(&buf[..k]);
+            }
+            w.write_all(out)?;
+            head_sent = true;
             sent += k as u64;
         }
         if chunked {
-            w.write_all(b"0\r\n\r\n")?;
-        } else if len.is_some_and(|n| n != sent) {
-            self.disable_keep_alive();
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "response body shorter than its length"));
+            if head_sent {
+                out.clear();
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            w.write_all(out)?;
+        } else {
+            if !head_sent {
+                w.write_all(out)?;
+            }
+            if len.is_some_and(|n| n != sent) {
+                self.disable_keep_alive();
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "response body shorter than its length"));
+            }
         }
         Ok(sent)
     }
