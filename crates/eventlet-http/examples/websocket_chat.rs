@@ -4,17 +4,21 @@
 //! ```text
 //! cargo run --release --example websocket_chat                  # on 127.0.0.1:7000
 //! cargo run --release --example websocket_chat -- 0.0.0.0:7000
+//! cargo run --release --example websocket_chat -- 127.0.0.1:7443 cert.pem key.pem   # https and wss
 //! ```
 //!
 //! `GET /` serves the page; `/chat` upgrades to a WebSocket. Every
 //! connection runs on its own green thread, parked reading its socket; a
-//! message it reads goes to every member through their [`Sender`]s.
+//! message it reads goes into every member's [`Outbox`], a bounded queue
+//! that a writer green thread of that member's sends from. A member whose
+//! outbox is full (it stopped reading) is let go, so it never holds up the
+//! room.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use eventlet_http::websocket::{self, Message, Sender, WebSocketConfig};
+use eventlet_http::websocket::{self, Message, Outbox, WebSocketConfig};
 use eventlet_http::{Body, Server};
 use http::{Request, Response, StatusCode};
 
@@ -23,23 +27,26 @@ const PAGE: &str = include_str!("websocket_chat.html");
 /// Longest chat message accepted (longer: the sender is disconnected with
 /// close code 1009).
 const MAX_MESSAGE: usize = 16 * 1024;
+/// Messages a member may have waiting before it counts as gone.
+const OUTBOX: usize = 64;
 
 #[derive(Default)]
 struct Room {
     next_id: Cell<u64>,
-    members: RefCell<HashMap<u64, Sender>>,
+    members: RefCell<HashMap<u64, Outbox>>,
 }
 
 impl Room {
+    /// Queues `text` for every member; never waits. A member whose outbox
+    /// is full is disconnected (its reader then leaves the room).
     fn broadcast(&self, text: &str) {
-        // Clone the senders first: a send may park, and others may join or
-        // leave meanwhile.
-        let members: Vec<(u64, Sender)> = self.members.borrow().iter().map(|(id, s)| (*id, s.clone())).collect();
-        for (id, sender) in members {
-            if sender.send(Message::text(text)).is_err() {
-                self.members.borrow_mut().remove(&id);
+        self.members.borrow_mut().retain(|_, outbox| match outbox.try_send(Message::text(text)) {
+            Ok(()) => true,
+            Err(_) => {
+                outbox.disconnect();
+                false
             }
-        }
+        });
     }
 }
 
@@ -53,18 +60,14 @@ fn handle(room: &Rc<Room>, req: Request<Body>) -> Response<Body> {
             websocket::upgrade_with_config(&req, config, move |mut ws| {
                 let id = room.next_id.get();
                 room.next_id.set(id + 1);
-                room.members.borrow_mut().insert(id, Sender::new(&ws));
+                room.members.borrow_mut().insert(id, Outbox::new(&ws, OUTBOX));
                 room.broadcast(&format!("* {peer} joined"));
                 loop {
                     match ws.read() {
                         Ok(Message::Text(t)) => room.broadcast(&format!("{peer}: {t}")),
                         Ok(_) => {} // pings are answered by tungstenite
                         Err(websocket::Error::Capacity(_)) => {
-                            let close = websocket::CloseFrame {
-                                code: websocket::CloseCode::Size,
-                                reason: "message too long".into(),
-                            };
-                            let _ = ws.close(Some(close));
+                            // The socket has sent Close 1009: wait for the reply.
                             while ws.read().is_ok() {}
                             break;
                         }
@@ -84,9 +87,17 @@ fn handle(room: &Rc<Room>, req: Request<Body>) -> Response<Body> {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7000".to_string());
-    let server = Server::bind(addr.as_str())?.remote_addr(true);
-    println!("chat on http://{}/", server.local_addr()?);
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:7000".to_string());
+    let mut server = Server::bind(addr.as_str())?.remote_addr(true);
+    let scheme = match (args.next(), args.next()) {
+        (Some(cert), Some(key)) => {
+            server = server.tls_files(cert, key)?;
+            "https"
+        }
+        _ => "http",
+    };
+    println!("chat on {scheme}://{}/", server.local_addr()?);
     let room = Rc::new(Room::default());
     server.serve(move |req| handle(&room, req))
 }

@@ -1,7 +1,8 @@
 //! TLS over green streams (eventlet's `wrap_ssl`), with rustls: configs
 //! from PEM files, and [`accept`] / [`connect`] to wrap any stream (a green
 //! [`TcpStream`](eventlet::net::TcpStream) above all) into a
-//! [`rustls::StreamOwned`] after a completed handshake.
+//! [`TlsStream`] after a completed handshake: one green thread may read it
+//! while another writes.
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
 pub use rustls;
 
@@ -105,13 +106,14 @@ pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
 /// # Errors
 ///
 /// The stream's error, or `InvalidData` for a failed handshake.
-pub fn accept<S: Read + Write>(
-    mut stream: S,
-    config: Arc<ServerConfig>,
-) -> io::Result<StreamOwned<ServerConnection, S>> {
-    let mut conn = ServerConnection::new(config).map_err(invalid)?;
-    handshake(&mut conn, &mut stream)?;
-    Ok(StreamOwned::new(conn, stream))
+pub fn accept<S>(stream: S, config: Arc<ServerConfig>) -> io::Result<TlsStream<S>>
+where
+    S: SharedStream,
+{
+    let conn = ServerConnection::new(config).map_err(invalid)?;
+    let s = TlsStream::<S>::new(stream, rustls::Connection::Server(conn));
+    s.handshake()?;
+    Ok(s)
 }
 
 /// The client side of a TLS handshake with `server_name` (a DNS name or an
@@ -121,33 +123,340 @@ pub fn accept<S: Read + Write>(
 ///
 /// A bad `server_name` (`InvalidInput`), the stream's error, or
 /// `InvalidData` for a failed handshake (an untrusted certificate...).
-pub fn connect<S: Read + Write>(
-    mut stream: S,
-    server_name: &str,
-    config: Arc<ClientConfig>,
-) -> io::Result<StreamOwned<ClientConnection, S>> {
+pub fn connect<S>(stream: S, server_name: &str, config: Arc<ClientConfig>) -> io::Result<TlsStream<S>>
+where
+    S: SharedStream,
+{
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let mut conn = ClientConnection::new(config, name).map_err(invalid)?;
-    handshake(&mut conn, &mut stream)?;
-    Ok(StreamOwned::new(conn, stream))
+    let conn = ClientConnection::new(config, name).map_err(invalid)?;
+    let s = TlsStream::<S>::new(stream, rustls::Connection::Client(conn));
+    s.handshake().map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with {server_name} failed: {e}")))?;
+    Ok(s)
 }
 
-/// Drives a handshake to its end over a blocking (green) stream.
-pub(crate) fn handshake<C, D, S>(conn: &mut C, stream: &mut S) -> io::Result<()>
-where
-    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
-    D: rustls::SideData,
-    S: Read + Write,
-{
-    while conn.is_handshaking() {
-        let (read, _) = conn.complete_io(stream)?;
-        if read == 0 && conn.is_handshaking() && !conn.wants_write() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed during the TLS handshake"));
+/// A stream read and written through `&self`, as green sockets are (their
+/// `Read` and `Write` are implemented for `&T`): what [`TlsStream`] runs
+/// over, so that its reading and writing sides can wait at once.
+pub trait SharedStream {
+    /// Reads some bytes; `Ok(0)` at end of stream.
+    ///
+    /// # Errors
+    ///
+    /// The stream's read error.
+    fn read_shared(&self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Writes all of `buf`.
+    ///
+    /// # Errors
+    ///
+    /// The stream's write error.
+    fn write_all_shared(&self, buf: &[u8]) -> io::Result<()>;
+}
+
+impl SharedStream for eventlet::net::TcpStream {
+    fn read_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buf)
+    }
+
+    fn write_all_shared(&self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(&mut &*self, buf)
+    }
+}
+
+impl SharedStream for eventlet::net::unix::UnixStream {
+    fn read_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buf)
+    }
+
+    fn write_all_shared(&self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(&mut &*self, buf)
+    }
+}
+
+/// A TLS connection over a green stream `S` (a
+/// [`TcpStream`](eventlet::net::TcpStream) above all), whose reading and
+/// writing sides can wait at the same time: one green thread may be parked
+/// reading it while another writes to it, as over plain TCP (a chat, a
+/// WebSocket, a proxy). `Read` and `Write` are implemented for `&TlsStream`
+/// as well, so two green threads can share one through an `Rc`.
+///
+/// The TLS state is borrowed only between socket operations, never while a
+/// green thread is parked on the socket; reads take turns among readers,
+/// writes among writers.
+///
+/// From [`accept`] and [`connect`]; it belongs to its OS thread.
+pub struct TlsStream<S> {
+    sock: S,
+    conn: std::cell::RefCell<rustls::Connection>,
+    /// Ciphertext read off the socket that rustls has not taken yet (its
+    /// plaintext buffer was full); also keeps reads one at a time.
+    read_side: eventlet::Lock<Vec<u8>>,
+    /// Keeps writes one at a time, so records go out in order.
+    write_side: eventlet::Lock<()>,
+}
+
+impl<S> TlsStream<S> {
+    fn new(sock: S, conn: rustls::Connection) -> TlsStream<S> {
+        TlsStream {
+            sock,
+            conn: std::cell::RefCell::new(conn),
+            read_side: eventlet::Lock::new(Vec::new()),
+            write_side: eventlet::Lock::new(()),
         }
     }
-    while conn.wants_write() {
-        conn.write_tls(stream)?;
+}
+
+impl<S> TlsStream<S>
+where
+    S: SharedStream,
+{
+    /// Runs the handshake to its end.
+    pub(crate) fn handshake(&self) -> io::Result<()> {
+        loop {
+            let (handshaking, wants_write) = {
+                let c = self.conn.borrow();
+                (c.is_handshaking(), c.wants_write())
+            };
+            if wants_write {
+                self.flush_tls()?;
+            } else if handshaking {
+                if self.read_tls()? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed during the TLS handshake",
+                    ));
+                }
+            } else {
+                return Ok(());
+            }
+        }
     }
-    Ok(())
+
+    /// The stream under the TLS.
+    pub fn get_ref(&self) -> &S {
+        &self.sock
+    }
+
+    /// The protocol agreed by ALPN, if any.
+    pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
+        self.conn.borrow().alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    /// Writes what rustls has to send (records, alerts) to the socket,
+    /// taking the write side's turn.
+    fn flush_tls(&self) -> io::Result<()> {
+        let _turn = self.write_side.lock();
+        self.flush_tls_locked()
+    }
+
+    /// [`flush_tls`](Self::flush_tls) with the write side's turn held.
+    fn flush_tls_locked(&self) -> io::Result<()> {
+        loop {
+            let mut out = Vec::new();
+            {
+                let mut c = self.conn.borrow_mut();
+                while c.wants_write() {
+                    c.write_tls(&mut out)?;
+                }
+            }
+            if out.is_empty() {
+                return Ok(());
+            }
+            self.sock.write_all_shared(&out)?;
+        }
+    }
+
+    /// Reads ciphertext off the socket (parking without the TLS state
+    /// borrowed) and hands it to rustls; `Ok(0)` at end of stream. Whatever
+    /// rustls has to send in answer goes out.
+    fn read_tls(&self) -> io::Result<usize> {
+        let mut pending = self.read_side.lock();
+        let n = self.read_tls_locked(&mut pending)?;
+        drop(pending);
+        if self.conn.borrow().wants_write() {
+            self.flush_tls()?;
+        }
+        Ok(n)
+    }
+
+    /// [`read_tls`](Self::read_tls) with the read side's turn held.
+    fn read_tls_locked(&self, pending: &mut Vec<u8>) -> io::Result<usize> {
+        let fresh = if pending.is_empty() {
+            let mut buf = vec![0; 16 * 1024 + 512];
+            let n = self.sock.read_shared(&mut buf)?;
+            let mut c = self.conn.borrow_mut();
+            if n == 0 {
+                c.read_tls(&mut &[][..])?;
+                c.process_new_packets().map_err(invalid)?;
+                return Ok(0);
+            }
+            buf.truncate(n);
+            buf
+        } else {
+            std::mem::take(pending)
+        };
+        let mut c = self.conn.borrow_mut();
+        let mut rest = &fresh[..];
+        while !rest.is_empty() {
+            match c.read_tls(&mut rest) {
+                Ok(_) => {
+                    c.process_new_packets().map_err(invalid)?;
+                }
+                // Its plaintext buffer is full: the caller reads that first.
+                Err(e) if e.kind() == io::ErrorKind::Other => break,
+                Err(e) => return Err(e),
+            }
+        }
+        pending.extend_from_slice(rest);
+        Ok(fresh.len())
+    }
+
+    /// Reads plaintext; `Ok(0)` at the end (a peer that closes without
+    /// `close_notify` ends the stream too).
+    fn read_plain(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            {
+                let mut c = self.conn.borrow_mut();
+                match c.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.read_tls()? == 0 {
+                // End of stream: what rustls says about it (plaintext left,
+                // a clean or an unclean end) comes on the next turn.
+                let mut c = self.conn.borrow_mut();
+                return match c.reader().read(buf) {
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::WouldBlock => {
+                        Ok(0)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+        }
+    }
+
+    /// Encrypts and sends all of `buf`.
+    fn write_plain(&self, buf: &[u8]) -> io::Result<()> {
+        let _turn = self.write_side.lock();
+        let mut done = 0;
+        while done < buf.len() {
+            let n = self.conn.borrow_mut().writer().write(&buf[done..])?;
+            done += n;
+            if n == 0 && !self.conn.borrow().wants_write() {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "TLS connection refuses more data"));
+            }
+            self.flush_tls_locked()?;
+        }
+        Ok(())
+    }
+
+    /// Sends `close_notify`: the peer reads the end of the stream.
+    ///
+    /// # Errors
+    ///
+    /// The socket's write error.
+    pub fn send_close_notify(&self) -> io::Result<()> {
+        self.conn.borrow_mut().send_close_notify();
+        self.flush_tls()
+    }
+}
+
+impl<S> Read for &TlsStream<S>
+where
+    S: SharedStream,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_plain(buf)
+    }
+}
+
+impl<S> Write for &TlsStream<S>
+where
+    S: SharedStream,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_plain(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls()
+    }
+}
+
+impl<S> Read for TlsStream<S>
+where
+    S: SharedStream,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_plain(buf)
+    }
+}
+
+impl<S> Write for TlsStream<S>
+where
+    S: SharedStream,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_plain(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls()
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for TlsStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream").field("sock", &self.sock).finish_non_exhaustive()
+    }
+}
+
+/// A server connection's TLS (see [`Server::tls`](crate::Server::tls)).
+impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_plain(buf)
+    }
+
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        self.write_plain(buf)
+    }
+
+    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(t)
+    }
+
+    fn set_write_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        self.sock.set_write_timeout(t)
+    }
+
+    fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        if let std::net::Shutdown::Write | std::net::Shutdown::Both = how {
+            let _ = self.send_close_notify();
+        }
+        self.sock.shutdown(how)
+    }
+
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.sock.peer_addr()
+    }
+}
+
+/// A server connection's TLS over `tcp` with `config`, before the
+/// handshake ([`TlsStream::handshake`]).
+pub(crate) fn server_stream(
+    tcp: eventlet::net::TcpStream,
+    config: Arc<ServerConfig>,
+) -> io::Result<TlsStream<eventlet::net::TcpStream>> {
+    let conn = ServerConnection::new(config).map_err(invalid)?;
+    Ok(TlsStream::<eventlet::net::TcpStream>::new(tcp, rustls::Connection::Server(conn)))
 }

@@ -118,6 +118,19 @@ pub struct UpgradedWriter {
     write_lock: Rc<eventlet::Lock<()>>,
 }
 
+impl UpgradedWriter {
+    /// Shuts down the read, write or both halves of the connection; the
+    /// green thread parked reading it wakes up with end of stream (how a
+    /// broadcaster lets go of a member that stopped reading).
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::shutdown`](eventlet::net::TcpStream::shutdown).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
+}
+
 impl Write for UpgradedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         write_locked(&*self.stream, &self.write_lock, buf)

@@ -240,6 +240,88 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Shuts the connection down both ways: the green thread reading the
+    /// socket gets end of stream, and writes fail from now on.
+    pub fn disconnect(&self) {
+        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The messages waiting for one socket, sent by a writer green thread of
+/// its own from a bounded queue: what a broadcast should write to.
+///
+/// A broadcast that writes to each member in turn waits on the first
+/// member whose socket buffers are full (a member that stopped reading),
+/// and the whole room waits with it. An `Outbox` never waits:
+/// [`try_send`](Outbox::try_send) queues the message or, when the queue is
+/// full, hands it back, and the broadcaster drops (or skips) that member.
+///
+/// ```no_run
+/// use eventlet_http::websocket::{Message, Outbox};
+///
+/// /// A broadcast: a member whose outbox is full is let go.
+/// fn broadcast(members: &mut Vec<Outbox>, text: &str) {
+///     members.retain(|m| match m.try_send(Message::text(text)) {
+///         Ok(()) => true,
+///         Err(_) => {
+///             m.disconnect();
+///             false
+///         }
+///     });
+/// }
+/// # let _ = broadcast;
+/// ```
+#[derive(Debug)]
+pub struct Outbox {
+    queue: eventlet::Queue<Message>,
+    sender: Sender,
+}
+
+impl Outbox {
+    /// An outbox of at most `capacity` messages for `ws`, with its writer
+    /// green thread (which ends when the outbox is dropped, after sending
+    /// what is queued, or when a write fails).
+    pub fn new(ws: &ServerSocket, capacity: usize) -> Outbox {
+        let queue = eventlet::Queue::bounded(capacity);
+        let sender = Sender::new(ws);
+        let (q, s) = (queue.clone(), sender.clone());
+        eventlet::spawn_n(move || {
+            while let Ok(msg) = q.get() {
+                if s.send(msg).is_err() {
+                    q.close();
+                    s.disconnect();
+                }
+            }
+        });
+        Outbox { queue, sender }
+    }
+
+    /// Queues `msg` without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The message back when the outbox is full (the peer does not keep
+    /// up) or closed (its connection failed).
+    pub fn try_send(&self, msg: Message) -> Result<(), Message> {
+        self.queue.try_put(msg).map_err(|e| e.into_inner())
+    }
+
+    /// Drops what is queued and shuts the connection down (see
+    /// [`Sender::disconnect`]).
+    pub fn disconnect(&self) {
+        self.queue.close();
+        while self.queue.try_get().is_ok() {}
+        self.sender.disconnect();
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 /// Opens a WebSocket to a `ws://` URL over a green [`TcpStream`].
 ///
 /// # Errors

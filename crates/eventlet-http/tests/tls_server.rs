@@ -119,3 +119,37 @@ fn green_tls_connect_client_and_wss() {
     assert!(tls::server_config(dir.join("srv.pem"), dir.join("nothing.key")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The client side of a TLS stream read and written by two green threads
+/// at once: a writer pipelines 300 requests while a reader takes the
+/// answers (200 KB each). Taking turns would deadlock: the server stops
+/// reading once its answers fill the socket buffers.
+#[test]
+fn green_tls_stream_read_and_written_at_once() {
+    use std::rc::Rc;
+    let dir = certs("tls-both-ways");
+    let addr = https_server(&dir);
+    let config = tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+    let tcp = eventlet::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let s = Rc::new(tls::connect(tcp, "127.0.0.1", config).unwrap());
+    let w = s.clone();
+    let writer = eventlet::spawn(move || {
+        for i in 0..300 {
+            let close = if i == 299 { "Connection: close\r\n" } else { "" };
+            write!(&*w, "GET /stream?200000 HTTP/1.1\r\nHost: x\r\n{close}\r\n").unwrap();
+        }
+    });
+    let mut total = 0usize;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match (&*s).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("read failed after {total} bytes: {e}"),
+        }
+    }
+    writer.join().unwrap();
+    assert!(total > 300 * 200_000, "{total} bytes for 300 answers of 200,000");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -330,3 +330,94 @@ fn upgraded_connection_with_a_stalled_peer_times_out() {
     assert!(waited >= std::time::Duration::from_millis(250), "closed too early: {waited:?}");
     assert!(waited < std::time::Duration::from_secs(5), "closed late: {waited:?}");
 }
+
+/// Starts the chat example (`args` after the address) and returns it with
+/// the address it printed.
+fn start_chat(args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    let bin = example_binary("websocket_chat");
+    let mut child = KillOnDrop(
+        Command::new(bin).arg("127.0.0.1:0").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let rest = line.trim().split("://").nth(1).unwrap_or_else(|| panic!("{line:?}"));
+    (child, rest.trim_end_matches('/').parse().unwrap())
+}
+
+/// A member that never reads fills its socket buffers; the others' messages
+/// still reach each other within a second (the broadcast wrote to each
+/// member in turn and waited on the full one until the write timeout, 58 s).
+#[test]
+fn chat_slow_member_does_not_freeze_the_room() {
+    let (_chat, addr) = start_chat(&[]);
+    let mut slow = std_client(addr, "/chat");
+    assert!(slow.read().unwrap().into_text().unwrap().ends_with(" joined"));
+    let mut talker = std_client(addr, "/chat");
+    // 600 messages of 8 KB: far more than the slow member's socket buffers
+    // and outbox hold. The talker reads its own copies as it goes.
+    let big = "x".repeat(8 * 1024);
+    let mut seen = 0;
+    for _ in 0..600 {
+        talker.send(Message::text(big.clone())).unwrap();
+        loop {
+            let m = talker.read().unwrap().into_text().unwrap();
+            if m.ends_with(&big) {
+                seen += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, 600);
+    let mut fresh = std_client(addr, "/chat");
+    let t = std::time::Instant::now();
+    fresh.send(Message::text("hello from the fresh one")).unwrap();
+    loop {
+        let m = talker.read().unwrap().into_text().unwrap();
+        if m.ends_with(": hello from the fresh one") {
+            break;
+        }
+    }
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "the message took {took:?}");
+    drop(slow);
+}
+
+const PY_WSS_CHAT: &str = r#"
+import ssl, sys
+from websockets.sync.client import connect
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+url = "wss://127.0.0.1:%s/chat" % sys.argv[1]
+members = [connect(url, ssl=ctx) for _ in range(3)]
+# Member i sees the joins of i and of those after it.
+for i, m in enumerate(members):
+    for _ in range(i, 3):
+        assert m.recv(timeout=5).endswith(" joined")
+for i, m in enumerate(members):
+    m.send("message %d" % i)
+    for other in members:
+        got = other.recv(timeout=5)
+        assert got.endswith(": message %d" % i), got
+for m in members:
+    m.close()
+print("ok")
+"#;
+
+/// The chat over wss: each member's green thread is parked reading its TLS
+/// connection while the others' write to it (that failed with "TLS
+/// connection in use by another green thread", and members dropped out).
+#[test]
+fn chat_over_wss_with_python_websockets() {
+    let Some(py) = util::python_with("websockets.sync.client") else { return };
+    let dir = std::env::temp_dir().join(format!("eventlet-http-wss-chat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    util::make_certs(&dir);
+    let (cert, key) = (dir.join("srv.pem").display().to_string(), dir.join("srv.key").display().to_string());
+    let (_chat, addr) = start_chat(&[&cert, &key]);
+    let out = Command::new(&py)
+        .args(["-c", PY_WSS_CHAT, &addr.port().to_string(), &dir.join("ca.pem").display().to_string()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}

@@ -2,7 +2,7 @@
 //! [`ShutdownHandle`].
 //!
 //! Each connection runs on its own green thread and is read with plain
-//! blocking calls on a green [`TcpStream`]; `httparse` parses request heads.
+//! blocking calls on a green [`TcpStream`](eventlet::net::TcpStream); `httparse` parses request heads.
 //! A connection loops: read a head, build an [`http::Request`] whose
 //! [`Body`] reads the rest from the connection, call the handler, write the
 //! response, drain what the handler left unread of the request body, and go
@@ -387,9 +387,9 @@ impl Server {
     /// must end within [`Server::header_timeout`]) with `config`, for
     /// example from [`tls::server_config`](crate::tls::server_config).
     ///
-    /// One limit: an [`UpgradedWriter`] of a TLS connection cannot write
-    /// while another green thread is parked reading the connection (the
-    /// write fails with `WouldBlock`).
+    /// As over plain TCP, an upgraded connection's [`UpgradedWriter`](crate::UpgradedWriter) may
+    /// write while another green thread is parked reading it (see
+    /// [`tls::TlsStream`](crate::tls::TlsStream)).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Server {
         self.config.tls = Some(config);
@@ -480,9 +480,9 @@ fn serve_connection(
     let _ = sock.set_write_timeout(config.write_timeout);
     #[cfg(feature = "tls")]
     if let Some(tls) = &config.tls {
-        match crate::transport::ServerTls::new(sock, tls.clone()) {
+        match crate::tls::server_stream(sock, tls.clone()) {
             Ok(s) => Connection::new(s, peer, config.clone(), state.clone())
-                .run(crate::transport::ServerTls::handshake, handler),
+                .run(crate::tls::TlsStream::<eventlet::net::TcpStream>::handshake, handler),
             Err(e) => log::debug!("eventlet_http: TLS with {peer} failed: {e}"),
         }
         return;
