@@ -29,7 +29,7 @@
 //! program's green threads. Each session is a green thread of the hub the
 //! console runs on and shows up in its listing.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::hub;
 use crate::net::{TcpListener, TcpStream};
@@ -54,18 +54,36 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
     }
 }
 
+/// The longest command line a session reads; a longer one ends it (so a
+/// client cannot make the process buffer without bound).
+pub const MAX_LINE: usize = 4096;
+
 /// Runs one session: a prompt, a command, its answer, until `quit` or EOF.
+///
+/// # Errors
+///
+/// I/O errors of the connection; `InvalidData` for a line longer than
+/// [`MAX_LINE`] bytes (the session says so, then ends).
 pub fn session(conn: TcpStream) -> io::Result<()> {
     let mut out = &conn;
     let mut lines = BufReader::new(&conn);
     out.write_all(b"eventlet console; type `help`\n> ")?;
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        if lines.read_line(&mut line)? == 0 {
+        // A command is a short line: read at most `MAX_LINE` bytes of one.
+        if (&mut lines).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        match line.trim() {
+        if line.len() > MAX_LINE {
+            out.write_all(format!("line too long (over {MAX_LINE} bytes); closing\n").as_bytes())?;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "console line too long"));
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            out.write_all(b"not UTF-8; type `help`\n> ")?;
+            continue;
+        };
+        match text.trim() {
             "" => {}
             "threads" | "ps" => {
                 let mut text = String::new();

@@ -62,8 +62,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::greenthread::{current, park, park_deadline};
+use crate::greenthread::{current, park_deadline};
 use crate::hub::{Unparker, Wakeup};
+use crate::time::{deadline_after, expired};
 
 /// Creates a channel of unbounded capacity.
 ///
@@ -914,16 +915,6 @@ impl<T> Case for SendCase<'_, T> {
     }
 }
 
-/// A deadline `timeout` from now; `None` inside if too far off to
-/// represent (no deadline).
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
-fn expired(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
-
 /// The registrations of one wait; dropping it (a kill unwinding through
 /// the park) removes them and passes on anything handed over.
 struct Registered<'r, 'c> {
@@ -1030,15 +1021,26 @@ fn wait_signal(signal: &Signal, deadline: Option<Instant>) -> Outcome {
         if s != WAITING {
             return decode(s);
         }
-        match deadline {
-            None => park(),
-            Some(d) => {
-                if Instant::now() >= d || park_deadline(d) == Wakeup::TimedOut {
-                    return match signal.abort() {
-                        Ok(()) => Outcome::Aborted,
-                        Err(o) => o,
-                    };
-                }
+        let woke = match deadline {
+            Some(d) if Instant::now() >= d => Ok(Wakeup::TimedOut),
+            _ => crate::hub::with_hub(|h| h.park_result(deadline)),
+        };
+        match woke {
+            Ok(Wakeup::Unparked) => {}
+            // Without a deadline, a timeout or refusal: unless the other
+            // side claimed the signal meanwhile (then that wins), abort it
+            // and unwind.
+            Err(e) if deadline.is_none() => match signal.abort() {
+                Ok(()) => std::panic::resume_unwind(Box::new(e)),
+                Err(o) => return o,
+            },
+            // The deadline, or an expired `Timeout` that ends the wait as
+            // its own deadline would.
+            _ => {
+                return match signal.abort() {
+                    Ok(()) => Outcome::Aborted,
+                    Err(o) => o,
+                };
             }
         }
     }
@@ -1213,9 +1215,7 @@ impl<'a, R> Select<'a, R> {
     fn run(mut self, wait: Option<Option<Instant>>) -> Option<R> {
         if self.arms.is_empty() {
             if let Some(Some(d)) = wait {
-                while Instant::now() < d {
-                    park_deadline(d);
-                }
+                while Instant::now() < d && park_deadline(d) == Wakeup::Unparked {}
             }
             return None;
         }

@@ -205,7 +205,10 @@ where
                 Ok(values) => match panic::catch_unwind(AssertUnwindSafe(|| f(values))) {
                     Ok(v) => Ok(v),
                     Err(p) if p.is::<Killed>() => panic::resume_unwind(p),
-                    Err(p) => Err(PropagateError { key: key.clone(), cause: Cause::Panicked(message(p.as_ref())) }),
+                    Err(p) => Err(PropagateError {
+                        key: key.clone(),
+                        cause: Cause::Panicked(crate::report::payload_text(p.as_ref()).into_owned()),
+                    }),
                 },
                 Err(dep) => Err(PropagateError { key: key.clone(), cause: Cause::Dependency(Box::new(dep)) }),
             };
@@ -496,11 +499,3 @@ impl<K: fmt::Debug, T> fmt::Display for Collision<K, T> {
 }
 
 impl<K: fmt::Debug, T> std::error::Error for Collision<K, T> {}
-
-/// A panic payload as text.
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
-}

@@ -7,7 +7,8 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::waitlist::{deadline_after, expired, Wait, WaitList};
+use crate::time::{deadline_after, expired};
+use crate::waitlist::{Wait, WaitList};
 
 /// A value sent once and received by every green thread that waits for it
 /// (eventlet's `Event`).

@@ -23,7 +23,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
 use std::rc::Rc;
 
-use crate::greenthread::{current, park, Builder, GreenThread, JoinHandle};
+use crate::greenthread::{current, Builder, GreenThread, JoinHandle};
 use crate::hub::{self, Killed};
 use crate::stack::MIN_STACK_SIZE;
 use crate::waitlist::{Status, Wait, WaitList};
@@ -140,7 +140,13 @@ impl Inner {
             if give_up() {
                 return None;
             }
-            park();
+            if let Err(e) = hub::with_hub(|h| h.park_result(None)) {
+                // A slot granted as a timeout expired is taken: it wins.
+                if wait.take_grant() {
+                    return Some(Slot::new(self.clone()));
+                }
+                panic::resume_unwind(Box::new(e));
+            }
         }
     }
 
@@ -422,9 +428,7 @@ impl GreenPool {
         }
         self.inner.idle_waiters.borrow_mut().push(me.clone());
         let _guard = IdleGuard { inner: &self.inner, me: &me };
-        while self.running() != 0 {
-            park();
-        }
+        hub::park_until(|| self.running() == 0);
     }
 
     /// Applies `f` to each item of `iter` in the pool's green threads and
@@ -646,9 +650,7 @@ where
             // Wait for the next result, or for a slot to start another item.
             let _consumer = ConsumerGuard::new(&self.consumer);
             if self.exhausted {
-                while !Self::head_done(&self.pending) {
-                    park();
-                }
+                hub::park_until(|| Self::head_done(&self.pending));
             } else {
                 let pending = &self.pending;
                 if let Some(slot) = self.pool.inner.acquire_until(|| Self::head_done(pending)) {

@@ -10,7 +10,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use crate::hub::{self, with_hub, Kill, Packet, State, TaskRef, Typed, Unparker, Wakeup};
+use crate::hub::{self, try_hub, with_hub, Packet, State, TaskRef, Typed, Unparker, Wakeup};
 
 /// Spawns a green thread running `f` and returns a handle to join or kill it.
 ///
@@ -67,17 +67,21 @@ where
 }
 
 /// Blocks the current green thread (or the root context) for `dur`, letting
-/// the others run. `sleep(Duration::ZERO)` is [`yield_now`]. A
+/// the others run. `sleep(Duration::ZERO)` is [`yield_now`]; a duration too
+/// long to represent (`Duration::MAX`) sleeps until a timeout or kill. A
 /// [`Timeout`](crate::Timeout) that expires during the sleep unwinds it.
+/// While the caller unwinds it returns at once (see
+/// [`timeout`](crate::timeout#while-unwinding)).
 pub fn sleep(dur: Duration) {
     if dur.is_zero() {
         return yield_now();
     }
-    let deadline = Instant::now() + dur;
+    let deadline = crate::time::deadline_after(dur);
     loop {
-        match with_hub(|h| h.park_inner(Some(deadline))) {
-            Ok(Wakeup::Unparked) if Instant::now() < deadline => {}
+        match with_hub(|h| h.park_inner(deadline)) {
+            Ok(Wakeup::Unparked) if !crate::time::expired(deadline) => {}
             Ok(_) => return,
+            Err(e) if e.is_refusal() => return,
             Err(elapsed) => std::panic::resume_unwind(Box::new(elapsed)),
         }
     }
@@ -95,15 +99,24 @@ pub fn yield_now() {
 /// [`std::thread::park`] it may return spuriously, and an `unpark` that
 /// comes first makes the next `park` return at once; loop on a condition.
 /// If a [`Timeout`](crate::Timeout) of the caller expires meanwhile, the
-/// park unwinds with its [`Elapsed`](crate::timeout::Elapsed) payload.
+/// park unwinds with its [`Elapsed`](crate::timeout::Elapsed) payload; so
+/// does a park while the caller unwinds, which cannot wait (see
+/// [`timeout`](crate::timeout#while-unwinding)).
 #[inline(always)]
 pub fn park() {
     with_hub(|h| h.park(None));
 }
 
-/// Parks until unparked or until `dur` has passed, and says which.
+/// Parks until unparked or until `dur` has passed, and says which. A
+/// duration too long to represent means no deadline.
 pub fn park_timeout(dur: Duration) -> Wakeup {
-    park_deadline(Instant::now() + dur)
+    match crate::time::deadline_after(dur) {
+        Some(d) => park_deadline(d),
+        None => {
+            park();
+            Wakeup::Unparked
+        }
+    }
 }
 
 /// Parks until unparked or until `deadline`, and says which. A
@@ -203,7 +216,7 @@ impl Builder {
         T: 'static,
     {
         let name = self.name.map(String::into_boxed_str);
-        let task = with_hub(|h| h.spawn(f, name, self.stack_size, delay, report))?;
+        let task = try_hub(|h| h.spawn(f, name, self.stack_size, delay, report))??;
         Ok(JoinHandle { task, _not_send: PhantomData })
     }
 }
@@ -231,18 +244,36 @@ impl<T: 'static> JoinHandle<T> {
     /// # Panics
     ///
     /// Panics if a green thread tries to join itself.
+    ///
+    /// A green thread that finishes as the caller's
+    /// [`Timeout`](crate::Timeout) expires gives its result: the timeout
+    /// fires at the next blocking call. While the caller unwinds, a join
+    /// that would have to wait returns `Err` with the refusal
+    /// [`Elapsed`](crate::timeout::Elapsed) at once (the green thread goes
+    /// on, detached).
     pub fn join(self) -> std::thread::Result<T> {
-        with_hub(|h| {
+        let waited = with_hub(|h| {
             let me = h.current();
             if TaskRef::ptr_eq(&me, self.task.task()) {
                 panic!("eventlet: a green thread cannot join itself");
             }
             while !self.task.is_done() {
                 self.task.set_joiner(me.clone());
-                h.park(None);
+                if let Err(e) = h.park_result(None) {
+                    // Finished meanwhile: the result wins over the timeout.
+                    if self.task.is_done() {
+                        break;
+                    }
+                    return Err(e);
+                }
             }
+            Ok(())
         });
-        self.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed)))
+        match waited {
+            Ok(()) => self.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed))),
+            Err(e) if e.is_refusal() => Err(Box::new(e)),
+            Err(e) => std::panic::resume_unwind(Box::new(e)),
+        }
     }
 
     /// Kills the green thread.
@@ -255,12 +286,7 @@ impl<T: 'static> JoinHandle<T> {
     /// once. Its `join` returns `Err` with a [`Killed`](crate::Killed)
     /// payload. Killing a finished green thread does nothing.
     pub fn kill(&self) {
-        let t: TaskRef = self.task.task().clone();
-        let pending = with_hub(|h| {
-            h.kill(&t);
-            t.kill.get() == Kill::Pending
-        });
-        if pending {
+        if with_hub(|h| h.kill(self.task.task())) {
             yield_now();
         }
     }
@@ -274,6 +300,20 @@ impl<T: 'static> JoinHandle<T> {
     /// A handle to the green thread.
     pub fn thread(&self) -> GreenThread {
         GreenThread { task: self.task.task().clone() }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    /// Detaches the green thread: it goes on, and drops its own result when
+    /// it ends. If it has ended already, its result is dropped here.
+    fn drop(&mut self) {
+        let t = &self.task;
+        t.detached.set(true);
+        drop(t.take_joiner());
+        if t.is_done() {
+            let result = t.slot().borrow_mut().take();
+            drop(result);
+        }
     }
 }
 

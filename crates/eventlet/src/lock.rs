@@ -23,7 +23,8 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use crate::semaphore::Core;
-use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList};
+use crate::time::{deadline_after, expired};
+use crate::waitlist::{Status, Wait, WaitList};
 
 /// A mutual-exclusion lock for green threads that owns the data it
 /// protects, like [`std::sync::Mutex`] without poisoning.

@@ -34,7 +34,8 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList};
+use crate::time::{deadline_after, expired};
+use crate::waitlist::{Status, Wait, WaitList};
 
 /// The part of a pool its guards share: the free items, the count of
 /// places taken, and the waiters.

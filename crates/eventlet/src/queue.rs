@@ -38,7 +38,8 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList};
+use crate::time::{deadline_after, expired};
+use crate::waitlist::{Status, Wait, WaitList};
 
 /// How many items a store holds (apart from [`Store`], which for a heap
 /// needs `T: Ord`).

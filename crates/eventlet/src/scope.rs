@@ -3,11 +3,10 @@
 //!
 //! See [`scope`](crate::scope()).
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
@@ -15,11 +14,9 @@ use std::rc::Rc;
 
 use crate::greenthread::{Builder, GreenThread, JoinHandle};
 use crate::hub::{with_hub, Killed};
+use crate::report::{self, payload_text, Payload};
 use crate::timeout::Elapsed;
 use crate::waitlist::{Wait, WaitList};
-
-/// The panic payload type.
-type Payload = Box<dyn Any + Send + 'static>;
 
 /// What a scope's green threads and its owner share. It names no
 /// borrowed type, so green threads may hold it after erasing lifetimes.
@@ -83,26 +80,26 @@ impl ScopeData {
         let held_back = me.take_timeouts();
         while self.running.get() > 0 {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.wait_all())) {
-                if !p.is::<Killed>() && !p.is::<Elapsed>() {
-                    eprintln!(
+                // A kill or a timeout is swallowed; anything else means the
+                // green threads can never end here: a hub deadlock, or a
+                // wait refused because this green thread is unwinding (the
+                // scope's own code catches every unwinding, so only a last
+                // resort `CancelGuard` meets that).
+                let swallowed = p.is::<Killed>() || p.downcast_ref::<Elapsed>().is_some_and(|e| !e.is_refusal());
+                if !swallowed {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
                         "eventlet::scope: green threads of a scope can no longer end ({}); aborting, as they \
                          may still use the scope's borrows",
-                        message(p.as_ref())
+                        payload_text(p.as_ref())
                     );
                     std::process::abort();
                 }
+                report::drop_payload(p);
             }
         }
         me.restore_timeouts(held_back);
     }
-}
-
-/// A panic payload as text.
-fn message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
 }
 
 /// A scope to spawn green threads in; see [`scope`].

@@ -15,7 +15,8 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::waitlist::{deadline_after, expired, Status, Wait, WaitList};
+use crate::time::{deadline_after, expired};
+use crate::waitlist::{Status, Wait, WaitList};
 
 /// The counting core shared by [`Semaphore`], [`BoundedSemaphore`] and
 /// [`Lock`](crate::Lock).

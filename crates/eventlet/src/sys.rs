@@ -1,7 +1,7 @@
 //! The few raw syscalls `mio`, `socket2` and `std` do not wrap, behind one
 //! `syscall!` helper, plus the stack-overflow reporter.
 //!
-//! Everything here is Linux/Unix specific; the rest of the crate is safe Rust.
+//! Everything here is Linux/Unix specific.
 
 use std::cell::Cell;
 use std::io;
@@ -71,6 +71,15 @@ thread_local! {
 #[inline]
 pub(crate) fn set_running(info: *const RunningInfo) {
     RUNNING.with(|r| r.set(info));
+}
+
+/// The id of the green thread running on this OS thread, if one is
+/// (`None` in the root context and the hub loop).
+pub(crate) fn running_green_thread() -> Option<u64> {
+    let p = RUNNING.try_with(|r| r.get()).ok()?;
+    // SAFETY: a non-null pointer is set only while its green thread runs,
+    // and the green thread (and so its info) is alive while it runs.
+    (!p.is_null()).then(|| unsafe { (*p).id })
 }
 
 static mut OLD_SEGV: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::uninit();
@@ -230,6 +239,9 @@ pub(crate) fn stack_alloc_error(what: &str, err: io::Error) -> io::Error {
         return io::Error::new(err.kind(), format!("green thread stack: {what} failed: {err}"));
     }
     let (max, cur) = map_count_status();
+    // At the map-count limit even reading `/proc/self/maps` can fail: then,
+    // with guard pages that split mappings, that limit is the likely one.
+    let mprotect = crate::stack::guard_mode() == crate::stack::GuardMode::Mprotect;
     let msg = match (max, cur) {
         (Some(max), Some(cur)) if cur + 16 >= max => format!(
             "green thread stack: {what} failed: the process has {cur} memory mappings and \
@@ -237,6 +249,13 @@ pub(crate) fn stack_alloc_error(what: &str, err: io::Error) -> io::Error {
              (each stack with an mprotect guard page costs two mappings; Linux >= 6.13 \
              guard pages via MADV_GUARD_INSTALL cost none)",
             max.saturating_mul(4)
+        ),
+        (max, None) if mprotect => format!(
+            "green thread stack: {what} failed ({err}): most likely the process reached \
+             vm.max_map_count ({}), as each stack with an mprotect guard page costs two \
+             mappings (Linux >= 6.13 guard pages via MADV_GUARD_INSTALL cost none); raise it \
+             with `sysctl -w vm.max_map_count=N`, or check free memory",
+            max.map_or_else(|| "unknown".to_owned(), |m| m.to_string())
         ),
         _ => format!(
             "green thread stack: {what} failed: out of memory or address space ({err}); \

@@ -17,6 +17,29 @@
 //! timeout fired, so an inner [`with_timeout`] lets an outer one's pass on.
 //! A loop that computes without blocking is not interrupted.
 //!
+//! A wait whose outcome arrives together with the deadline keeps it: a
+//! `put` whose item a getter took, a `join` whose green thread finished, a
+//! lock or permit granted, a message handed over, all return success, and
+//! the expired timeout fires at the next blocking call instead. Nothing is
+//! delivered and then reported as timed out.
+//!
+//! # While unwinding
+//!
+//! A green thread never switches away while it panics (being killed, or
+//! unwinding from a panic or an [`Elapsed`]): std keeps the panic state per
+//! OS thread, so every other green thread would see it as its own (see
+//! `DESIGN.md`). A blocking call made then, from a destructor, does not
+//! wait: it behaves as under a timeout that has already expired. I/O fails
+//! with `TimedOut`, `*_timeout` waits return their timeout error, `sleep`
+//! and `yield_now` return at once, `join` returns `Err` with a refusal
+//! payload, `tpool::execute` runs its job on the calling OS thread, and a
+//! wait that has no way to report failure (`Lock::lock`, `Queue::get`, ...)
+//! unwinds with an [`Elapsed`] for which [`Elapsed::is_refusal`] is true.
+//! In a destructor running during unwinding, Rust aborts the process if
+//! such a panic escapes it, so a destructor that must block wraps the call
+//! in [`with_timeout`] (which returns the refusal as `Err`) or uses its
+//! `try_`/`_timeout` form. The root context follows the same rule.
+//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -48,6 +71,21 @@ pub struct Elapsed {
 }
 
 impl Elapsed {
+    /// The `Elapsed` of a wait that was refused because its green thread
+    /// could not switch away (it was panicking); see
+    /// [`is_refusal`](Self::is_refusal).
+    pub(crate) const fn refusal() -> Elapsed {
+        Elapsed { id: 0, duration: Duration::ZERO }
+    }
+
+    /// Whether no timeout fired, but a wait could not happen: its green
+    /// thread was unwinding (from a panic or a kill), and a green thread
+    /// never switches away while it panics (see the [module docs](self)).
+    /// Its [`id`](Self::id) is 0 and its duration zero.
+    pub fn is_refusal(&self) -> bool {
+        self.id == 0
+    }
+
     /// How long the timeout that fired was.
     pub fn duration(&self) -> Duration {
         self.duration
@@ -61,7 +99,11 @@ impl Elapsed {
 
 impl fmt::Display for Elapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "timed out after {:?} (eventlet timeout #{})", self.duration, self.id)
+        if self.is_refusal() {
+            f.write_str("cannot wait while unwinding (a green thread never switches away while it panics)")
+        } else {
+            write!(f, "timed out after {:?} (eventlet timeout #{})", self.duration, self.id)
+        }
     }
 }
 
@@ -78,7 +120,7 @@ impl std::error::Error for Elapsed {}
 /// ```
 pub struct Timeout {
     id: u64,
-    deadline: Instant,
+    deadline: Option<Instant>,
     duration: Duration,
     task: TaskRef,
     _not_send: PhantomData<*const ()>,
@@ -86,12 +128,16 @@ pub struct Timeout {
 
 impl Timeout {
     /// Starts a timeout of `dur` for the current green thread (or root).
+    ///
+    /// A duration too long to represent as an [`Instant`] (such as
+    /// `Duration::MAX`) never fires.
     pub fn start(dur: Duration) -> Timeout {
         let id = NEXT_ID.with(|n| n.replace(n.get() + 1));
-        let deadline =
-            Instant::now().checked_add(dur).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
+        let deadline = crate::time::deadline_after(dur);
         let task = with_hub(|h| h.current());
-        task.add_timeout((deadline, id, dur));
+        if let Some(at) = deadline {
+            task.add_timeout((at, id, dur));
+        }
         Timeout { id, deadline, duration: dur, task, _not_send: PhantomData }
     }
 
@@ -100,14 +146,15 @@ impl Timeout {
         self.id
     }
 
-    /// When it fires.
-    pub fn deadline(&self) -> Instant {
+    /// When it fires (`None`: never, its duration being too long to
+    /// represent).
+    pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// Whether the deadline has passed.
     pub fn expired(&self) -> bool {
-        Instant::now() >= self.deadline
+        crate::time::expired(self.deadline)
     }
 
     /// Stops the timeout (same as dropping it).
@@ -127,8 +174,9 @@ impl fmt::Debug for Timeout {
 }
 
 /// Runs `f` with a [`Timeout`] of `dur`; returns `Err(Elapsed)` if that
-/// timeout unwound it. Another timeout's expiry (an outer one) passes on
-/// through; so do panics.
+/// timeout unwound it, or if a wait in `f` was refused because the green
+/// thread is unwinding ([`Elapsed::is_refusal`]). Another timeout's expiry
+/// (an outer one) passes on through; so do panics.
 pub fn with_timeout<R>(dur: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed> {
     let t = Timeout::start(dur);
     let id = t.id;
@@ -137,7 +185,7 @@ pub fn with_timeout<R>(dur: Duration, f: impl FnOnce() -> R) -> Result<R, Elapse
     match r {
         Ok(v) => Ok(v),
         Err(p) => match p.downcast::<Elapsed>() {
-            Ok(e) if e.id == id => Err(*e),
+            Ok(e) if e.id == id || e.is_refusal() => Err(*e),
             Ok(e) => panic::resume_unwind(e),
             Err(p) => panic::resume_unwind(p),
         },

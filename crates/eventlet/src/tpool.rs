@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::greenthread::{current, park};
+use crate::greenthread::current;
+use crate::hub;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -68,12 +69,21 @@ pub fn set_max_threads(n: usize) {
 /// caller.
 ///
 /// If the caller is killed while waiting, `f` still runs to its end on the
-/// pool thread and its result is dropped there.
+/// pool thread and its result is dropped there. If `f` returns as the
+/// caller's [`Timeout`](crate::Timeout) expires, its value wins (the
+/// timeout fires at the next blocking call).
+///
+/// A caller that cannot wait, because it is unwinding (see
+/// [`timeout`](crate::timeout#while-unwinding)), runs `f` itself, blocking
+/// its OS thread as the call would block a plain thread.
 pub fn execute<F, R>(f: F) -> R
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    if !hub::may_switch() {
+        return f();
+    }
     let done: Arc<Mutex<Option<std::thread::Result<R>>>> = Arc::new(Mutex::new(None));
     let unparker = current().unparker();
     let slot = done.clone();
@@ -82,11 +92,17 @@ where
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         unparker.unpark();
     }));
+    let take = || done.lock().unwrap_or_else(|e| e.into_inner()).take();
     loop {
-        if let Some(r) = done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(r) = take() {
             return r.unwrap_or_else(|p| panic::resume_unwind(p));
         }
-        park();
+        if let Err(e) = hub::with_hub(|h| h.park_result(None)) {
+            match take() {
+                Some(r) => return r.unwrap_or_else(|p| panic::resume_unwind(p)),
+                None => panic::resume_unwind(Box::new(e)),
+            }
+        }
     }
 }
 
@@ -115,8 +131,21 @@ fn submit(job: Job) {
     }
 }
 
+/// Keeps the pool's count of threads right if a worker's job unwinds (jobs
+/// catch the panics of the functions they run, so this is a last resort).
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            pool().state.lock().unwrap_or_else(|e| e.into_inner()).threads -= 1;
+        }
+    }
+}
+
 fn worker() {
     let pool = pool();
+    let _counted = Counted;
     let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if let Some(job) = st.jobs.pop_front() {

@@ -30,9 +30,8 @@ use std::cell::Cell;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::greenthread::{park, park_deadline};
 use crate::hub::{self, Task, Wakeup};
 
 /// Where a waiter is in its wait.
@@ -75,7 +74,7 @@ impl<V> Waiter<V> {
         self.status.set(status);
         let task = self.task.get();
         // SAFETY: the task is inside this wait (see the field), so alive.
-        hub::try_with_hub(|h| unsafe { h.unpark_ptr(task) });
+        hub::peek_hub(|h| unsafe { h.unpark_ptr(task) });
     }
 }
 
@@ -209,18 +208,6 @@ impl<V: Copy> WaitList<V> {
     }
 }
 
-/// A deadline `timeout` from now; `None` (no deadline) if that is too far
-/// off to represent.
-pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
-/// Whether `deadline` has passed.
-#[inline]
-pub(crate) fn expired(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
-
 /// One wait in a [`WaitList`], from joining it to the end of the wait.
 ///
 /// Made with [`new`](Self::new), pinned on the waiting stack (`pin!`), then
@@ -274,8 +261,12 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
     ///
     /// Returns [`Status::Granted`] (the grant is then taken up: dropping
     /// the guard no longer passes it on), [`Status::Closed`], or
-    /// [`Status::Queued`] if the deadline passed first. A grant that lands
-    /// together with the deadline wins.
+    /// [`Status::Queued`] if the deadline passed first. A grant (or close)
+    /// that lands together with the deadline, or with the expiry of a
+    /// [`Timeout`](crate::Timeout) of the waiter, wins: the wait reports
+    /// it, and the timeout fires at the next blocking call. With no
+    /// deadline, an expired `Timeout` (or a wait refused while unwinding)
+    /// unwinds with its [`Elapsed`](crate::timeout::Elapsed).
     #[inline(always)]
     pub(crate) fn park(self: Pin<&Self>, deadline: Option<Instant>) -> Status {
         let w = &self.get_ref().waiter;
@@ -288,12 +279,17 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
                 }
                 other => return other,
             }
-            match deadline {
-                None => park(),
-                Some(d) => {
-                    if park_deadline(d) == Wakeup::TimedOut && w.status.get() == Status::Queued {
+            match hub::with_hub(|h| h.park_result(deadline)) {
+                Ok(Wakeup::TimedOut) if w.status.get() == Status::Queued => return Status::Queued,
+                Ok(_) => {}
+                Err(e) => {
+                    if w.status.get() != Status::Queued {
+                        continue; // granted or closed meanwhile: that wins
+                    }
+                    if deadline.is_some() {
                         return Status::Queued;
                     }
+                    std::panic::resume_unwind(Box::new(e));
                 }
             }
         }

@@ -32,6 +32,20 @@ impl Drop for OnDrop<'_> {
     }
 }
 
+/// Sleeps until killed (or until its timeout); then, caught and no longer
+/// unwinding, takes `linger` to clean up, records `name` in `log` and goes
+/// on unwinding. (A cleanup that blocks comes after the kill is caught: a
+/// green thread never switches away while it unwinds, so a destructor
+/// running then cannot block.)
+fn linger_when_killed(log: &RefCell<Vec<String>>, name: &str, linger: Duration) {
+    let r = panic::catch_unwind(AssertUnwindSafe(|| eventlet::sleep(Duration::from_secs(30))));
+    eventlet::sleep(linger);
+    log.borrow_mut().push(format!("{name} dropped"));
+    if let Err(p) = r {
+        panic::resume_unwind(p);
+    }
+}
+
 fn payload_str(p: &(dyn std::any::Any + Send)) -> &str {
     p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(|s| s.as_str())).unwrap_or("?")
 }
@@ -220,16 +234,11 @@ fn a_killed_owner_waits_for_its_scope_even_when_killed_again() {
                 let local = &local;
                 let l = &l;
                 s.spawn(move || {
-                    struct Record<'a>(&'a RefCell<Vec<String>>, &'a RefCell<Vec<String>>, &'static str, u64);
-                    impl Drop for Record<'_> {
-                        fn drop(&mut self) {
-                            eventlet::sleep(ms(self.3)); // blocks while unwinding from the kill
-                            self.0.borrow_mut().push(self.2.to_owned()); // touches the owner's stack
-                            self.1.borrow_mut().push(format!("{} dropped", self.2));
-                        }
-                    }
-                    let _r = Record(local, l, name, linger);
-                    eventlet::sleep(Duration::from_secs(30));
+                    let r = panic::catch_unwind(AssertUnwindSafe(|| eventlet::sleep(Duration::from_secs(30))));
+                    eventlet::sleep(ms(linger)); // blocks after the kill is caught
+                    local.borrow_mut().push(name.to_owned()); // touches the owner's stack
+                    l.borrow_mut().push(format!("{name} dropped"));
+                    panic::resume_unwind(r.unwrap_err());
                 });
             }
         });
@@ -257,10 +266,7 @@ fn a_kill_during_the_cancellation_wait_is_swallowed() {
     let owner = eventlet::spawn(move || {
         let _after = OnDrop { log: &l, name: "owner frame", linger: Duration::ZERO };
         eventlet::scope(|s| {
-            s.spawn(|| {
-                let _g = OnDrop { log: &l, name: "child", linger: ms(20) };
-                eventlet::sleep(Duration::from_secs(30));
-            });
+            s.spawn(|| linger_when_killed(&l, "child", ms(20)));
             eventlet::yield_now();
             panic!("body failed");
         });
@@ -280,10 +286,7 @@ fn a_timeout_while_waiting_cancels_the_scope() {
     let t0 = Instant::now();
     let r = eventlet::with_timeout(ms(10), || {
         eventlet::scope(|s| {
-            s.spawn(|| {
-                let _g = OnDrop { log: &log, name: "slow", linger: ms(10) };
-                eventlet::sleep(Duration::from_secs(30));
-            });
+            s.spawn(|| linger_when_killed(&log, "slow", ms(10)));
         });
     });
     assert!(r.is_err(), "the timeout fired");
@@ -300,10 +303,7 @@ fn an_expired_timeout_is_held_back_during_the_cancellation_and_kept_after() {
     let r = eventlet::with_timeout(ms(5), || {
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             eventlet::scope(|s| {
-                s.spawn(|| {
-                    let _g = OnDrop { log: &log, name: "slow", linger: ms(20) };
-                    eventlet::sleep(Duration::from_secs(30));
-                });
+                s.spawn(|| linger_when_killed(&log, "slow", ms(20)));
                 eventlet::yield_now();
                 panic!("body failed");
             })

@@ -18,7 +18,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::{try_with_hub, with_hub, Hub, HubShared, Remote, TaskRef, Wakeup};
+use super::{peek_hub, try_hub, Hub, HubShared, Remote, TaskRef, Wakeup};
 
 /// Which readiness a green thread waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl Reactor {
         let mut events = self.events.borrow_mut();
         if let Err(e) = self.poll.borrow_mut().poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
-                log::error!("eventlet: epoll_wait failed: {e}");
+                crate::report::log_error(format_args!("epoll_wait failed: {e}"));
             }
             return;
         }
@@ -199,7 +199,7 @@ impl Registration {
         let all = std::mem::take(self.all.get_mut().unwrap_or_else(|e| e.into_inner()));
         for (shared, token) in all {
             let _ = shared.registry.deregister(&mut SourceFd(&fd));
-            let local = try_with_hub(|h| {
+            let local = peek_hub(|h| {
                 if h.id == shared.id {
                     h.reactor.free_slot(token);
                     true
@@ -234,14 +234,14 @@ impl Drop for WaiterGuard<'_> {
 /// Parks the current green thread until `fd` may be ready in `dir`, or the
 /// deadline passes. May return early (a spurious wake); callers retry.
 pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Option<Instant>) -> io::Result<Wakeup> {
-    with_hub(|hub| {
+    try_hub(|hub| {
         let token = reg.token(hub, fd)?;
         let task = hub.current();
         hub.reactor.add_waiter(token, dir, task.clone());
         task.io_wait.set(Some((fd, dir)));
         let _guard = WaiterGuard { hub, token, dir, task };
         hub.park_io(deadline).map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))
-    })
+    })?
 }
 
 /// Whether a stream read on this socket would surely find nothing: its last
@@ -250,14 +250,14 @@ pub(crate) fn wait(reg: &Registration, fd: RawFd, dir: Direction, deadline: Opti
 /// parking without the syscall loses nothing (tokio does the same).
 #[inline]
 pub(crate) fn read_drained(reg: &Registration) -> bool {
-    with_hub(|hub| reg.home_token(hub).is_some_and(|t| hub.reactor.read_drained(t)))
+    peek_hub(|hub| reg.home_token(hub).is_some_and(|t| hub.reactor.read_drained(t))).unwrap_or(false)
 }
 
 /// Notes that a stream read returned less than asked: the socket is
 /// drained until its next read readiness event.
 #[inline]
 pub(crate) fn set_read_drained(reg: &Registration) {
-    with_hub(|hub| {
+    peek_hub(|hub| {
         if let Some(t) = reg.home_token(hub) {
             hub.reactor.set_read_drained(t);
         }
@@ -267,5 +267,5 @@ pub(crate) fn set_read_drained(reg: &Registration) {
 /// Spends one unit of the running green thread's I/O budget.
 #[inline]
 pub(crate) fn consume_budget() {
-    with_hub(|h| h.consume_budget());
+    peek_hub(|h| h.consume_budget());
 }

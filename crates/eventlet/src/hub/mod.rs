@@ -30,6 +30,7 @@ pub use watchdog::{watchdog, Stall};
 use std::alloc::Layout;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
+use std::io::Write as _;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use slab::Slab;
 
+use crate::report;
 use crate::stack::{self, GreenStack, StackPool};
 use crate::sys::{self, RunningInfo};
 use crate::timeout::Elapsed;
@@ -136,6 +138,10 @@ pub(crate) struct Task {
     pub(crate) pool: Cell<usize>,
     /// The descriptor it is parked on, for [`threads`].
     pub(crate) io_wait: Cell<Option<(std::os::fd::RawFd, io::Direction)>>,
+    /// Whether nobody will take its result: a `spawn_n` green thread, or
+    /// one whose `JoinHandle` was dropped. Its body then drops the result
+    /// itself, on its own stack (see [`body`]).
+    pub(crate) detached: Cell<bool>,
 }
 
 /// The heap block of a green thread: the task, then the slot its result
@@ -406,6 +412,7 @@ impl Task {
             locals: RefCell::new(None),
             pool: Cell::new(0),
             io_wait: Cell::new(None),
+            detached: Cell::new(false),
         }
     }
 }
@@ -422,7 +429,7 @@ impl Task {
     /// Whether the green thread's body has begun to run.
     fn started(&self) -> bool {
         // SAFETY: the coroutine cell is only mutated by the hub loop (resume,
-        // finish) and `finish_unstarted`, never while this shared read runs.
+        // finish) and `Hub::drop`, never while this shared read runs.
         unsafe { (*self.coro.get()).as_ref().is_some_and(|c| c.started()) }
     }
 
@@ -462,6 +469,10 @@ impl Task {
 
     pub(crate) fn set_joiner(&self, t: TaskRef) {
         self.joiner.set(Some(t));
+    }
+
+    pub(crate) fn take_joiner(&self) -> Option<TaskRef> {
+        self.joiner.take()
     }
 }
 
@@ -572,6 +583,29 @@ pub fn stats() -> Stats {
         stacks_pooled: h.stacks.borrow().pooled(),
         switches: h.shared.switches.load(Ordering::Relaxed),
     })
+}
+
+/// Parks the running green thread (or root) until `done()`, checked after
+/// every wake-up. An expired [`Timeout`](crate::Timeout) (or a refused wait)
+/// unwinds with its `Elapsed`, unless `done()` holds by then: the outcome
+/// wins, and the timeout fires at the next blocking call.
+#[inline]
+pub(crate) fn park_until(mut done: impl FnMut() -> bool) {
+    while !done() {
+        if let Err(e) = with_hub(|h| h.park_result(None)) {
+            if !done() {
+                panic::resume_unwind(Box::new(e));
+            }
+            return;
+        }
+    }
+}
+
+/// Whether the running green thread (or root) may switch away now (see
+/// [`Hub::cannot_switch`]); without a hub, whether the thread is not
+/// panicking.
+pub(crate) fn may_switch() -> bool {
+    peek_hub(|h| !h.cannot_switch(h.cur())).unwrap_or_else(|| !std::thread::panicking())
 }
 
 /// Whether any green thread of this OS thread's hub is ready to run (a
@@ -722,13 +756,21 @@ pub(crate) struct Hub {
 }
 
 thread_local! {
-    static HUB: Hub = Hub::new().unwrap_or_else(|e| panic!("eventlet: cannot create this thread's hub: {e}"));
+    /// This OS thread's hub, made on first use (not cached if that fails,
+    /// so a thread out of descriptors can try again later).
+    static HUB: std::cell::OnceCell<Hub> = const { std::cell::OnceCell::new() };
     /// Fast path to `HUB` once it exists: a plain pointer load instead of the
     /// lazy thread-local's state check. Cleared first thing in `Hub::drop`.
     static HUB_PTR: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Runs `f` with this OS thread's hub.
+/// Runs `f` with this OS thread's hub, making it first if needed.
+///
+/// # Panics
+///
+/// If the hub cannot be made (no descriptors left: the message says so) or
+/// the thread is exiting and its hub is gone. Calls that can return an
+/// `io::Error` use [`try_hub`] instead.
 #[inline(always)]
 pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
     let p = HUB_PTR.with(Cell::get);
@@ -745,33 +787,69 @@ pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
 #[cold]
 #[inline(never)]
 fn with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
-    HUB.with(|h| {
-        HUB_PTR.with(|c| c.set(h));
-        f(h)
-    })
+    match make_hub() {
+        // SAFETY: `make_hub` returns this thread's live hub (see there).
+        Ok(h) => f(unsafe { &*h }),
+        Err(e) => panic!("eventlet: {e}"),
+    }
 }
 
-/// Like [`with_hub`] but returns `None` while the thread is being torn down.
+/// Like [`with_hub`], but a hub that cannot be made (or is gone, the thread
+/// exiting) is an error.
 #[inline]
-pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
-    let p = HUB_PTR.try_with(Cell::get).ok()?;
+pub(crate) fn try_hub<R>(f: impl FnOnce(&Hub) -> R) -> std::io::Result<R> {
+    let p = HUB_PTR.try_with(Cell::get).unwrap_or(std::ptr::null());
     if !p.is_null() {
         // SAFETY: as in `with_hub`.
-        return Some(f(unsafe { &*p }));
+        return Ok(f(unsafe { &*p }));
     }
-    try_with_new_hub(f)
+    // SAFETY: `make_hub` returns this thread's live hub (see there).
+    make_hub().map(|h| f(unsafe { &*h }))
 }
 
-/// [`try_with_hub`] when the fast pointer is not set.
+/// Like [`with_hub`] but returns `None` while the thread is being torn down
+/// or if its hub cannot be made.
+#[inline]
+pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    try_hub(f).ok()
+}
+
+/// Runs `f` with this OS thread's hub if it has one; never makes one.
+/// Wake-ups and deregistrations use this: a plain OS thread that wakes a
+/// green thread elsewhere needs no hub of its own.
+#[inline]
+pub(crate) fn peek_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    let p = HUB_PTR.try_with(Cell::get).ok()?;
+    // SAFETY: as in `with_hub`.
+    (!p.is_null()).then(|| f(unsafe { &*p }))
+}
+
+/// This thread's hub, made now if it does not exist yet. The pointer is to
+/// the thread-local, so it is valid on this thread until its thread-local
+/// destructors run (it is also stored in `HUB_PTR`, cleared then).
 #[cold]
-#[inline(never)]
-fn try_with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
-    HUB.try_with(f).ok()
+fn make_hub() -> std::io::Result<*const Hub> {
+    let gone = || std::io::Error::other("this OS thread is exiting and its hub is gone");
+    let p = HUB
+        .try_with(|cell| -> std::io::Result<*const Hub> {
+            if cell.get().is_none() {
+                let hub = Hub::new()
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create this OS thread's hub: {e}")))?;
+                // `Hub::new` runs no code that could have made one meanwhile.
+                let _ = cell.set(hub);
+            }
+            let h: *const Hub = cell.get().ok_or_else(gone)?;
+            Ok(h)
+        })
+        .map_err(|_| gone())??;
+    HUB_PTR.try_with(|c| c.set(p)).map_err(|_| gone())?;
+    Ok(p)
 }
 
 impl Hub {
     fn new() -> std::io::Result<Hub> {
         sys::install_overflow_handler();
+        report::install_hook();
         let id = NEXT_HUB_ID.fetch_add(1, Ordering::Relaxed);
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
@@ -841,7 +919,7 @@ impl Hub {
         name: Option<Box<str>>,
         stack_size: Option<usize>,
         delay: Option<Duration>,
-        report_panic: bool,
+        detached: bool,
     ) -> std::io::Result<Typed<Packet<T>>> {
         let size = match stack_size {
             None => stack::DEFAULT_STACK_SIZE,
@@ -854,38 +932,11 @@ impl Hub {
         let task = Typed::new((self.id << 40) | n, name, RefCell::new(None), Some(&self.blocks));
         let (name_ptr, name_len) = task.name.as_deref().map_or((std::ptr::null(), 0), |s| (s.as_ptr(), s.len()));
         task.info.set(RunningInfo { guard_lo, guard_hi, name_ptr, name_len, id: task.id, stack_size: size });
+        task.detached.set(detached);
         let me = task.clone();
         let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), ()>, ()| {
             me.yielder.set(y);
-            // The value goes straight to the (empty) slot: built on the stack
-            // first, to outlive a call dropping the old value, it was stored
-            // in pieces and loaded whole, which stalls the CPU's store
-            // forwarding (~8% of an empty green thread's spawn and join).
-            let slot = me.slot();
-            let ran = panic::catch_unwind(AssertUnwindSafe(|| {
-                let value = f();
-                let mut s = slot.borrow_mut();
-                if s.is_none() {
-                    *s = Some(Ok(value));
-                }
-            }));
-            if let Err(p) = ran {
-                if report_panic && !p.is::<Killed>() {
-                    report(&me, p.as_ref());
-                }
-                *slot.borrow_mut() = Some(Err(p));
-            }
-            // Green-locals are dropped here, on this green thread: their
-            // destructors may block or use green-locals (which may fill the
-            // map again, hence the loop). A panicking destructor is reported;
-            // it must not unwind into the hub.
-            while let Some(locals) = me.locals.take() {
-                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(locals))) {
-                    if !p.is::<Killed>() {
-                        report(&me, p.as_ref());
-                    }
-                }
-            }
+            body(&me, f);
         });
         // SAFETY: the task is new; nothing else can see its coroutine cell.
         unsafe { *task.coro.get() = Some(coro) };
@@ -895,8 +946,11 @@ impl Hub {
         match delay {
             Some(d) if !d.is_zero() => {
                 t.state.set(State::Delayed);
-                let key = self.timers.borrow_mut().insert(Instant::now() + d, t.clone());
-                t.timer.set(Some(key));
+                // A delay too long to represent never comes: it waits for a kill.
+                if let Some(at) = crate::time::deadline_after(d) {
+                    let key = self.timers.borrow_mut().insert(at, t.clone());
+                    t.timer.set(Some(key));
+                }
             }
             _ => self.queue.push_back(t),
         }
@@ -966,7 +1020,7 @@ impl Hub {
     #[inline(always)]
     fn park_plain(&self) -> Option<Wakeup> {
         let cur = self.cur();
-        if cur.is_root() || cur.timed.get() || cur.spared.get() {
+        if cur.is_root() || cur.timed.get() || cur.spared.get() || std::thread::panicking() {
             return None;
         }
         if !cur.notified.replace(false) {
@@ -987,6 +1041,19 @@ impl Hub {
         }
     }
 
+    /// Like [`park`](Self::park), but an expired `Timeout` (or a refused
+    /// wait) comes back as `Err` whatever the deadline; the common case
+    /// parks in the caller's frame, as `park` does.
+    #[inline(always)]
+    pub(crate) fn park_result(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
+        if deadline.is_none() {
+            if let Some(w) = self.park_plain() {
+                return Ok(w);
+            }
+        }
+        self.park_inner(deadline)
+    }
+
     /// Like [`park`](Self::park), but an expired `Timeout` comes back as
     /// `Err` whatever the deadline.
     pub(crate) fn park_inner(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
@@ -994,6 +1061,9 @@ impl Hub {
         self.drop_spare(cur);
         if cur.notified.replace(false) {
             return Ok(Wakeup::Unparked);
+        }
+        if self.cannot_switch(cur) {
+            return Self::refuse(cur, deadline);
         }
         let tmo = cur.earliest_timeout();
         let (deadline, by_timeout) = match (deadline, tmo) {
@@ -1044,6 +1114,9 @@ impl Hub {
         if cur.notified.replace(false) {
             return Ok(Wakeup::Unparked);
         }
+        if std::thread::panicking() {
+            return Self::refuse(cur, deadline);
+        }
         let reused = cur.spared.replace(false) && {
             self.spares.set(self.spares.get() - 1);
             cur.timer.get().is_some_and(|key| self.timers.borrow_mut().rearm(key, d))
@@ -1062,6 +1135,44 @@ impl Hub {
         Ok(cur.wake.get())
     }
 
+    /// Whether the running context may not switch away now:
+    ///
+    /// 1. It is panicking. std keeps its panic state (`thread::panicking`,
+    ///    the panic count that poisons mutexes and aborts a panic inside a
+    ///    panic hook) per OS thread, not per stack, so any green thread
+    ///    run meanwhile would see this one's unwinding as its own. A green
+    ///    thread therefore never switches away while it panics, and no
+    ///    suspended green thread is ever panicking.
+    /// 2. It is the root, and the hub loop is running on the root's stack
+    ///    (the root is not `Running`): user code run by the loop itself,
+    ///    such as a destructor of a closure the loop failed to spawn, must
+    ///    not start the loop again inside itself.
+    #[inline]
+    fn cannot_switch(&self, cur: &Task) -> bool {
+        std::thread::panicking() || (cur.is_root() && cur.state.get() != State::Running)
+    }
+
+    /// The end of a wait that [`cannot_switch`](Self::cannot_switch): as if
+    /// its deadline had passed. A wait with no deadline gets the refusal
+    /// `Elapsed` (see [`Elapsed::is_refusal`]), which callers without an
+    /// error to return unwind with, as under an expired `Timeout`.
+    #[cold]
+    fn refuse(cur: &Task, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
+        if deadline.is_some() {
+            return Ok(Wakeup::TimedOut);
+        }
+        if std::thread::panicking() && !cur.timed.get() {
+            let name = cur.name.as_deref().unwrap_or("<unnamed>");
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "eventlet: green thread '{name}' (id {}) cannot wait while it unwinds (a green thread never \
+                 switches away while it panics): the wait fails as under an expired Timeout",
+                cur.id
+            );
+        }
+        Err(Elapsed::refusal())
+    }
+
     /// Cancels the green thread's spare timer, if it has one.
     #[inline]
     fn drop_spare(&self, t: &Task) {
@@ -1077,6 +1188,15 @@ impl Hub {
     /// queue and lets every other ready green thread, and due I/O, run first.
     pub(crate) fn yield_now(&self) {
         let cur = self.cur();
+        if self.cannot_switch(cur) {
+            return;
+        }
+        if cur.is_root() {
+            // The root's turn comes straight back to it when nothing else is
+            // ready, so the loop would never reach its timers and I/O: look
+            // at them first, and what they wake runs before the root.
+            self.tick();
+        }
         cur.state.set(State::Ready);
         if self.reactor.waiters() > 0 {
             // As eventlet's `sleep(0)`: the hub polls before this one runs
@@ -1142,41 +1262,41 @@ impl Hub {
         panic::resume_unwind(Box::new(Killed))
     }
 
-    /// Kills a green thread of this hub. Returns without waiting.
-    pub(crate) fn kill(&self, t: &TaskRef) {
+    /// Kills a green thread of this hub. Returns without waiting, and
+    /// whether the green thread has a kill pending (the caller yields so
+    /// that it ends first).
+    ///
+    /// Every green thread ends on its own stack: one that has not started
+    /// is made ready with the kill pending, and its body drops its closure
+    /// unrun instead of calling it (see [`body`]); one that is parked is
+    /// woken and unwinds from its blocking point. Killing the running green
+    /// thread unwinds it at once, unless it is unwinding already.
+    pub(crate) fn kill(&self, t: &TaskRef) -> bool {
         match t.state.get() {
-            State::Done => {}
+            State::Done => false,
             _ if std::ptr::eq(t.as_ptr(), self.current.get()) => {
-                if t.kill.get() == Kill::No {
+                if t.kill.get() == Kill::No && !std::thread::panicking() {
                     t.kill.set(Kill::Delivered);
                     panic::resume_unwind(Box::new(Killed));
                 }
+                false
             }
-            State::Ready | State::Delayed if !t.started() => self.finish_unstarted(t),
-            _ => {
-                if t.kill.get() == Kill::No {
-                    t.kill.set(Kill::Pending);
-                    self.unpark(t);
+            _ if t.kill.get() != Kill::No => t.kill.get() == Kill::Pending,
+            State::Delayed => {
+                t.kill.set(Kill::Pending);
+                if let Some(key) = t.timer.take() {
+                    self.timers.borrow_mut().cancel(key);
                 }
+                t.state.set(State::Ready);
+                self.queue.push_back(t.clone());
+                true
+            }
+            _ => {
+                t.kill.set(Kill::Pending);
+                self.unpark(t);
+                true
             }
         }
-    }
-
-    /// Ends a green thread that never ran: its closure is dropped unrun.
-    fn finish_unstarted(&self, t: &TaskRef) {
-        t.state.set(State::Done);
-        if let Some(key) = t.timer.take() {
-            self.timers.borrow_mut().cancel(key);
-        }
-        // SAFETY: the coroutine has not started, so nothing runs on its
-        // stack and no reference into the cell exists.
-        let coro = unsafe { (*t.coro.get()).take() };
-        if let Some(mut coro) = coro {
-            // Not started: this drops the closure without running it.
-            coro.force_unwind();
-            self.stacks.borrow_mut().put(coro.into_stack());
-        }
-        self.retire(t);
     }
 
     /// Removes a finished green thread and wakes its joiner.
@@ -1222,15 +1342,16 @@ impl Hub {
         shared.running.store(t.id, Ordering::Relaxed);
         sys::set_running(t.info.as_ptr());
         let prev = self.current.replace(t.as_ptr());
-        // SAFETY: only this loop (never re-entered: it runs on the root's
-        // stack and green threads never run it) and `finish_unstarted` (for
-        // tasks that have not started, which this one may be but then nothing
-        // else holds the cell) touch the coroutine cell; the `&mut` lives for
-        // the resume only.
+        // The body catches everything its user code throws, so the resume
+        // does not unwind; if it ever did, the hub must not be left pointing
+        // at a green thread that is not running.
+        let _restore = Restore { hub: self, prev };
+        // SAFETY: only this function touches the coroutine cell mutably, from
+        // the hub loop (never re-entered: it runs on the root's stack, and a
+        // park there while the loop runs is refused, see `cannot_switch`) or
+        // from `Hub::drop`; the `&mut` lives for the resume only.
         let res = unsafe { (*t.coro.get()).as_mut().map(|c| c.resume(())) };
-        self.current.set(prev);
-        shared.running.store(0, Ordering::Relaxed);
-        sys::set_running(std::ptr::null());
+        drop(_restore);
         if let Some(CoroutineResult::Return(())) = res {
             t.state.set(State::Done);
             // SAFETY: the coroutine returned; nothing runs on its stack.
@@ -1242,6 +1363,12 @@ impl Hub {
     }
 
     /// Between batches: remote wake-ups, I/O, timers.
+    ///
+    /// Everything here is the hub's own code except the logger (through
+    /// [`report::log_error`], which catches its panics) and the drop of a
+    /// closure another OS thread sent that could not be spawned (caught
+    /// in [`drain_remote`](Self::drain_remote)); a wait in either is
+    /// refused (see [`cannot_switch`](Self::cannot_switch)).
     fn maintain(&self) {
         if self.shared.pending.load(Ordering::Acquire) {
             self.drain_remote();
@@ -1271,6 +1398,22 @@ impl Hub {
                 self.drain_remote();
             }
         } else if (self.io_requested.get() && self.reactor.waiters() > 0) || self.ticks.get() >= IO_INTERVAL {
+            self.poll_io(Some(Duration::ZERO));
+        }
+        if self.timers.borrow().len() > 0 {
+            self.fire_timers();
+        }
+        self.queue.append(&self.yielded);
+    }
+
+    /// One look at everything that can wake green threads, without
+    /// blocking: wake-ups from other threads, I/O if anyone waits for it,
+    /// due timers (for a yielding root, see [`yield_now`](Self::yield_now)).
+    fn tick(&self) {
+        if self.shared.pending.load(Ordering::Acquire) {
+            self.drain_remote();
+        }
+        if self.reactor.waiters() > 0 {
             self.poll_io(Some(Duration::ZERO));
         }
         if self.timers.borrow().len() > 0 {
@@ -1331,8 +1474,14 @@ impl Hub {
                 Remote::Unpark { key, id } => self.unpark_key(key, id),
                 Remote::FreeSlot(token) => self.reactor.free_slot(token),
                 Remote::Spawn(f) => {
-                    if let Err(e) = self.spawn(f, None, None, None, true) {
-                        eprintln!("eventlet: cannot start a green thread sent from another OS thread: {e}");
+                    // On failure the closure is dropped unrun, here: contained.
+                    let spawned = report::contain(|| self.spawn(f, None, None, None, true));
+                    if let Some(Err(e)) = spawned {
+                        report::log_error(format_args!("cannot start a green thread sent from another OS thread: {e}"));
+                        let _ = writeln!(
+                            std::io::stderr().lock(),
+                            "eventlet: cannot start a green thread sent from another OS thread: {e}"
+                        );
                     }
                 }
                 Remote::Wake => {}
@@ -1349,6 +1498,22 @@ impl Hub {
     }
 }
 
+/// Puts the hub back in the loop's context when a green thread switches
+/// back to it (see [`Hub::run_task`]).
+struct Restore<'a> {
+    hub: &'a Hub,
+    prev: *const Task,
+}
+
+impl Drop for Restore<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.hub.current.set(self.prev);
+        self.hub.shared.running.store(0, Ordering::Relaxed);
+        sys::set_running(std::ptr::null());
+    }
+}
+
 impl Drop for Hub {
     fn drop(&mut self) {
         let _ = HUB_PTR.try_with(|c| c.set(std::ptr::null()));
@@ -1359,7 +1524,26 @@ impl Drop for Hub {
             self.shared.alive.store(false, Ordering::SeqCst);
             std::mem::take(&mut *q)
         };
-        drop(unrun);
+        for m in unrun {
+            report::contain(|| drop(m));
+        }
+        // Green threads that never started: each runs once, with a kill
+        // pending, so that its body drops its closure unrun on its own
+        // stack (their sockets and everything else they own are closed).
+        let unstarted: Vec<TaskRef> = self
+            .tasks
+            .get_mut()
+            .iter()
+            .filter(|(_, t)| !t.is_root() && !t.is_done() && !t.started())
+            .map(|(_, t)| t.clone())
+            .collect();
+        for t in unstarted {
+            if let Some(key) = t.timer.take() {
+                self.timers.borrow_mut().cancel(key);
+            }
+            t.kill.set(Kill::Pending);
+            self.run_task(t);
+        }
         // Green threads still parked when their OS thread exits are leaked
         // with their stacks, not unwound: unwinding them would run their
         // destructors while this thread's hub is already gone.
@@ -1375,18 +1559,65 @@ impl Drop for Hub {
     }
 }
 
-/// Reports a panic of a green thread nobody will join.
-fn report(t: &Task, payload: &(dyn std::any::Any + Send)) {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(|s| s.as_str()))
-        .map(str::to_owned)
-        .or_else(|| payload.downcast_ref::<Elapsed>().map(|e| e.to_string()))
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned());
-    let name = t.name.as_deref().unwrap_or("<unnamed>");
-    log::error!("green thread '{name}' (id {}) panicked: {msg}", t.id);
-    eprintln!("eventlet: green thread '{name}' (id {}) panicked: {msg}; the other green threads go on", t.id);
+/// A green thread's whole life on its own stack: its closure (or, if it
+/// was killed before it started, the drop of its closure), its result, and
+/// its green-locals. Nothing here unwinds into the hub: every piece of user
+/// code (the closure, destructors of what it captured and returned, panic
+/// payloads, the logger that reports a panic) runs inside `catch_unwind`,
+/// and a payload whose own destructor panics is leaked rather than dropped
+/// twice. Everything runs on this green thread, which may block, never on
+/// the hub loop's stack.
+fn body<T: 'static>(me: &Typed<Packet<T>>, f: impl FnOnce() -> T) {
+    let slot = me.slot();
+    let ran = if me.kill.get() == Kill::Pending {
+        // Killed before it started: the closure is dropped unrun, here.
+        me.kill.set(Kill::Delivered);
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(f))) {
+            report::green_panic(me, p.as_ref());
+            report::drop_payload(p);
+        }
+        Err(Box::new(Killed) as report::Payload)
+    } else {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            let value = f();
+            if me.detached.get() {
+                // Nobody takes it: drop it here, where its destructor may
+                // block (a panic there is this green thread's).
+                drop(value);
+            } else {
+                // The value goes straight to the (empty) slot: built on the
+                // stack first, to outlive a call dropping the old value, it
+                // was stored in pieces and loaded whole, which stalls the
+                // CPU's store forwarding (~8% of an empty green thread's
+                // spawn and join).
+                let mut s = slot.borrow_mut();
+                if s.is_none() {
+                    *s = Some(Ok(value));
+                }
+            }
+        }))
+    };
+    if let Err(p) = ran {
+        if me.detached.get() {
+            if !p.is::<Killed>() {
+                report::green_panic(me, p.as_ref());
+            }
+            report::drop_payload(p);
+        } else {
+            *slot.borrow_mut() = Some(Err(p));
+        }
+    }
+    // Green-locals are dropped here, on this green thread: their destructors
+    // may block or use green-locals (which may fill the map again, hence the
+    // loop).
+    while let Some(locals) = me.locals.take() {
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(locals))) {
+            if !p.is::<Killed>() {
+                report::green_panic(me, p.as_ref());
+            }
+            report::drop_payload(p);
+        }
+    }
 }
 
 /// A handle that wakes a parked green thread from any OS thread.
@@ -1407,8 +1638,12 @@ impl Unparker {
     }
 
     /// Wakes the green thread (or leaves a token for its next park).
+    ///
+    /// Called from an OS thread without a hub (a plain thread, a `tpool`
+    /// worker), it makes none there: the wake-up goes through the target
+    /// hub's queue, and cannot fail once sent.
     pub fn unpark(&self) {
-        let local = try_with_hub(|h| {
+        let local = peek_hub(|h| {
             if h.id == self.shared.id {
                 h.unpark_key(self.key, self.id);
                 true

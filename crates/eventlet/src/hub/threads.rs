@@ -155,6 +155,7 @@ pub fn start(name: &str) -> std::io::Result<HubThread> {
 /// The root of a hub thread: park while anything may still happen.
 fn serve_forever() {
     loop {
+        // A hub thread's root has no `Timeout` and does not unwind here.
         park();
         let (idle, left) = with_hub(|h| {
             (

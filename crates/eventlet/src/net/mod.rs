@@ -106,7 +106,7 @@ impl<T: AsRawFd> Evented<T> {
                 }
             }
             if deadline.is_none() {
-                deadline = timeout.map(|t| Instant::now() + t);
+                deadline = timeout.and_then(crate::time::deadline_after);
             }
             if self.wait(dir, deadline)? == Wakeup::TimedOut {
                 return Err(timed_out());
@@ -464,7 +464,7 @@ impl TcpStream {
         };
         let stream = TcpStream::from_evented(Evented::new(s.into()));
         if !started {
-            let deadline = timeout.map(|t| Instant::now() + t);
+            let deadline = timeout.and_then(crate::time::deadline_after);
             consume_budget();
             loop {
                 if stream.inner.wait(Direction::Write, deadline)? == Wakeup::TimedOut {
