@@ -308,11 +308,13 @@ impl<T> Drop for JoinHandle<T> {
     /// it ends. If it has ended already, its result is dropped here.
     fn drop(&mut self) {
         let t = &self.task;
-        t.detached.set(true);
-        drop(t.take_joiner());
         if t.is_done() {
+            // Whatever `join` did not take (its end took the joiner).
             let result = t.slot().borrow_mut().take();
             drop(result);
+        } else {
+            t.detached.set(true);
+            drop(t.take_joiner());
         }
     }
 }

@@ -280,18 +280,33 @@ impl<'a, V, F: FnMut(Status, &Waiter<V>)> Wait<'a, V, F> {
                 other => return other,
             }
             match hub::with_hub(|h| h.park_result(deadline)) {
-                Ok(Wakeup::TimedOut) if w.status.get() == Status::Queued => return Status::Queued,
-                Ok(_) => {}
-                Err(e) => {
-                    if w.status.get() != Status::Queued {
-                        continue; // granted or closed meanwhile: that wins
+                Ok(Wakeup::Unparked) => {}
+                other => {
+                    if let Some(status) = Self::cut_short(w, other, deadline) {
+                        return status;
                     }
-                    if deadline.is_some() {
-                        return Status::Queued;
-                    }
-                    std::panic::resume_unwind(Box::new(e));
                 }
             }
+        }
+    }
+
+    /// A wait woken by its deadline, an expired `Timeout` or a refusal:
+    /// `None` if the waiter was granted or closed meanwhile (that wins: the
+    /// caller looks again), `Some(Queued)` for a timed-out wait; with no
+    /// deadline, it unwinds.
+    #[cold]
+    #[inline(never)]
+    fn cut_short(
+        w: &Waiter<V>,
+        woke: Result<Wakeup, crate::timeout::Elapsed>,
+        deadline: Option<Instant>,
+    ) -> Option<Status> {
+        if w.status.get() != Status::Queued {
+            return None;
+        }
+        match woke {
+            Err(e) if deadline.is_none() => std::panic::resume_unwind(Box::new(e)),
+            _ => Some(Status::Queued),
         }
     }
 

@@ -1332,6 +1332,7 @@ impl Hub {
         }
     }
 
+    #[inline(always)]
     fn run_task(&self, t: TaskRef) {
         t.state.set(State::Running);
         self.budget.set(BUDGET);
@@ -1345,13 +1346,13 @@ impl Hub {
         // The body catches everything its user code throws, so the resume
         // does not unwind; if it ever did, the hub must not be left pointing
         // at a green thread that is not running.
-        let _restore = Restore { hub: self, prev };
+        let restore = Restore { hub: self, prev };
         // SAFETY: only this function touches the coroutine cell mutably, from
         // the hub loop (never re-entered: it runs on the root's stack, and a
         // park there while the loop runs is refused, see `cannot_switch`) or
         // from `Hub::drop`; the `&mut` lives for the resume only.
         let res = unsafe { (*t.coro.get()).as_mut().map(|c| c.resume(())) };
-        drop(_restore);
+        drop(restore);
         if let Some(CoroutineResult::Return(())) = res {
             t.state.set(State::Done);
             // SAFETY: the coroutine returned; nothing runs on its stack.
