@@ -121,7 +121,7 @@ pub(crate) fn install_hook() {
     panic::set_hook(Box::new(move |info| {
         prev(info);
         if let Some(id) = crate::sys::running_green_thread() {
-            let msg = info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned();
+            let msg = payload_text(info.payload()).into_owned();
             let _ = HOOK_SAW.try_with(|s| *s.borrow_mut() = Some((id, msg)));
         }
     }));

@@ -122,7 +122,7 @@ impl<S: Transport> Connection<S> {
         handshake: impl FnOnce(&S) -> std::io::Result<()>,
         handler: &dyn Fn(Request<Body>) -> Response<Body>,
     ) {
-        let deadline = Instant::now() + self.config.header_timeout;
+        let deadline = after(self.config.header_timeout);
         if self.read_timeout(Reading::HeadUntil(deadline)).is_err() {
             return;
         }
@@ -189,7 +189,7 @@ impl<S: Transport> Connection<S> {
                     // A head has begun: from here it has the header timeout
                     // (the clock is read only when a head needs a second read).
                     if deadline.is_none() {
-                        deadline = Some(Instant::now() + self.config.header_timeout);
+                        deadline = Some(after(self.config.header_timeout));
                     }
                 }
                 r.buffered().is_empty()
@@ -400,4 +400,11 @@ impl<S: Transport> Connection<S> {
             ));
         }
     }
+}
+
+/// The instant `d` from now; a duration too long to represent (a header
+/// timeout of `Duration::MAX`, meaning none) gives an instant a century off.
+fn after(d: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400))
 }

@@ -408,7 +408,7 @@ impl Group {
             m.control.closing.store(true, Ordering::SeqCst);
             wake_root(&m.shared);
         }
-        if !self.wait(Some(Instant::now() + grace)) {
+        if !self.wait(crate::time::deadline_after(grace)) {
             for (m, t) in self.inner.members.iter().zip(&self.threads) {
                 if t.is_some() {
                     m.control.killing.store(true, Ordering::SeqCst);

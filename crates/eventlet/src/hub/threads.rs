@@ -32,9 +32,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{report, with_hub, HubShared, Killed, Remote};
+use super::{with_hub, HubShared, Killed, Remote};
 use crate::channel::{self, RecvTimeoutError, TrySendError};
 use crate::greenthread::park;
+use crate::report;
 
 /// A `Send + Sync` handle to a hub: spawns green threads onto it from any
 /// OS thread. While a handle exists, the hub counts as possibly woken from
@@ -229,11 +230,9 @@ fn run_joinable<T>(f: impl FnOnce() -> T, tx: channel::Sender<std::thread::Resul
     // Capacity 1, one send: never waits.
     if let Err(TrySendError::Full(Err(p)) | TrySendError::Disconnected(Err(p))) = tx.try_send(result) {
         if !p.is::<Killed>() {
-            with_hub(|h| report(h.cur(), p.as_ref()));
+            with_hub(|h| report::green_panic(h.cur(), p.as_ref()));
         }
-        // A payload whose destructor panics: caught by the hub around this
-        // green thread, and reported there.
-        drop(p);
+        report::drop_payload(p);
     }
 }
 
@@ -266,7 +265,10 @@ impl<T> RemoteJoinHandle<T> {
     ///
     /// The handle itself, when the green thread has not finished in time.
     pub fn join_timeout(self, timeout: Duration) -> Result<std::thread::Result<T>, RemoteJoinHandle<T>> {
-        self.join_deadline(Instant::now() + timeout)
+        match crate::time::deadline_after(timeout) {
+            Some(d) => self.join_deadline(d),
+            None => Ok(self.join()),
+        }
     }
 
     /// Like [`join_timeout`](Self::join_timeout), with a deadline.
