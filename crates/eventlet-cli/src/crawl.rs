@@ -42,7 +42,7 @@ pub(crate) struct Args {
     /// Give up on a URL after this long (connect, response and body): 10, 2.5, 500ms, 1m.
     #[arg(long, value_name = "S", default_value = "30", value_parser = crate::parse_positive_duration)]
     timeout: Duration,
-    /// Trust the CA certificates of this PEM file for https:// instead of the bundled roots.
+    /// Trust the CA certificates of this PEM file for https:// instead of the system's.
     #[arg(long, value_name = "F")]
     cacert: Option<PathBuf>,
     /// Follow links (href="...") to pages on the same host, up to D hops from the given URLs; each URL once.
@@ -57,6 +57,8 @@ pub(crate) struct Args {
 struct Fetched {
     status: u16,
     bytes: u64,
+    /// Where the page was reached, when redirects led elsewhere.
+    moved_to: Option<String>,
     /// Links to follow (same host, absolute, without fragment).
     links: Vec<String>,
 }
@@ -106,7 +108,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
             totals.urls += 1;
             match result {
                 Ok(page) => {
-                    println!("{:>5} {:>10}  {url}", page.status, page.bytes);
+                    match &page.moved_to {
+                        Some(to) => println!("{:>5} {:>10}  {url} -> {to}", page.status, page.bytes),
+                        None => println!("{:>5} {:>10}  {url}", page.status, page.bytes),
+                    }
+                    // A page reached by redirect is not fetched again.
+                    if let Some(to) = page.moved_to {
+                        seen.insert(to);
+                    }
                     totals.bytes += page.bytes;
                     if page.status < 400 {
                         totals.ok += 1;
@@ -148,7 +157,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         if capped { format!(" (stopped at --max-pages {})", args.max_pages) } else { String::new() }
     );
     if signal::interrupted() {
-        bail!("interrupted");
+        return Err(crate::Interrupted.into());
     }
     if totals.failed > 0 {
         bail!("{} of {} URLs failed", totals.failed, totals.urls);
@@ -175,11 +184,20 @@ fn read_urls(path: &std::path::Path) -> Result<Vec<String>> {
     Ok(urls)
 }
 
-/// Fetches `url`; with `follow`, gathers the links of an HTML page.
+/// Fetches `url`; with `follow`, gathers the links of an HTML page,
+/// resolved against the URL the page was finally reached at (after
+/// redirects: `/sub` moved to `/sub/` has its `a.html` at `/sub/a.html`).
 fn fetch(client: &Client, url: &str, follow: bool) -> Result<Fetched, String> {
-    let parsed = Url::parse(url)?;
+    let asked = Url::parse(url)?;
     let resp = client.get(url).map_err(|e| describe(&e))?;
     let status = resp.status().as_u16();
+    let reached = resp
+        .extensions()
+        .get::<eventlet_http::client::FinalUri>()
+        .and_then(|u| Url::parse(&u.0.to_string()).ok())
+        .unwrap_or_else(|| asked.clone());
+    let moved_to = (reached != asked).then(|| reached.to_string());
+    let parsed = reached;
     let html = resp
         .headers()
         .get("content-type")
@@ -188,10 +206,15 @@ fn fetch(client: &Client, url: &str, follow: bool) -> Result<Fetched, String> {
     if follow && html && status < 300 {
         let bytes = body.into_bytes().map_err(|e| format!("reading the body: {}", describe(&e)))?;
         let links = links(&bytes).filter_map(|href| parsed.join(&href)).filter(|u| u.same_origin(&parsed));
-        return Ok(Fetched { status, bytes: bytes.len() as u64, links: links.map(|u| u.to_string()).collect() });
+        return Ok(Fetched {
+            status,
+            bytes: bytes.len() as u64,
+            moved_to,
+            links: links.map(|u| u.to_string()).collect(),
+        });
     }
     let bytes = io::copy(&mut body, &mut io::sink()).map_err(|e| format!("reading the body: {}", describe(&e)))?;
-    Ok(Fetched { status, bytes, links: Vec::new() })
+    Ok(Fetched { status, bytes, moved_to, links: Vec::new() })
 }
 
 /// An I/O error as a short reason.

@@ -70,7 +70,15 @@ fn resolve(target: &str) -> Result<Vec<SocketAddr>> {
     if host.is_empty() {
         return Err(bad());
     }
-    let addrs = eventlet::net::resolve(host, port).map_err(|e| anyhow!("cannot look up {host}: {e}"))?;
+    let addrs = eventlet::net::resolve(host, port).map_err(|e| {
+        // The resolver's message names the host already.
+        let msg = e.to_string();
+        if msg.contains(host) {
+            anyhow!("{msg}")
+        } else {
+            anyhow!("cannot look up {host}: {msg}")
+        }
+    })?;
     if addrs.is_empty() {
         return Err(anyhow!("cannot look up {host}: no address"));
     }

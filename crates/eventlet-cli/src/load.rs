@@ -54,6 +54,9 @@ pub(crate) struct Args {
     /// Print the results as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Trust the CA certificates of this PEM file for https:// instead of the system's.
+    #[arg(long, value_name = "F")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 /// What the connections record, shared on the one OS thread.
@@ -86,7 +89,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     crate::at_least_one(args.size, "--size")?;
     // First, so that a Ctrl-C during the preflight still ends with a summary.
     signal::install()?;
-    let target = preflight(&args)?;
+    let client = http_client(&args)?;
+    let target = preflight(&args, &client)?;
     let stats = Rc::new(RefCell::new(Stats {
         latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))?,
         errors: 0,
@@ -100,9 +104,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let progress = Progress::start(args.duration, started, stats.clone());
     let pool = GreenPool::new(args.connections);
     for _ in 0..args.connections {
-        let (stats, target) = (stats.clone(), target.clone());
+        let (stats, target, client) = (stats.clone(), target.clone(), client.clone());
         let (size, timeout) = (args.size, args.timeout);
-        pool.spawn_n(move || connection(&target, size, timeout, deadline, &stats));
+        pool.spawn_n(move || connection(&target, &client, size, timeout, deadline, &stats));
     }
     pool.waitall();
     let elapsed = started.elapsed();
@@ -137,6 +141,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 "max": h.max(),
                 "mean": h.mean(),
             },
+            "first_error": stats.first_error,
             "interrupted": signal::interrupted(),
         });
         println!("{json}");
@@ -164,12 +169,24 @@ pub(crate) fn run(args: Args) -> Result<()> {
             println!("  (stopped early by Ctrl-C)");
         }
     }
+    if signal::interrupted() {
+        return Err(crate::Interrupted.into());
+    }
     Ok(())
+}
+
+/// The HTTP client's settings: the request timeout, the CA file.
+fn http_client(args: &Args) -> Result<eventlet_http::ClientBuilder> {
+    let mut builder = eventlet_http::Client::builder().timeout(args.timeout);
+    if let Some(ca) = &args.cacert {
+        builder = builder.ca_file(ca).map_err(|e| anyhow!("cannot use --cacert {}: {e}", ca.display()))?;
+    }
+    Ok(builder)
 }
 
 /// Checks the target answers once, so that a typo is one clear error
 /// rather than a run of failures.
-fn preflight(args: &Args) -> Result<Target> {
+fn preflight(args: &Args, client: &eventlet_http::ClientBuilder) -> Result<Target> {
     match args.mode {
         Mode::Echo => {
             let mut s = eventlet::connect(args.target.as_str())
@@ -181,7 +198,7 @@ fn preflight(args: &Args) -> Result<Target> {
         }
         Mode::Http => {
             crate::crawl::Url::parse(&args.target).map_err(|e| anyhow!("{}: {e}", args.target))?;
-            let client = eventlet_http::Client::builder().timeout(args.timeout).build();
+            let client = client.clone().build();
             let resp = client.get(&args.target).map_err(|e| anyhow!("cannot fetch {}: {e}", args.target))?;
             io::copy(&mut resp.into_body(), &mut io::sink())
                 .map_err(|e| anyhow!("cannot fetch {}: {e}", args.target))?;
@@ -192,12 +209,19 @@ fn preflight(args: &Args) -> Result<Target> {
 
 /// One connection's green thread: requests until the deadline, opening
 /// the connection again after an error.
-fn connection(target: &Target, size: usize, timeout: Duration, deadline: Instant, stats: &RefCell<Stats>) {
+fn connection(
+    target: &Target,
+    client: &eventlet_http::ClientBuilder,
+    size: usize,
+    timeout: Duration,
+    deadline: Instant,
+    stats: &RefCell<Stats>,
+) {
     let done = || signal::interrupted() || Instant::now() >= deadline;
     while !done() {
         let result = match target {
             Target::Echo(addr) => echo_session(*addr, size, timeout, &done, stats),
-            Target::Http(url) => http_session(url, timeout, &done, stats),
+            Target::Http(url) => http_session(url, client, &done, stats),
         };
         if let Err(e) = result {
             stats.borrow_mut().error(e);
@@ -248,10 +272,15 @@ fn echo_once(s: &mut eventlet::net::TcpStream, msg: &[u8], back: &mut [u8], time
     Ok(())
 }
 
-fn http_session(url: &str, timeout: Duration, done: &dyn Fn() -> bool, stats: &RefCell<Stats>) -> io::Result<()> {
+fn http_session(
+    url: &str,
+    client: &eventlet_http::ClientBuilder,
+    done: &dyn Fn() -> bool,
+    stats: &RefCell<Stats>,
+) -> io::Result<()> {
     // A client per connection: its pool keeps this green thread's one
     // connection alive between requests.
-    let client = eventlet_http::Client::builder().timeout(timeout).build();
+    let client = client.clone().build();
     while !done() {
         let t = Instant::now();
         let resp = client.get(url)?;

@@ -6,10 +6,20 @@
 //! `echo` (the server-side pattern), `forward` (both at once), and `load`
 //! (thousands of green clients measuring a server).
 //!
-//! Every error ends the program with one line, `eventlet: ...`, and exit
-//! status 1 (clap's usage errors: 2). Ctrl-C stops a command cleanly: a
-//! handler sets a flag that the long-running loops check; a second Ctrl-C
-//! exits at once.
+//! Conventions, the same for every command:
+//!
+//! - Every error ends the program with one line, `eventlet: ...`, and exit
+//!   status 1 (clap's usage errors: 2).
+//! - Ctrl-C stops a command cleanly: a handler sets a flag that the
+//!   long-running loops check; a second Ctrl-C exits at once. A server
+//!   (`serve`, `echo`, `forward`) stopped so exits 0: that is how it is
+//!   meant to end. A command cut short so (`crawl`, `load`, the tour)
+//!   prints what it has, then `eventlet: interrupted`, and exits 130.
+//! - Servers listen on `127.0.0.1` unless told otherwise (`--listen
+//!   0.0.0.0:PORT` to serve other machines).
+//! - Clients trust what curl trusts (the system's CA certificates, or the
+//!   file `SSL_CERT_FILE` names); `--cacert FILE` trusts that file's
+//!   instead.
 
 mod crawl;
 mod echo;
@@ -49,7 +59,7 @@ enum Cmd {
     /// An echo server: one green thread per client.
     Echo {
         /// Address to listen on.
-        #[arg(short, long, default_value = "0.0.0.0:6000")]
+        #[arg(short, long, default_value = "127.0.0.1:6000")]
         listen: String,
         /// Most clients served at once (on all hubs together).
         #[arg(short, long, default_value_t = 10_000)]
@@ -82,9 +92,22 @@ fn main() {
     if let Err(e) = result {
         let line = format!("{e:#}").replace('\n', " ");
         eprintln!("eventlet: {line}");
-        std::process::exit(1);
+        std::process::exit(if e.is::<Interrupted>() { 130 } else { 1 });
     }
 }
+
+/// The error of a command cut short by Ctrl-C (after printing what it
+/// had): exit status 130, 128 + SIGINT, as shells report it.
+#[derive(Debug)]
+pub(crate) struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Opens a listening socket with an error that says what went wrong.
 pub(crate) fn listen(addr: &str) -> Result<eventlet::net::TcpListener> {

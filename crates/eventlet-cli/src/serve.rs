@@ -28,6 +28,12 @@ pub(crate) struct Args {
     /// Also open an inspection console on this address (`nc ADDR`, then `threads`).
     #[arg(long, value_name = "ADDR")]
     console: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Directory to serve (without it: a hello page).
     dir: Option<PathBuf>,
 }
@@ -39,13 +45,21 @@ pub(crate) fn run(args: Args) -> Result<()> {
         None => None,
     };
     let listener = crate::listen(&args.listen)?;
-    let server = eventlet_http::Server::new(listener).max_connections(args.max_clients).access_log(true);
+    let mut server = eventlet_http::Server::new(listener).max_connections(args.max_clients).access_log(true);
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            server =
+                server.tls_files(cert, key).map_err(|e| anyhow::anyhow!("cannot use --tls-cert/--tls-key: {e}"))?;
+            "https"
+        }
+        _ => "http",
+    };
     let addr = server.local_addr()?;
     let stop = server.shutdown_handle();
     crate::signal::on_interrupt(move || stop.shutdown())?;
     match &root {
-        Some(root) => println!("serving {} on http://{addr}/", root.display()),
-        None => println!("serving a hello page on http://{addr}/"),
+        Some(root) => println!("serving {} on {scheme}://{addr}/", root.display()),
+        None => println!("serving a hello page on {scheme}://{addr}/"),
     }
     crate::console(args.console.as_deref())?;
     let root = Rc::new(root);
@@ -135,11 +149,11 @@ fn file_response(root: &Path, req: &Request<Body>) -> Response<Body> {
         }
         let index = real.join("index.html");
         if index.is_file() {
-            return send_file(&index);
+            return send_file(&index, req);
         }
         return listing(&real, url_path);
     }
-    send_file(&real)
+    send_file(&real, req)
 }
 
 fn io_error(e: &std::io::Error) -> Response<Body> {
@@ -150,19 +164,173 @@ fn io_error(e: &std::io::Error) -> Response<Body> {
     }
 }
 
-fn send_file(path: &Path) -> Response<Body> {
-    let file = match File::open(path) {
+/// A file, with what nginx offers of it: `Accept-Ranges`, a strong `ETag`
+/// and `Last-Modified`; `304` for `If-None-Match` / `If-Modified-Since`; one
+/// byte range (`206` with `Content-Range`, honouring `If-Range`), `416` for
+/// one past the end. A request for several ranges gets the whole file
+/// (`200`), which RFC 9110 allows.
+fn send_file(path: &Path, req: &Request<Body>) -> Response<Body> {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) => return io_error(&e),
     };
-    let len = match file.metadata() {
-        Ok(m) if m.is_file() => m.len(),
+    let meta = match file.metadata() {
+        Ok(m) if m.is_file() => m,
         Ok(_) => return text(StatusCode::FORBIDDEN, "forbidden: not a regular file\n"),
         Err(e) => return io_error(&e),
     };
-    let mut r = Response::new(Body::sized_reader(file, len));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type(path)));
-    r
+    let len = meta.len();
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let etag = format!("\"{:x}-{:x}\"", len, mtime.map_or(0, |d| d.as_nanos()));
+    let last_modified = mtime.map(|d| http_date::format(d.as_secs()));
+    let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let mut head = Response::builder()
+        .header(header::CONTENT_TYPE, content_type(path))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, etag.as_str());
+    if let Some(lm) = &last_modified {
+        head = head.header(header::LAST_MODIFIED, lm.as_str());
+    }
+    // Conditional requests: If-None-Match wins over If-Modified-Since.
+    let not_modified = match header(header::IF_NONE_MATCH) {
+        Some(tags) => tags.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        }),
+        None => match (header(header::IF_MODIFIED_SINCE).and_then(http_date::parse), mtime) {
+            (Some(since), Some(m)) => m.as_secs() <= since,
+            _ => false,
+        },
+    };
+    if not_modified {
+        return head.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default();
+    }
+    let range = header(header::RANGE).filter(|_| {
+        // If-Range: the range holds only for the same version of the file.
+        match header(header::IF_RANGE) {
+            None => true,
+            Some(v) if v.starts_with('"') => v == etag,
+            Some(v) => http_date::parse(v).is_some_and(|d| mtime.is_some_and(|m| m.as_secs() <= d)),
+        }
+    });
+    match range.map(|r| parse_range(r, len)) {
+        Some(Range::One(start, end)) => {
+            use std::io::Seek;
+            if let Err(e) = file.seek(std::io::SeekFrom::Start(start)) {
+                return io_error(&e);
+            }
+            let n = end - start + 1;
+            head.status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
+                .body(Body::sized_reader(file, n))
+                .unwrap_or_default()
+        }
+        Some(Range::Unsatisfiable) => head
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+            .body(Body::empty())
+            .unwrap_or_default(),
+        Some(Range::Whole) | None => head.body(Body::sized_reader(file, len)).unwrap_or_default(),
+    }
+}
+
+/// What a `Range` header asks of a file of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Range {
+    /// Bytes `start..=end`.
+    One(u64, u64),
+    /// Nothing of it exists: `416`.
+    Unsatisfiable,
+    /// The whole file (several ranges, or a header this server ignores).
+    Whole,
+}
+
+/// Parses `bytes=A-B`, `bytes=A-` and `bytes=-N` (RFC 9110 §14.1.2).
+fn parse_range(value: &str, len: u64) -> Range {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Range::Whole };
+    if spec.contains(',') {
+        return Range::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return Range::Whole };
+    let (a, b) = (a.trim(), b.trim());
+    let num = |s: &str| s.parse::<u64>().ok();
+    match (a.is_empty(), b.is_empty()) {
+        // The last N bytes.
+        (true, false) => match num(b) {
+            Some(0) => Range::Unsatisfiable,
+            Some(_) if len == 0 => Range::Unsatisfiable,
+            Some(n) => Range::One(len.saturating_sub(n), len - 1),
+            None => Range::Whole,
+        },
+        (false, _) => match (num(a), if b.is_empty() { Some(u64::MAX) } else { num(b) }) {
+            (Some(start), Some(_)) if start >= len => Range::Unsatisfiable,
+            (Some(start), Some(end)) if end >= start => Range::One(start, end.min(len - 1)),
+            _ => Range::Whole,
+        },
+        (true, true) => Range::Whole,
+    }
+}
+
+/// HTTP dates (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`), written and
+/// read.
+mod http_date {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+    /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (i64::from(m) + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The civil date of a day count since 1970-01-01.
+    fn civil_from_days(z: i64) -> (i64, u32, u32) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    }
+
+    /// `secs` since the epoch as an HTTP date.
+    pub(super) fn format(secs: u64) -> String {
+        let days = (secs / 86_400) as i64;
+        let t = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+            DAYS[days.rem_euclid(7) as usize],
+            MONTHS[m as usize - 1],
+            t / 3600,
+            t / 60 % 60,
+            t % 60
+        )
+    }
+
+    /// An HTTP date as seconds since the epoch; `None` if malformed.
+    pub(super) fn parse(s: &str) -> Option<u64> {
+        let mut f = s.split_whitespace().skip(1);
+        let d: u32 = f.next()?.parse().ok()?;
+        let month = f.next()?;
+        let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(month))? as u32 + 1;
+        let y: i64 = f.next()?.parse().ok()?;
+        let mut hms = f.next()?.split(':').map(|x| x.parse::<u64>().ok());
+        let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
+        if f.next()? != "GMT" || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+            return None;
+        }
+        let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
+        Some(days * 86_400 + h * 3600 + mi * 60 + se)
+    }
 }
 
 /// The `Content-Type` for a file name's extension.
@@ -277,6 +445,30 @@ mod tests {
         assert_eq!(percent_decode(b"/%zz"), None);
         assert_eq!(percent_decode(b"/%2"), None);
         assert_eq!(percent_encode("a b&ü.txt".as_bytes()), "a%20b%26%C3%BC.txt");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Range::One(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), Range::One(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), Range::One(90, 99));
+        assert_eq!(parse_range("bytes=-1000", 100), Range::One(0, 99));
+        assert_eq!(parse_range("bytes=50-1000", 100), Range::One(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), Range::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Range::Whole);
+        assert_eq!(parse_range("bytes=9-3", 100), Range::Whole);
+        assert_eq!(parse_range("items=0-1", 100), Range::Whole);
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date::format(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date::parse("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(http_date::format(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        for t in [0, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(http_date::parse(&http_date::format(t)), Some(t));
+        }
+        assert_eq!(http_date::parse("yesterday"), None);
     }
 
     #[test]

@@ -96,7 +96,10 @@ fn ctrl_c_stops_it_early_with_a_summary() {
     p.interrupt();
     let out = p.wait(Duration::from_secs(15));
     assert!(t.elapsed() < Duration::from_secs(10));
-    assert!(out.status.success(), "{out:?}");
+    // Cut short: the summary, then `eventlet: interrupted` and status 130
+    // (it exited 0, as if the run had been complete).
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    assert_eq!(out.stderr.trim(), "eventlet: interrupted", "{out:?}");
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(v["interrupted"].as_bool(), Some(true));
     assert!(v["requests"].as_u64().unwrap() > 0 && v["duration_s"].as_f64().unwrap() < 30.0, "{v}");

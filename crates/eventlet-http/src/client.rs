@@ -26,9 +26,11 @@
 //!
 //! `https://` goes through rustls (ureq's `RustlsConnector` chained after
 //! our green connector, so the TLS bytes travel over the green socket),
-//! trusting Mozilla's roots (bundled, from `webpki-roots`) or a CA file of
-//! your own ([`ClientBuilder::ca_file`]); it needs the `tls` feature (on by
-//! default), without which an `https://` URL fails with `Unsupported`.
+//! trusting what curl trusts: the system's CA certificates, or those of
+//! the file named by `SSL_CERT_FILE` (Mozilla's bundled roots when there
+//! are none), or a CA file of your own ([`ClientBuilder::ca_file`]); it
+//! needs the `tls` feature (on by default), without which an `https://` URL
+//! fails with `Unsupported`.
 //! Responses compressed with gzip are decompressed. Statuses of 400 and up
 //! are responses like any other, not errors.
 
@@ -117,6 +119,8 @@ impl ClientBuilder {
     }
 
     /// How many redirects to follow (default 10; 0: hand back the 3xx).
+    /// A request that needs more fails ("too many redirects"), as curl and
+    /// wget do.
     pub fn max_redirects(mut self, n: u32) -> ClientBuilder {
         self.max_redirects = n;
         self
@@ -139,7 +143,7 @@ impl ClientBuilder {
     }
 
     /// Trusts the CA certificates of the PEM file at `path` for
-    /// `https://`, instead of the bundled Mozilla roots.
+    /// `https://`, instead of the system's (curl's `--cacert`).
     ///
     /// # Errors
     ///
@@ -171,7 +175,7 @@ impl ClientBuilder {
         let tls = {
             let roots = match self.roots {
                 Some(certs) => ureq::tls::RootCerts::Specific(certs),
-                None => ureq::tls::RootCerts::WebPki,
+                None => system_roots(),
             };
             ureq::tls::TlsConfig::builder().root_certs(roots).build()
         };
@@ -179,7 +183,7 @@ impl ClientBuilder {
             .http_status_as_error(false)
             .proxy(None)
             .max_redirects(self.max_redirects)
-            .max_redirects_will_error(false)
+            .max_redirects_will_error(true)
             .timeout_connect(self.connect)
             .timeout_recv_response(self.read)
             .timeout_recv_body(self.read)
@@ -206,6 +210,23 @@ impl ClientBuilder {
             .collect();
         let busy: Vec<AtomicUsize> = (0..SHARDS).map(|_| AtomicUsize::new(0)).collect();
         Client { agents: agents.into(), busy: busy.into() }
+    }
+}
+
+/// The system's CA certificates for ureq (see
+/// [`tls::system_roots`](crate::tls::system_roots)), converted once; the
+/// bundled Mozilla roots when the system has none.
+#[cfg(feature = "tls")]
+fn system_roots() -> ureq::tls::RootCerts {
+    static ROOTS: std::sync::OnceLock<Option<Arc<Vec<ureq::tls::Certificate<'static>>>>> = std::sync::OnceLock::new();
+    let certs = ROOTS.get_or_init(|| {
+        let system = crate::tls::system_roots();
+        (!system.is_empty())
+            .then(|| Arc::new(system.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect()))
+    });
+    match certs {
+        Some(certs) => ureq::tls::RootCerts::Specific(certs.clone()),
+        None => ureq::tls::RootCerts::WebPki,
     }
 }
 
@@ -264,11 +285,13 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// A bad URL (`InvalidInput`), a failed lookup or connection, a timeout
-    /// (`TimedOut`), a malformed response (`InvalidData`), too many
-    /// redirects. A status of 400 or more is not an error.
+    /// A bad URL (`InvalidInput`), an unknown host (`NotFound`), a refused
+    /// connection (`ConnectionRefused`), a timeout, before the head or in
+    /// the body (`TimedOut`), a failed TLS handshake or a malformed response
+    /// (`InvalidData`), too many redirects (`Other`); each message names the
+    /// host. A status of 400 or more is not an error.
     pub fn get(&self, url: &str) -> io::Result<Response<Body>> {
-        convert(self.on_agent(|a| a.get(url).call()))
+        convert(self.on_agent(|a| a.get(url).call()), url)
     }
 
     /// `POST url` with `body` (sent with `Content-Length`).
@@ -277,7 +300,7 @@ impl Client {
     ///
     /// As [`Client::get`].
     pub fn post(&self, url: &str, body: impl AsRef<[u8]>) -> io::Result<Response<Body>> {
-        convert(self.on_agent(|a| a.post(url).send(body.as_ref())))
+        convert(self.on_agent(|a| a.post(url).send(body.as_ref())), url)
     }
 
     /// Sends `req` as it is (method, URI, headers, body).
@@ -293,7 +316,8 @@ impl Client {
     ///
     /// As [`Client::get`].
     pub fn request(&self, req: Request<Vec<u8>>) -> io::Result<Response<Body>> {
-        convert(self.on_agent(|a| a.run(req)))
+        let url = req.uri().to_string();
+        convert(self.on_agent(|a| a.run(req)), &url)
     }
 }
 
@@ -326,11 +350,30 @@ pub fn post(url: &str, body: impl AsRef<[u8]>) -> io::Result<Response<Body>> {
     DEFAULT.with(Client::clone).post(url, body)
 }
 
-fn convert(r: Result<Response<ureq::Body>, ureq::Error>) -> io::Result<Response<Body>> {
-    let resp = r.map_err(into_io)?;
-    let (parts, body) = resp.into_parts();
+/// The URL a response finally came from, after the redirects the client
+/// followed: in every response's
+/// [extensions](http::Response::extensions). Links in a page resolve
+/// against it, not against the URL asked for.
+///
+/// ```no_run
+/// use eventlet_http::client::FinalUri;
+/// let resp = eventlet_http::get("http://example.com/sub")?;
+/// let base = resp.extensions().get::<FinalUri>().map(|u| u.0.to_string());
+/// # let _ = base;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalUri(pub Uri);
+
+fn convert(r: Result<Response<ureq::Body>, ureq::Error>, url: &str) -> io::Result<Response<Body>> {
+    use ureq::ResponseExt;
+    let host = host_of(url);
+    let resp = r.map_err(|e| into_io(e, &host))?;
+    let final_uri = FinalUri(resp.get_uri().clone());
+    let (mut parts, body) = resp.into_parts();
+    parts.extensions.insert(final_uri);
     let len = body.content_length();
-    let reader = ReadIo(body.into_reader());
+    let reader = ReadIo { inner: body.into_reader(), host };
     let body = match len {
         Some(n) => Body::reader_with_len(reader, n),
         None => Body::from_reader(reader),
@@ -338,25 +381,65 @@ fn convert(r: Result<Response<ureq::Body>, ureq::Error>) -> io::Result<Response<
     Ok(Response::from_parts(parts, body))
 }
 
-/// ureq's body reader, with its errors in std's kinds.
-struct ReadIo<R>(R);
+/// The host (and port) of `url`, for error messages.
+fn host_of(url: &str) -> String {
+    url.parse::<Uri>().ok().and_then(|u| u.authority().map(|a| a.to_string())).unwrap_or_else(|| url.to_string())
+}
+
+/// ureq's body reader, with its errors in std's kinds (a body that times
+/// out is `TimedOut`, as a head that does) and naming the host.
+struct ReadIo<R> {
+    inner: R,
+    host: String,
+}
 
 impl<R: Read> Read for ReadIo<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        self.inner.read(buf).map_err(|e| {
+            if e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+                let inner = e.into_inner().and_then(|b| b.downcast::<ureq::Error>().ok());
+                match inner {
+                    Some(ue) => into_io(*ue, &self.host),
+                    None => io::Error::other("body read failed"),
+                }
+            } else {
+                named(e, &self.host)
+            }
+        })
     }
 }
 
-fn into_io(e: ureq::Error) -> io::Error {
-    match e {
-        ureq::Error::Io(e) => e,
-        ureq::Error::Timeout(t) => io::Error::new(io::ErrorKind::TimedOut, format!("timed out ({t})")),
-        ureq::Error::HostNotFound => io::Error::new(io::ErrorKind::NotFound, "host not found"),
-        ureq::Error::BadUri(u) => io::Error::new(io::ErrorKind::InvalidInput, format!("bad URL: {u}")),
-        e @ ureq::Error::Http(_) => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-        e @ ureq::Error::Protocol(_) => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-        e => e.into_io(),
+/// `e` with `host` named in its message (once).
+fn named(e: io::Error, host: &str) -> io::Error {
+    let msg = e.to_string();
+    if msg.contains(host) {
+        e
+    } else {
+        io::Error::new(e.kind(), format!("{host}: {msg}"))
     }
+}
+
+/// ureq's error as an `io::Error` a caller can match: every timeout is
+/// `TimedOut`, an unknown host `NotFound`, a refused connection
+/// `ConnectionRefused`, a TLS failure `InvalidData`; the message names the
+/// host.
+fn into_io(e: ureq::Error, host: &str) -> io::Error {
+    use io::ErrorKind::*;
+    let (kind, msg) = match e {
+        ureq::Error::Io(e) => return named(e, host),
+        ureq::Error::Timeout(t) => (TimedOut, format!("timed out ({t})")),
+        ureq::Error::HostNotFound => (NotFound, "host not found".to_string()),
+        ureq::Error::ConnectionFailed => (ConnectionRefused, "connection failed".to_string()),
+        ureq::Error::BadUri(u) => (InvalidInput, format!("bad URL: {u}")),
+        ureq::Error::TooManyRedirects => (Other, "too many redirects".to_string()),
+        e @ ureq::Error::Http(_) => (InvalidInput, e.to_string()),
+        e @ ureq::Error::Protocol(_) => (InvalidData, e.to_string()),
+        #[cfg(feature = "tls")]
+        ureq::Error::Rustls(e) => (InvalidData, format!("TLS: {e}")),
+        e @ ureq::Error::Tls(_) => (InvalidData, format!("TLS: {e}")),
+        e => return named(e.into_io(), host),
+    };
+    io::Error::new(kind, format!("{host}: {msg}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -488,9 +571,11 @@ impl Resolver for GreenResolver {
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
         let port = uri.port_u16().unwrap_or(default_port);
+        // A failed lookup is `NotFound` (std reports getaddrinfo's failures
+        // as uncategorized), its message kept: it names the host.
         let addrs = eventlet::net::resolve(host, port).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ureq::Error::HostNotFound,
-            _ => ureq::Error::Io(e),
+            io::ErrorKind::TimedOut => ureq::Error::Io(e),
+            _ => ureq::Error::Io(io::Error::new(io::ErrorKind::NotFound, e.to_string())),
         })?;
         let mut out = self.empty();
         for a in addrs.into_iter().take(16) {

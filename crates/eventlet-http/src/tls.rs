@@ -76,8 +76,27 @@ pub fn server_config(cert_file: impl AsRef<Path>, key_file: impl AsRef<Path>) ->
     Ok(Arc::new(config))
 }
 
+/// The system's CA certificates, which a client trusts by default as curl
+/// does: the system's trust store, or the file `SSL_CERT_FILE` (and the
+/// directories `SSL_CERT_DIR`) name when set. Empty when none are found:
+/// then Mozilla's roots (bundled) are trusted instead. Read once per
+/// process.
+pub fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            if let Some(e) = found.errors.first() {
+                log::debug!("eventlet_http: no system CA certificates ({e}): trusting the bundled roots");
+            }
+        }
+        found.certs
+    })
+}
+
 /// A client config trusting the CA certificates of a PEM file, or with
-/// `None`, Mozilla's roots (bundled).
+/// `None`, the [`system_roots`] (Mozilla's bundled roots if there are
+/// none).
 ///
 /// # Errors
 ///
@@ -89,6 +108,9 @@ pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
             for cert in load_certs(path)? {
                 roots.add(cert).map_err(invalid)?;
             }
+        }
+        None if !system_roots().is_empty() => {
+            let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }

@@ -96,9 +96,13 @@ fn redirects_are_followed_and_bounded() {
     let resp = c.get(&format!("http://{addr}/redirect/3")).unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.into_body().into_string().unwrap(), "landed");
-    let resp = c.get(&format!("http://{addr}/redirect/4")).unwrap();
-    assert_eq!(resp.status(), 302, "the redirect past the bound is handed back");
-    assert_eq!(resp.headers()["location"], "/redirect/0");
+    // Past the bound: an error, as curl and wget fail (it was the last 302).
+    let e = c.get(&format!("http://{addr}/redirect/4")).unwrap_err();
+    assert!(e.to_string().contains("too many redirects"), "{e}");
+    // With redirects off, the 3xx itself.
+    let resp = Client::builder().max_redirects(0).build().get(&format!("http://{addr}/redirect/4")).unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "/redirect/3");
 }
 
 #[test]
@@ -158,4 +162,57 @@ fn gzip_responses_are_decompressed() {
     let body = client::get(&format!("http://{addr}/")).unwrap().into_body();
     assert_eq!(body.len(), None, "the compressed length is not the body's");
     assert_eq!(body.into_string().unwrap(), "hello gzip, hello gzip, hello gzip");
+}
+
+/// Every client failure has a kind a caller can match and names the host
+/// (a body-read timeout was `Other`, "timeout: receive body").
+#[test]
+fn error_kinds_a_caller_can_match() {
+    use std::io::{ErrorKind, Read};
+    let addr = util::spawn_server(
+        |s| s,
+        |req| match req.uri().path() {
+            "/slow-body" => {
+                struct Slow(u8);
+                impl Read for Slow {
+                    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                        self.0 += 1;
+                        if self.0 > 1 {
+                            eventlet::sleep(std::time::Duration::from_secs(3));
+                        }
+                        buf[0] = b'x';
+                        Ok(1)
+                    }
+                }
+                http::Response::new(eventlet_http::Body::sized_reader(Slow(0), 10))
+            }
+            _ => util::routes(req),
+        },
+    );
+    let client = eventlet_http::Client::builder().timeout_read(std::time::Duration::from_millis(300)).build();
+    let resp = client.get(&format!("http://{addr}/slow-body")).unwrap();
+    let e = resp.into_body().into_bytes().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let e = client.get(&format!("http://{closed}/")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    assert!(e.to_string().contains(&closed.to_string()), "{e}");
+
+    let e = client.get("http://no-such-host.invalid/").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no-such-host.invalid"), "{e}");
+
+    // Too many redirects is an error, not the last 3xx.
+    let e = eventlet_http::Client::builder()
+        .max_redirects(3)
+        .build()
+        .get(&format!("http://{addr}/redirect/5"))
+        .unwrap_err();
+    assert!(e.to_string().contains("too many redirects"), "{e}");
+    let landed =
+        eventlet_http::Client::builder().max_redirects(5).build().get(&format!("http://{addr}/redirect/5")).unwrap();
+    let final_uri = landed.extensions().get::<eventlet_http::client::FinalUri>().unwrap().0.to_string();
+    assert_eq!(final_uri, format!("http://{addr}/redirect/0"));
 }

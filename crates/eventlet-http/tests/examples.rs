@@ -77,3 +77,27 @@ fn feedscraper_fans_out_and_combines_in_order() {
     assert_eq!(sizes, ["100", "2000", "30"], "{stdout}");
     assert!(stdout.lines().all(|l| l.starts_with("http://127.0.0.1:")), "{stdout}");
 }
+
+/// The crawler example trusts what curl trusts: the CA file named by
+/// `SSL_CERT_FILE` (it trusted only the bundled roots).
+#[cfg(feature = "tls")]
+#[test]
+fn webcrawler_honours_ssl_cert_file() {
+    let dir = std::env::temp_dir().join(format!("eventlet-http-ssl-cert-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    util::make_certs(&dir);
+    let (cert, key) = (dir.join("srv.pem"), dir.join("srv.key"));
+    let addr = spawn_server(move |s| s.tls_files(cert, key).unwrap(), routes);
+    let url = format!("https://127.0.0.1:{}/stream?1234", addr.port());
+    let (status, stdout, stderr) =
+        output_bounded(Command::new(example_binary("webcrawler")).arg(&url).env("SSL_CERT_FILE", dir.join("ca.pem")));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "got body 1234");
+    // Another CA file: the certificate is refused.
+    std::fs::write(dir.join("other.pem"), std::fs::read(dir.join("srv.pem")).unwrap()).unwrap();
+    let (status, _, stderr) = output_bounded(
+        Command::new(example_binary("webcrawler")).arg(&url).env("SSL_CERT_FILE", dir.join("other.pem")),
+    );
+    assert!(!status.success(), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
