@@ -421,3 +421,90 @@ fn chat_over_wss_with_python_websockets() {
     assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+const PY_DEFLATE: &str = r#"
+import os, sys
+from websockets.sync.client import connect
+url = sys.argv[1]
+with connect(url, max_size=None) as ws:
+    ext = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+    assert ext.startswith("permessage-deflate"), ext
+    text = "the quick brown fox jumps over the lazy dog; " * 5000
+    for i in range(20):
+        ws.send(text + str(i))
+        assert ws.recv() == text + str(i)
+    noise = os.urandom(100000)
+    ws.send(noise)
+    assert ws.recv() == noise
+    ws.send("short")
+    assert ws.recv() == "short"
+    ws.close()
+    print(ws.close_code)
+# Without the offer: no extension, plain frames.
+with connect(url, compression=None) as ws:
+    assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+    ws.send("plain")
+    assert ws.recv() == "plain"
+print("ok")
+"#;
+
+/// permessage-deflate with Python's `websockets`, which offers it: agreed in
+/// the handshake, compressible and incompressible messages echoed intact
+/// over one compression context (20 messages of 225 KB of text, 100 KB of
+/// noise), and nothing agreed when the client does not offer it.
+#[test]
+fn permessage_deflate_with_python_websockets() {
+    let Some(py) = util::python_with("websockets.sync.client") else { return };
+    let addr = server();
+    let out = Command::new(&py).args(["-c", PY_DEFLATE, &format!("ws://{addr}/echo")]).output().unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\nok\n");
+}
+
+/// What goes on the wire is compressed: a raw client offers the extension,
+/// sends a compressed message (RSV1) and reads back a compressed echo much
+/// smaller than the text.
+#[test]
+fn permessage_deflate_frames_on_the_wire() {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    use std::io::{Read, Write};
+    let addr = server();
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.contains("sec-websocket-extensions: permessage-deflate"), "{head}");
+    let text = "hello hello hello hello ".repeat(400);
+    let mut packed = Vec::with_capacity(text.len());
+    Compress::new(Compression::default(), false)
+        .compress_vec(text.as_bytes(), &mut packed, FlushCompress::Sync)
+        .unwrap();
+    assert!(packed.ends_with(&[0, 0, 0xff, 0xff]));
+    packed.truncate(packed.len() - 4);
+    assert!(packed.len() < 126);
+    let mut f = vec![0xc1, 0x80 | packed.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(&packed);
+    s.write_all(&f).unwrap();
+    let mut hdr = [0u8; 2];
+    s.read_exact(&mut hdr).unwrap();
+    assert_eq!(hdr[0], 0xc1, "a compressed text frame (FIN, RSV1, text)");
+    let len = (hdr[1] & 0x7f) as usize;
+    assert!(len < 126 && len < text.len() / 10, "{len} bytes on the wire for {}", text.len());
+    let mut payload = vec![0; len];
+    s.read_exact(&mut payload).unwrap();
+    payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut plain = Vec::with_capacity(text.len() + 16);
+    Decompress::new(false).decompress_vec(&payload, &mut plain, FlushDecompress::Sync).unwrap();
+    assert_eq!(plain, text.as_bytes());
+}

@@ -64,12 +64,76 @@ use crate::body::Body;
 use crate::server::has_token;
 use crate::upgrade::{Upgraded, UpgradedWriter};
 
+mod deflate;
+
+/// The byte stream under a server-side [`WebSocket`]: the upgraded
+/// connection, with permessage-deflate (RFC 7692) underneath when the
+/// client offered it (browsers and Python's `websockets` do): compressed
+/// messages from the client are inflated before tungstenite reads them,
+/// and the messages it sends are deflated.
+#[derive(Debug)]
+pub struct Stream {
+    inner: StreamKind,
+}
+
+#[derive(Debug)]
+enum StreamKind {
+    Plain(Upgraded),
+    Deflate(deflate::DeflateStream<Upgraded>),
+}
+
+impl Stream {
+    /// The upgraded connection.
+    pub fn upgraded(&self) -> &Upgraded {
+        match &self.inner {
+            StreamKind::Plain(u) => u,
+            StreamKind::Deflate(d) => d.get_ref(),
+        }
+    }
+
+    /// A write half for other green threads (see [`Sender`]).
+    pub fn writer(&self) -> UpgradedWriter {
+        self.upgraded().writer()
+    }
+
+    /// Whether permessage-deflate was agreed with the client.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.inner, StreamKind::Deflate(_))
+    }
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            StreamKind::Plain(u) => u.read(buf),
+            StreamKind::Deflate(d) => d.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            StreamKind::Plain(u) => u.write(buf),
+            StreamKind::Deflate(d) => d.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            StreamKind::Plain(u) => u.flush(),
+            StreamKind::Deflate(d) => d.get_mut().flush(),
+        }
+    }
+}
+
 /// A client socket and the server's `101` response, from [`connect`] and
 /// [`client`].
 pub type Connected<S> = (WebSocket<S>, Response<Option<Vec<u8>>>);
 
 /// The server side of a WebSocket: over the connection the server handed
-/// over after the `101` response.
+/// over after the `101` response (its [`Stream`], with permessage-deflate
+/// when the client offered it).
 ///
 /// It is a tungstenite [`WebSocket`] (it derefs to one) whose
 /// [`read`](ServerSocket::read) also answers a peer's protocol violation
@@ -78,7 +142,7 @@ pub type Connected<S> = (WebSocket<S>, Response<Option<Vec<u8>>>);
 /// orphan continuation; `1007` for text that is not UTF-8; `1009` for a
 /// message over the size limit) before the error comes back.
 pub struct ServerSocket {
-    ws: WebSocket<Upgraded>,
+    ws: WebSocket<Stream>,
 }
 
 impl ServerSocket {
@@ -106,7 +170,7 @@ impl ServerSocket {
     }
 
     /// The tungstenite socket itself.
-    pub fn into_inner(self) -> WebSocket<Upgraded> {
+    pub fn into_inner(self) -> WebSocket<Stream> {
         self.ws
     }
 }
@@ -126,15 +190,15 @@ fn close_code_for(e: &Error) -> Option<(CloseCode, &'static str)> {
 }
 
 impl std::ops::Deref for ServerSocket {
-    type Target = WebSocket<Upgraded>;
+    type Target = WebSocket<Stream>;
 
-    fn deref(&self) -> &WebSocket<Upgraded> {
+    fn deref(&self) -> &WebSocket<Stream> {
         &self.ws
     }
 }
 
 impl std::ops::DerefMut for ServerSocket {
-    fn deref_mut(&mut self) -> &mut WebSocket<Upgraded> {
+    fn deref_mut(&mut self) -> &mut WebSocket<Stream> {
         &mut self.ws
     }
 }
@@ -189,12 +253,21 @@ where
         return refuse(StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
+    let agreed = deflate::negotiate(req.headers());
+    let limit = config.max_message_size.unwrap_or(usize::MAX);
     let body = Body::upgrade(move |conn| {
-        on_open(ServerSocket { ws: WebSocket::from_raw_socket(conn, Role::Server, Some(config)) })
+        let inner = match agreed {
+            Some(a) => StreamKind::Deflate(deflate::DeflateStream::new(conn, a, limit)),
+            None => StreamKind::Plain(conn),
+        };
+        on_open(ServerSocket { ws: WebSocket::from_raw_socket(Stream { inner }, Role::Server, Some(config)) })
     });
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
+    if let Some(a) = agreed {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(a.response_header()));
+    }
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
@@ -217,6 +290,8 @@ impl Sender {
     pub fn new(ws: &ServerSocket) -> Sender {
         Sender { writer: ws.get_ref().writer() }
     }
+
+    // Its messages go out uncompressed, which permessage-deflate allows.
 
     /// Sends `msg` as one frame.
     ///
