@@ -84,6 +84,17 @@ pub(crate) fn log_error(args: fmt::Arguments<'_>) {
     contain(|| log::error!(target: "eventlet", "{args}"));
 }
 
+/// Logs a warning of the runtime itself through `log`, as [`log_error`].
+pub(crate) fn log_warn(args: fmt::Arguments<'_>) {
+    contain(|| log::warn!(target: "eventlet", "{args}"));
+}
+
+/// Writes one line on stderr, prefixed `eventlet: `; a write that fails (a
+/// closed stderr) is ignored rather than panicking as `eprintln!` does.
+pub(crate) fn stderr_line(args: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "eventlet: {args}");
+}
+
 /// Reports the panic of a green thread nobody will join (see the module
 /// docs).
 pub(crate) fn green_panic(t: &Task, payload: &(dyn Any + Send)) {

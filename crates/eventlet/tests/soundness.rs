@@ -4,7 +4,7 @@
 //! crash the process run in a child process, so a regression shows as a
 //! failed test, not a dead test binary.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -600,4 +600,68 @@ fn the_console_refuses_a_line_without_end() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     let answer = eventlet::tpool::execute(move || client.join().unwrap());
     assert!(answer.contains("line too long"), "{answer:?}");
+}
+
+/// Records how long its drop's sleep took.
+struct TimedDrop(Rc<Cell<Option<Duration>>>);
+
+impl Drop for TimedDrop {
+    fn drop(&mut self) {
+        let t = Instant::now();
+        eventlet::sleep(Duration::from_millis(2));
+        self.0.set(Some(t.elapsed()));
+    }
+}
+
+/// Sleeps in its drop (a green-local).
+struct SleepyLocal;
+
+impl Drop for SleepyLocal {
+    fn drop(&mut self) {
+        eventlet::sleep(Duration::from_millis(5));
+    }
+}
+
+eventlet::green_local! {
+    static SLEEPY: RefCell<Option<SleepyLocal>> = RefCell::new(None);
+}
+
+#[test]
+fn a_result_whose_handle_is_dropped_while_its_green_locals_drop_is_dropped_on_its_green_thread() {
+    let took = Rc::new(Cell::new(None));
+    let t = took.clone();
+    let h = eventlet::spawn(move || {
+        SLEEPY.with_borrow_mut(|s| *s = Some(SleepyLocal));
+        TimedDrop(t)
+    });
+    eventlet::sleep(Duration::from_millis(2)); // it returned; its green-local sleeps
+    assert!(!h.is_finished());
+    drop(h); // detached with its result already made
+    eventlet::sleep(Duration::from_millis(20));
+    let took = took.get().expect("the result was dropped");
+    assert!(took >= Duration::from_millis(2), "its drop could not block ({took:?}): it ran in the hub loop");
+}
+
+/// Unparks the root when dropped (by whoever drops it).
+struct UnparkRoot(eventlet::GreenThread);
+
+impl Drop for UnparkRoot {
+    fn drop(&mut self) {
+        self.0.unpark();
+    }
+}
+
+#[test]
+fn an_unpark_while_the_root_yields_is_kept_for_its_next_park() {
+    // The root yields, and while it is queued (not parked) another green
+    // thread unparks it: the root's next park must return at once.
+    let root = eventlet::current();
+    let r2 = root.clone();
+    eventlet::spawn_n(move || r2.unpark());
+    eventlet::yield_now();
+    let t = Instant::now();
+    assert_eq!(eventlet::park_timeout(Duration::from_secs(5)), eventlet::Wakeup::Unparked);
+    assert!(t.elapsed() < Duration::from_secs(1), "the root's wake-up token was lost");
+    drop(UnparkRoot(root));
+    eventlet::park();
 }

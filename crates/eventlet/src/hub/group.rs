@@ -222,10 +222,10 @@ fn hub_main(control: &Control) {
         }
         if idle {
             if left > 0 {
-                eprintln!(
-                    "eventlet: hub thread {:?} ends with {left} green threads parked that nothing can wake",
+                crate::report::stderr_line(format_args!(
+                    "hub thread {:?} ends with {left} green threads parked that nothing can wake",
                     std::thread::current().name().unwrap_or("?")
-                );
+                ));
             }
             return;
         }

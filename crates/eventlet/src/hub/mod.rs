@@ -30,7 +30,6 @@ pub use watchdog::{watchdog, Stall};
 use std::alloc::Layout;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
-use std::io::Write as _;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -1058,12 +1057,14 @@ impl Hub {
     /// `Err` whatever the deadline.
     pub(crate) fn park_inner(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
         let cur = self.cur();
+        // Before the wake-up token: user code the hub loop runs as the root
+        // must not take the root's token.
+        if self.cannot_switch(cur) {
+            return Self::refuse(cur, deadline);
+        }
         self.drop_spare(cur);
         if cur.notified.replace(false) {
             return Ok(Wakeup::Unparked);
-        }
-        if self.cannot_switch(cur) {
-            return Self::refuse(cur, deadline);
         }
         let tmo = cur.earliest_timeout();
         let (deadline, by_timeout) = match (deadline, tmo) {
@@ -1111,11 +1112,11 @@ impl Hub {
         if cur.is_root() || cur.timed.get() {
             return self.park_inner(deadline);
         }
-        if cur.notified.replace(false) {
-            return Ok(Wakeup::Unparked);
-        }
         if std::thread::panicking() {
             return Self::refuse(cur, deadline);
+        }
+        if cur.notified.replace(false) {
+            return Ok(Wakeup::Unparked);
         }
         let reused = cur.spared.replace(false) && {
             self.spares.set(self.spares.get() - 1);
@@ -1163,12 +1164,11 @@ impl Hub {
         }
         if std::thread::panicking() && !cur.timed.get() {
             let name = cur.name.as_deref().unwrap_or("<unnamed>");
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "eventlet: green thread '{name}' (id {}) cannot wait while it unwinds (a green thread never \
-                 switches away while it panics): the wait fails as under an expired Timeout",
+            report::stderr_line(format_args!(
+                "green thread '{name}' (id {}) cannot wait while it unwinds (a green thread never switches away \
+                 while it panics): the wait fails as under an expired Timeout",
                 cur.id
-            );
+            ));
         }
         Err(Elapsed::refusal())
     }
@@ -1479,10 +1479,9 @@ impl Hub {
                     let spawned = report::contain(|| self.spawn(f, None, None, None, true));
                     if let Some(Err(e)) = spawned {
                         report::log_error(format_args!("cannot start a green thread sent from another OS thread: {e}"));
-                        let _ = writeln!(
-                            std::io::stderr().lock(),
-                            "eventlet: cannot start a green thread sent from another OS thread: {e}"
-                        );
+                        report::stderr_line(format_args!(
+                            "cannot start a green thread sent from another OS thread: {e}"
+                        ));
                     }
                 }
                 Remote::Wake => {}
@@ -1610,13 +1609,30 @@ fn body<T: 'static>(me: &Typed<Packet<T>>, f: impl FnOnce() -> T) {
     }
     // Green-locals are dropped here, on this green thread: their destructors
     // may block or use green-locals (which may fill the map again, hence the
-    // loop).
-    while let Some(locals) = me.locals.take() {
-        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(locals))) {
-            if !p.is::<Killed>() {
-                report::green_panic(me, p.as_ref());
+    // loop). Meanwhile the `JoinHandle` may be dropped: then the result it
+    // would have taken is dropped here too, not later by the hub.
+    loop {
+        if let Some(locals) = me.locals.take() {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(locals))) {
+                if !p.is::<Killed>() {
+                    report::green_panic(me, p.as_ref());
+                }
+                report::drop_payload(p);
             }
-            report::drop_payload(p);
+            continue;
+        }
+        let orphan = if me.detached.get() { slot.borrow_mut().take() } else { None };
+        match orphan {
+            Some(Ok(value)) => {
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
+                    if !p.is::<Killed>() {
+                        report::green_panic(me, p.as_ref());
+                    }
+                    report::drop_payload(p);
+                }
+            }
+            Some(Err(p)) => report::drop_payload(p),
+            None => break,
         }
     }
 }

@@ -166,10 +166,10 @@ fn serve_forever() {
         });
         if idle {
             if left > 0 {
-                eprintln!(
-                    "eventlet: hub thread {:?} ends with {left} green threads parked that nothing can wake",
+                crate::report::stderr_line(format_args!(
+                    "hub thread {:?} ends with {left} green threads parked that nothing can wake",
                     std::thread::current().name().unwrap_or("?")
-                );
+                ));
             }
             return;
         }

@@ -68,7 +68,9 @@ pub(super) fn start_from_env(shared: &Arc<HubShared>) {
     let Some(ms) = std::env::var_os("EVENTLET_WATCHDOG_MS") else { return };
     match ms.to_str().and_then(|s| s.parse::<u64>().ok()).filter(|&ms| ms > 0) {
         Some(ms) => start(vec![Arc::downgrade(shared)], Duration::from_millis(ms), None),
-        None => eprintln!("eventlet: EVENTLET_WATCHDOG_MS={ms:?} is not a number of milliseconds; no watchdog"),
+        None => crate::report::stderr_line(format_args!(
+            "EVENTLET_WATCHDOG_MS={ms:?} is not a number of milliseconds; no watchdog"
+        )),
     }
 }
 
@@ -77,14 +79,14 @@ pub(super) fn start_from_env(shared: &Arc<HubShared>) {
 pub(super) fn start(hubs: Vec<Weak<HubShared>>, threshold: Duration, report: Option<Box<dyn Fn(Stall) + Send>>) {
     let report = report.unwrap_or_else(|| {
         Box::new(|stall: Stall| {
-            log::warn!("eventlet: {stall}");
-            eprintln!("eventlet: {stall}");
+            crate::report::log_warn(format_args!("{stall}"));
+            crate::report::stderr_line(format_args!("{stall}"));
         })
     });
     let spawned =
         std::thread::Builder::new().name("eventlet-watchdog".into()).spawn(move || watch(hubs, threshold, report));
     if let Err(e) = spawned {
-        log::error!("eventlet: cannot start the watchdog thread: {e}");
+        crate::report::log_error(format_args!("cannot start the watchdog thread: {e}"));
     }
 }
 
@@ -115,8 +117,8 @@ fn watch(hubs: Vec<Weak<HubShared>>, threshold: Duration, report: Box<dyn Fn(Sta
                         s.reported = true;
                         let stall = Stall { green_thread: running, hub: id, held_for };
                         // A report that panics must not end the watch.
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(stall))).is_err() {
-                            eprintln!("eventlet: the watchdog's report panicked on: {stall}");
+                        if crate::report::contain(|| report(stall)).is_none() {
+                            crate::report::stderr_line(format_args!("the watchdog's report panicked on: {stall}"));
                         }
                     }
                 }

@@ -317,7 +317,9 @@ where
                     }
                     e if retry_now(&e) => {}
                     e if back_off(&e) => {
-                        log::warn!("eventlet::serve: accept failed ({e}); retrying in {backoff:?}");
+                        crate::report::log_warn(format_args!(
+                            "eventlet::serve: accept failed ({e}); retrying in {backoff:?}"
+                        ));
                         park_timeout(backoff);
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
