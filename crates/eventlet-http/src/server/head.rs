@@ -27,6 +27,8 @@ const HAS_TRANSFER_ENCODING: u8 = 2;
 const HAS_CONTENT_LENGTH: u8 = 4;
 const HAS_EXPECT: u8 = 8;
 const HAS_HOST: u8 = 16;
+/// A second `Host` header (set while parsing, not by [`special_bit`]).
+const HAS_SECOND_HOST: u8 = 32;
 
 /// The `HAS_*` bit of a header name (0 for the others).
 fn special_bit(name: &HeaderName) -> u8 {
@@ -69,8 +71,7 @@ impl Head {
     /// one `Host` header (RFC 9112 §3.2; HTTP/1.0 may go without).
     #[inline]
     pub(super) fn host_ok(&self) -> bool {
-        self.version != Version::HTTP_11
-            || (self.special & HAS_HOST != 0 && self.headers.get_all(header::HOST).iter().nth(1).is_none())
+        self.version != Version::HTTP_11 || self.special & (HAS_HOST | HAS_SECOND_HOST) == HAS_HOST
     }
 
     /// Whether the client waits for `100 Continue` before sending its body.
@@ -196,7 +197,11 @@ pub(super) fn parse_head<S: Transport>(r: &mut Reader<S>) -> Result<Option<Head>
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_maybe_shared(within(h.value)).map_err(|_| bad())?;
-        special |= special_bit(&name);
+        let bit = special_bit(&name);
+        if bit & special & HAS_HOST != 0 {
+            special |= HAS_SECOND_HOST;
+        }
+        special |= bit;
         map.append(name, value);
     }
     r.consume(lead + n);
@@ -212,7 +217,13 @@ mod tests {
         for (k, v) in extra {
             headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
-        let special = headers.keys().fold(0, |bits, name| bits | special_bit(name));
+        let mut special = 0;
+        for name in headers.keys() {
+            special |= special_bit(name);
+            if headers.get_all(name).iter().nth(1).is_some() && special_bit(name) == HAS_HOST {
+                special |= HAS_SECOND_HOST;
+            }
+        }
         Head { method: Method::POST, uri: Uri::from_static("/"), version, headers, special }
     }
 
