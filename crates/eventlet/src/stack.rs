@@ -330,6 +330,42 @@ mod tests {
         assert!(e.to_string().contains("below the minimum"), "{e}");
     }
 
+    /// The stacks of a chunk tile it: each a guard page and its usable
+    /// part, page aligned, none overlapping, and what corosensei is told
+    /// matches (base at the top, limit at the guard).
+    #[test]
+    fn carved_stacks_tile_their_chunk() {
+        use corosensei::stack::Stack;
+        let page = page_size();
+        let mut out = Vec::new();
+        carve(MIN_STACK_SIZE, 4, &mut out).unwrap();
+        assert_eq!(out.len(), 4);
+        let mut bounds: Vec<(usize, usize)> = out.iter().map(|s| (s.0.limit, s.0.base)).collect();
+        assert!(bounds.windows(2).all(|w| w[0].0 > w[1].0), "handed out lowest last");
+        bounds.sort_unstable();
+        assert!(bounds.windows(2).all(|w| w[0].1 == w[1].0), "contiguous, no overlap");
+        for (s, (lo, hi)) in out.iter().rev().zip(&bounds) {
+            assert_eq!(hi - lo, MIN_STACK_SIZE + page);
+            assert_eq!(lo % page, 0);
+            assert_eq!(s.size(), MIN_STACK_SIZE);
+            assert_eq!(s.guard(), (*lo, lo + page));
+            assert_eq!(s.base().get(), *hi);
+            assert_eq!(s.limit().get(), *lo);
+        }
+        // The usable part is readable and writable (the guard is not: see
+        // tests/overflow.rs, which faults on it in a child process).
+        for s in &out {
+            let top = (s.0.base - 8) as *mut u64;
+            let bottom = (s.0.limit + page) as *mut u64;
+            // SAFETY: both words lie in the usable part of a stack we own.
+            unsafe {
+                top.write_volatile(1);
+                bottom.write_volatile(2);
+                assert_eq!((top.read_volatile(), bottom.read_volatile()), (1, 2));
+            }
+        }
+    }
+
     #[test]
     fn pool_reuses_and_trims() {
         let mut pool = StackPool::new();

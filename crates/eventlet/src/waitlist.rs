@@ -351,3 +351,104 @@ impl<V, F: FnMut(Status, &Waiter<V>)> Wait<'_, V, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::pin::pin;
+
+    /// Pops every waiter, oldest first, and reads the value each came with.
+    fn values(list: &WaitList<u32>) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(w) = list.pop_front() {
+            out.push(w.take_value().unwrap());
+            w.close();
+        }
+        out
+    }
+
+    #[test]
+    fn waiters_leave_in_the_order_they_came_and_a_leaving_one_unlinks_itself() {
+        let list = WaitList::new();
+        let left = RefCell::new(Vec::new());
+        let on_leave = |s: Status, w: &Waiter<u32>| left.borrow_mut().push((s, w.value.take()));
+        let a = pin!(Wait::new(&list, Some(1), on_leave));
+        let a = a.enqueue();
+        {
+            let b = pin!(Wait::new(&list, Some(2), on_leave));
+            let _b = b.enqueue();
+            let c = pin!(Wait::new(&list, Some(3), on_leave));
+            let _c = c.enqueue();
+            assert_eq!(list.len(), 3);
+            assert_eq!(list.front_value(), Some(1));
+            // `c` then `b` leave while queued (they are dropped here, the
+            // middle one last): each unlinks itself and says so.
+        }
+        assert_eq!(*left.borrow(), [(Status::Queued, Some(3)), (Status::Queued, Some(2))]);
+        assert_eq!(list.len(), 1);
+        let d = pin!(Wait::new(&list, Some(4), on_leave));
+        let _d = d.enqueue();
+        assert_eq!(values(&list), [1, 4]);
+        assert!(list.is_empty());
+        // Closed out, then dropped: nothing more to do.
+        assert_eq!(a.park(None), Status::Closed);
+    }
+
+    #[test]
+    fn a_grant_not_taken_up_is_passed_on_when_the_wait_ends() {
+        let list = WaitList::<u32>::new();
+        let passed = Cell::new(None);
+        {
+            let w = pin!(Wait::new(&list, None, |s, w: &Waiter<u32>| passed.set(Some((s, w.take_value())))));
+            let _w = w.enqueue();
+            list.pop_front().unwrap().grant_with(9);
+            assert!(list.is_empty());
+            // Dropped without parking: the grant goes to `on_leave`.
+        }
+        assert_eq!(passed.get(), Some((Status::Granted, Some(9))));
+    }
+
+    #[test]
+    fn a_granted_wait_returns_at_once_and_owes_nothing() {
+        let list = WaitList::<u32>::new();
+        let passed = Cell::new(false);
+        let w = pin!(Wait::new(&list, None, |_, _| passed.set(true)));
+        let w = w.enqueue();
+        list.pop_front().unwrap().grant_with(5);
+        assert_eq!(w.park(None), Status::Granted);
+        assert_eq!(w.waiter().take_value(), Some(5));
+        assert!(!w.take_grant(), "taken up once");
+        drop(w);
+        assert!(!passed.get(), "a grant taken up is not passed on");
+    }
+
+    #[test]
+    fn a_wait_with_a_passed_deadline_times_out_and_leaves() {
+        let list = WaitList::<u32>::new();
+        let left = Cell::new(None);
+        {
+            let w = pin!(Wait::new(&list, None, |s, _: &Waiter<u32>| left.set(Some(s))));
+            let w = w.enqueue();
+            assert_eq!(w.park(Some(Instant::now())), Status::Queued);
+        }
+        assert_eq!(left.get(), Some(Status::Queued));
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn grant_all_and_close_all_empty_the_list_oldest_first() {
+        let list = WaitList::<u32>::new();
+        let a = pin!(Wait::new(&list, Some(1), |_, _: &Waiter<u32>| {}));
+        let a = a.enqueue();
+        let b = pin!(Wait::new(&list, Some(2), |_, _: &Waiter<u32>| {}));
+        let b = b.enqueue();
+        list.grant_all();
+        assert!(list.is_empty());
+        assert_eq!((a.park(None), b.park(None)), (Status::Granted, Status::Granted));
+        let c = pin!(Wait::new(&list, None, |_, _: &Waiter<u32>| {}));
+        let c = c.enqueue();
+        list.close_all();
+        assert_eq!(c.park(None), Status::Closed);
+    }
+}

@@ -1731,6 +1731,54 @@ mod layout_tests {
         assert!(hot_end.iter().all(|&e| e <= 112), "{hot_end:?}");
     }
 
+    /// The cache keeps at most `CACHED_BLOCKS` free blocks and hands back
+    /// the last one given; what it holds is freed with it (valgrind's
+    /// memcheck would see a leak or a double free here).
+    #[test]
+    fn the_block_cache_is_bounded_and_lifo() {
+        let cache = BlockCache::new();
+        let blocks: Vec<NonNull<u8>> = (0..CACHED_BLOCKS + 10).map(|_| cache.take()).collect();
+        assert!(cache.free.borrow().is_empty());
+        let last = *blocks.last().unwrap();
+        for p in blocks {
+            // SAFETY: each came from `take` and is given back once.
+            unsafe { cache.give(p) };
+        }
+        assert_eq!(cache.free.borrow().len(), CACHED_BLOCKS, "the rest went back to the allocator");
+        let again = cache.take();
+        assert_ne!(again, last, "the last one given was beyond the bound, so freed");
+        // SAFETY: as above.
+        unsafe { cache.give(again) };
+        assert_eq!(cache.take(), again, "the last one given comes back first");
+        // SAFETY: as above.
+        unsafe { cache.give(again) };
+        drop(cache);
+    }
+
+    /// A task block's count: each clone adds one, each drop takes one, and
+    /// the last drop frees the block with its slot (whose destructor runs
+    /// once).
+    #[test]
+    fn a_task_block_is_freed_with_its_last_reference() {
+        let dropped = std::rc::Rc::new(Cell::new(0));
+        struct Count(std::rc::Rc<Cell<u32>>);
+        impl Drop for Count {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let t = Typed::new(7, Some("t".into()), Count(dropped.clone()), None);
+        let a = t.task().clone();
+        let b = a.clone();
+        assert_eq!(a.refs.get(), 3);
+        drop(t);
+        drop(a);
+        assert_eq!(dropped.get(), 0);
+        assert_eq!(b.refs.get(), 1);
+        drop(b);
+        assert_eq!(dropped.get(), 1, "the slot was dropped once, with the block");
+    }
+
     /// Results up to a few words come from the block cache; a spawned
     /// green thread's block is reused by the next one; large results take
     /// the allocator's path and arrive intact.

@@ -130,3 +130,91 @@ fn prefetch(addr: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Typed;
+
+    fn task(id: u64) -> TaskRef {
+        Typed::new(id, None, (), None).task().clone()
+    }
+
+    fn drain(q: &RunQueue) -> Vec<u64> {
+        std::iter::from_fn(|| q.pop_front()).map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn tasks_come_out_in_the_order_they_went_in() {
+        let q = RunQueue::new();
+        let ts: Vec<TaskRef> = (1..=5).map(task).collect();
+        for t in &ts {
+            q.push_back(t.clone());
+        }
+        assert_eq!(q.len(), 5);
+        assert!(!q.is_empty());
+        assert_eq!(drain(&q), [1, 2, 3, 4, 5]);
+        assert!(q.is_empty() && q.len() == 0);
+        assert!(ts.iter().all(|t| !t.queued.get() && t.next.get().is_null()), "popped tasks are unlinked");
+    }
+
+    #[test]
+    fn a_queued_task_is_not_queued_twice() {
+        let q = RunQueue::new();
+        let (a, b) = (task(1), task(2));
+        q.push_back(a.clone());
+        q.push_back(b.clone());
+        q.push_back(a.clone());
+        assert_eq!(q.len(), 2);
+        assert_eq!(drain(&q), [1, 2]);
+    }
+
+    #[test]
+    fn the_queue_holds_one_count_per_queued_task_and_gives_it_back() {
+        let q = RunQueue::new();
+        let a = task(1);
+        assert_eq!(a.refs.get(), 1, "ours alone");
+        q.push_back(a.clone());
+        q.push_back(a.clone()); // not queued twice: its count is dropped
+        assert_eq!(a.refs.get(), 2);
+        drop(q.pop_front());
+        assert_eq!(a.refs.get(), 1);
+        q.push_back(a.clone());
+        drop(q); // dropping the queue releases what it held
+        assert_eq!(a.refs.get(), 1);
+    }
+
+    #[test]
+    fn append_moves_every_task_in_order_and_leaves_the_other_empty() {
+        let (q, r) = (RunQueue::new(), RunQueue::new());
+        q.append(&r); // both empty
+        assert!(q.is_empty());
+        let ts: Vec<TaskRef> = (1..=6).map(task).collect();
+        for t in &ts[..2] {
+            q.push_back(t.clone());
+        }
+        for t in &ts[2..5] {
+            r.push_back(t.clone());
+        }
+        q.append(&r);
+        assert!(r.is_empty() && r.len() == 0);
+        assert_eq!(q.len(), 5);
+        r.append(&q); // into an empty queue
+        r.push_back(ts[5].clone());
+        assert_eq!(drain(&r), [1, 2, 3, 4, 5, 6]);
+        assert!(ts.iter().all(|t| t.refs.get() == 1), "no count leaked or lost");
+    }
+
+    #[test]
+    fn prefetching_reads_only_queued_tasks() {
+        let q = RunQueue::new();
+        q.prefetch_ahead(); // empty: nothing to read
+        let a = task(1);
+        q.push_back(a.clone());
+        q.prefetch_ahead(); // one task, no stack hint yet
+        a.stack_hint.set(0x1000);
+        q.push_back(task(2));
+        q.prefetch_ahead(); // a hint that is not mapped: a prefetch never faults
+        assert_eq!(drain(&q), [1, 2]);
+    }
+}
