@@ -67,6 +67,7 @@ pub mod dagpool;
 pub mod event;
 mod greenpool;
 mod greenthread;
+pub mod guide;
 pub mod hub;
 pub mod local;
 pub mod lock;

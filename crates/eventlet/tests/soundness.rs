@@ -665,3 +665,32 @@ fn an_unpark_while_the_root_yields_is_kept_for_its_next_park() {
     drop(UnparkRoot(root));
     eventlet::park();
 }
+
+eventlet::green_local! {
+    static FIRST: RefCell<Option<Bomb2>> = RefCell::new(None);
+    static SECOND: RefCell<Option<Bomb2>> = RefCell::new(None);
+    static THIRD: RefCell<Option<Bomb2>> = RefCell::new(None);
+}
+
+/// Counts its drop, then panics.
+struct Bomb2(Rc<Cell<u32>>);
+
+impl Drop for Bomb2 {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+        panic!("a green-local's destructor panics");
+    }
+}
+
+#[test]
+fn a_green_local_whose_destructor_panics_spares_the_others() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let h = eventlet::spawn(move || {
+        for key in [&FIRST, &SECOND, &THIRD] {
+            key.with_borrow_mut(|v| *v = Some(Bomb2(d.clone())));
+        }
+    });
+    h.join().unwrap();
+    assert_eq!(drops.get(), 3, "every green-local was dropped");
+}

@@ -1612,12 +1612,15 @@ fn body<T: 'static>(me: &Typed<Packet<T>>, f: impl FnOnce() -> T) {
     // loop). Meanwhile the `JoinHandle` may be dropped: then the result it
     // would have taken is dropped here too, not later by the hub.
     loop {
-        if let Some(locals) = me.locals.take() {
-            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(locals))) {
-                if !p.is::<Killed>() {
-                    report::green_panic(me, p.as_ref());
+        if let Some(mut locals) = me.locals.take() {
+            // One at a time, so a destructor that panics spares the rest.
+            for (_, value) in locals.drain() {
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
+                    if !p.is::<Killed>() {
+                        report::green_panic(me, p.as_ref());
+                    }
+                    report::drop_payload(p);
                 }
-                report::drop_payload(p);
             }
             continue;
         }
