@@ -413,13 +413,14 @@ mod tests {
     fn a_granted_wait_returns_at_once_and_owes_nothing() {
         let list = WaitList::<u32>::new();
         let passed = Cell::new(false);
-        let w = pin!(Wait::new(&list, None, |_, _| passed.set(true)));
-        let w = w.enqueue();
-        list.pop_front().unwrap().grant_with(5);
-        assert_eq!(w.park(None), Status::Granted);
-        assert_eq!(w.waiter().take_value(), Some(5));
-        assert!(!w.take_grant(), "taken up once");
-        drop(w);
+        {
+            let w = pin!(Wait::new(&list, None, |_, _| passed.set(true)));
+            let w = w.enqueue();
+            list.pop_front().unwrap().grant_with(5);
+            assert_eq!(w.park(None), Status::Granted);
+            assert_eq!(w.waiter().take_value(), Some(5));
+            assert!(!w.take_grant(), "taken up once");
+        } // the wait ends here
         assert!(!passed.get(), "a grant taken up is not passed on");
     }
 

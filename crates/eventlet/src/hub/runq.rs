@@ -154,7 +154,8 @@ mod tests {
         assert_eq!(q.len(), 5);
         assert!(!q.is_empty());
         assert_eq!(drain(&q), [1, 2, 3, 4, 5]);
-        assert!(q.is_empty() && q.len() == 0);
+        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
         assert!(ts.iter().all(|t| !t.queued.get() && t.next.get().is_null()), "popped tasks are unlinked");
     }
 
@@ -197,7 +198,8 @@ mod tests {
             r.push_back(t.clone());
         }
         q.append(&r);
-        assert!(r.is_empty() && r.len() == 0);
+        assert!(r.is_empty());
+        assert_eq!(r.len(), 0);
         assert_eq!(q.len(), 5);
         r.append(&q); // into an empty queue
         r.push_back(ts[5].clone());
