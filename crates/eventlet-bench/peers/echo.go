@@ -1,4 +1,4 @@
-// Echo peer for eventlet-bench: one goroutine per connection, GOMAXPROCS=1.
+// Echo peer for eventlet-bench: one goroutine per connection, GOMAXPROCS=PROCS (1 by default).
 //
 //	go run echo.go 127.0.0.1:6000
 package main
@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 )
 
 func handle(c net.Conn) {
@@ -27,11 +28,20 @@ func handle(c net.Conn) {
 }
 
 func main() {
-	runtime.GOMAXPROCS(1)
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: echo ADDR")
+	if len(os.Args) < 2 || len(os.Args) > 3 {
+		fmt.Fprintln(os.Stderr, "usage: echo ADDR [PROCS]")
 		os.Exit(2)
 	}
+	procs := 1
+	if len(os.Args) == 3 {
+		n, err := strconv.Atoi(os.Args[2])
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "echo: PROCS must be a positive number")
+			os.Exit(2)
+		}
+		procs = n
+	}
+	runtime.GOMAXPROCS(procs)
 	ln, err := net.Listen("tcp", os.Args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)

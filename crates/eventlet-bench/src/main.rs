@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! cargo run --release -p eventlet-bench -- echo
+//! cargo run --release -p eventlet-bench -- plaintext --cores 2
 //! cargo run --release -p eventlet-bench -- all --quick --json
 //! cargo run --release -p eventlet-bench -- setup   # Go, wrk, Python eventlet and gevent
 //! ```
@@ -45,6 +46,15 @@ pub struct Opts {
     /// Run only these contenders (comma separated, e.g. eventlet,tokio).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Network scenarios: CPUs (and threads) for each server: eventlet N hubs, tokio N workers, may N, Go GOMAXPROCS=N.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cores: usize,
+    /// Network scenarios: the CPUs of the load generator, e.g. 8-15 [default: the CPUs after the server's].
+    #[arg(long, value_name = "LIST")]
+    pub load_cpus: Option<String>,
+    /// Network scenarios: load generator threads [default: one per load CPU].
+    #[arg(long, value_name = "N")]
+    pub load_threads: Option<usize>,
 }
 
 impl Opts {
@@ -70,6 +80,10 @@ enum Cmd {
     Echo(Opts),
     /// HTTP hello (13-byte body, keep-alive) at 100 and 1,000 connections: req/s.
     Http(Opts),
+    /// TechEmpower plaintext: its request, pipelined 16 deep, at 256 and 1,024 connections: req/s.
+    Plaintext(Opts),
+    /// 1,000 echo connections of unequal weight over --cores hubs: how evenly the server threads share the work.
+    Balance(Opts),
     /// spawn + run + join of one green thread / task / thread: ns.
     Spawn(Opts),
     /// Ping-pong round trip through the lightest queue or channel: ns.
@@ -82,13 +96,20 @@ enum Cmd {
     All(Opts),
     /// Install the optional peers: Go, wrk, Python eventlet and gevent.
     Setup,
-    /// (internal) Run one peer server: `peer KIND ADDR`.
+    /// (internal) Run one peer server: `peer KIND ADDR [--threads N]`.
     #[command(hide = true)]
     Peer {
         /// Which server, e.g. `tokio-echo`, `hyper-http`.
         kind: String,
         /// Address to listen on.
         addr: String,
+        /// Threads (hubs, workers) to serve on.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// eventlet peers: also serve the inspection console here (the `balance` scenario reads each hub's
+        /// counters from it).
+        #[arg(long)]
+        console: Option<String>,
     },
     /// (internal) Drive echo load at a running server for profiling:
     /// `load ADDR PID CONNS SECS` (PID: the server's, for its CPU time).
@@ -118,14 +139,28 @@ fn main() {
     let result = match cli.command {
         Cmd::Echo(o) => run(&o, &[net::echo]),
         Cmd::Http(o) => run(&o, &[net::http]),
+        Cmd::Plaintext(o) => run(&o, &[net::plaintext]),
+        Cmd::Balance(o) => run(&o, &[net::balance]),
         Cmd::Spawn(o) => run(&o, &[micro::spawn]),
         Cmd::Switch(o) => run(&o, &[micro::switch]),
         Cmd::Memory(o) => run(&o, &[micro::memory]),
         Cmd::Client(o) => run(&o, &[client::client]),
-        Cmd::All(o) => run(&o, &[micro::spawn, micro::switch, micro::memory, net::echo, net::http, client::client]),
+        Cmd::All(o) => run(
+            &o,
+            &[
+                micro::spawn,
+                micro::switch,
+                micro::memory,
+                net::echo,
+                net::http,
+                net::plaintext,
+                net::balance,
+                client::client,
+            ],
+        ),
         Cmd::Setup => net::setup(),
-        Cmd::Peer { kind, addr } if client::is_peer(&kind) => client::peer(&kind, &addr),
-        Cmd::Peer { kind, addr } => net::peer(&kind, &addr),
+        Cmd::Peer { kind, addr, .. } if client::is_peer(&kind) => client::peer(&kind, &addr),
+        Cmd::Peer { kind, addr, threads, console } => net::peer(&kind, &addr, threads, console.as_deref()),
         Cmd::Hold { kind, n } => micro::hold(&kind, n),
         Cmd::Load { addr, pid, conns, secs } => net::load_only(&addr, pid, conns, secs),
     };

@@ -16,12 +16,28 @@ pub(crate) struct Row {
     pub rounds: Vec<f64>,
     /// Further columns: (heading, value), e.g. ("p99 us", "412").
     pub extra: Vec<(String, String)>,
+    /// The server's CPU time per operation, where measured: the table
+    /// compares eventlet's with it ("eventlet cpu/op is").
+    pub per_op: Option<f64>,
 }
 
 impl Row {
     /// A row from its rounds; the median is computed here.
     pub(crate) fn new(name: &str, config: &str, rounds: Vec<f64>) -> Row {
-        Row { name: name.into(), config: config.into(), median: median(&rounds), rounds, extra: Vec::new() }
+        Row {
+            name: name.into(),
+            config: config.into(),
+            median: median(&rounds),
+            rounds,
+            extra: Vec::new(),
+            per_op: None,
+        }
+    }
+
+    /// Sets the server CPU time per operation.
+    pub(crate) fn per_op(mut self, x: f64) -> Row {
+        self.per_op = Some(x);
+        self
     }
 
     /// Adds a column.
@@ -90,6 +106,21 @@ impl Report {
         out
     }
 
+    /// eventlet's CPU per operation against each other row's in the same
+    /// configuration: above 1 means eventlet uses less.
+    pub(crate) fn cpu_ratios(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for ours in self.rows.iter().filter(|r| r.name == "eventlet") {
+            let Some(mine) = ours.per_op.filter(|x| *x > 0.0) else { continue };
+            for peer in self.rows.iter().filter(|r| !r.is_ours() && r.config == ours.config) {
+                if let Some(theirs) = peer.per_op.filter(|x| *x > 0.0) {
+                    out.push((format!("eventlet/{}", peer.key()), theirs / mine));
+                }
+            }
+        }
+        out
+    }
+
     /// The human table.
     pub(crate) fn table(&self) -> String {
         let mut headings = vec!["name".to_string(), "config".into(), format!("median {}", self.unit), "rounds".into()];
@@ -101,7 +132,11 @@ impl Report {
             }
         }
         let ours: Vec<&Row> = self.rows.iter().filter(|r| r.name == "eventlet").collect();
+        let with_cpu = self.rows.iter().any(|r| r.per_op.is_some());
         headings.push("eventlet is".into());
+        if with_cpu {
+            headings.push("eventlet cpu/op is".into());
+        }
         let mut lines: Vec<Vec<String>> = vec![headings.clone()];
         for r in &self.rows {
             let mut cells = vec![
@@ -110,7 +145,8 @@ impl Report {
                 fmt_num(r.median),
                 r.rounds.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(" "),
             ];
-            for h in &headings[4..headings.len() - 1] {
+            let fixed = if with_cpu { 2 } else { 1 };
+            for h in &headings[4..headings.len() - fixed] {
                 cells.push(r.extra.iter().find(|(k, _)| k == h).map(|(_, v)| v.clone()).unwrap_or_default());
             }
             let ratio = ours
@@ -123,6 +159,15 @@ impl Report {
                 })
                 .unwrap_or_default();
             cells.push(ratio);
+            if with_cpu {
+                let cpu = ours
+                    .iter()
+                    .find(|o| o.config == r.config && !r.is_ours())
+                    .and_then(|o| Some((o.per_op.filter(|x| *x > 0.0)?, r.per_op.filter(|x| *x > 0.0)?)))
+                    .map(|(mine, theirs)| format!("{:.2}x", theirs / mine))
+                    .unwrap_or_default();
+                cells.push(cpu);
+            }
             lines.push(cells);
         }
         let widths: Vec<usize> =
@@ -149,18 +194,25 @@ impl Report {
     }
 
     /// The one-line JSON object:
-    /// `{"scenario", "unit", "results": {NAME: median}, "ratios": {"eventlet/NAME": x}}`.
+    /// `{"scenario", "unit", "results": {NAME: median}, "ratios": {"eventlet/NAME": x}}`, and
+    /// `"cpu_ratios"` (the same keys, server CPU per operation) where measured.
     pub(crate) fn json(&self) -> serde_json::Value {
         let results: serde_json::Map<String, serde_json::Value> =
             self.rows.iter().map(|r| (r.key(), serde_json::json!(r.median))).collect();
-        let ratios: serde_json::Map<String, serde_json::Value> =
-            self.ratios().into_iter().map(|(k, x)| (k, serde_json::json!((x * 1000.0).round() / 1000.0))).collect();
-        serde_json::json!({
+        let round = |v: Vec<(String, f64)>| -> serde_json::Map<String, serde_json::Value> {
+            v.into_iter().map(|(k, x)| (k, serde_json::json!((x * 1000.0).round() / 1000.0))).collect()
+        };
+        let mut j = serde_json::json!({
             "scenario": self.scenario,
             "unit": self.unit,
             "results": results,
-            "ratios": ratios,
-        })
+            "ratios": round(self.ratios()),
+        });
+        let cpu = self.cpu_ratios();
+        if !cpu.is_empty() {
+            j["cpu_ratios"] = serde_json::Value::Object(round(cpu));
+        }
+        j
     }
 }
 
@@ -215,5 +267,11 @@ mod tests {
         let j = t.json();
         assert_eq!(j["results"]["tokio@1000"], 100.0);
         assert_eq!(j["ratios"]["eventlet/tokio@100"], 2.0);
+        assert!(j.get("cpu_ratios").is_none());
+        t.rows[0].per_op = Some(2.0);
+        t.rows[1].per_op = Some(3.0);
+        assert_eq!(t.cpu_ratios(), vec![("eventlet/tokio@100".to_string(), 1.5)]);
+        assert_eq!(t.json()["cpu_ratios"]["eventlet/tokio@100"], 1.5);
+        assert!(t.table().contains("eventlet cpu/op is"), "{}", t.table());
     }
 }

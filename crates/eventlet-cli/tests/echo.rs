@@ -103,7 +103,7 @@ fn workers_spread_the_clients_over_their_hubs() {
         .map(|i| {
             let line = hubs
                 .lines()
-                .find(|l| l.contains(&format!("\"eventlet-server-{i}\"")))
+                .find(|l| l.contains(&format!("\"eventlet-srv-{i}\"")))
                 .unwrap_or_else(|| panic!("no hub {i}:\n{hubs}"));
             line.split("): ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
         })

@@ -1,21 +1,30 @@
-//! The load generator: raw mio on one OS thread, pinned to the load CPU.
+//! The load generator: raw mio, one OS thread per load CPU (one by
+//! default), each pinned to its CPU.
 //!
-//! It opens N connections to a server, keeps exactly one request in flight
-//! on each (closed loop: a connection sends its next request when the
-//! previous answer is complete), and counts completed exchanges and their
-//! latencies in a measured window that follows a warm-up. It is written to
-//! cost as little as it can per exchange, because on a two-core machine it
-//! pays for half of the TCP work and is often the limit:
+//! It opens N connections to a server, spread over its threads, keeps a
+//! fixed number of requests in flight on each (closed loop: a connection
+//! sends its next request, or its next batch of pipelined ones, when the
+//! previous answers are complete), and counts completed exchanges and their
+//! latencies in a measured window that follows a warm-up. A paced load
+//! instead sends each connection's next request no sooner than its interval
+//! after the last one (the `balance` scenario's busy and idle connections).
 //!
-//! - one `read` per readiness event when the answer is complete (one
-//!   request in flight means nothing more can be pending), one `write` per
-//!   request, no allocation per exchange;
+//! It is written to cost as little as it can per exchange, because on a
+//! two-core machine it pays for half of the TCP work and is often the
+//! limit:
+//!
+//! - one `read` per readiness event when the answer is complete (nothing
+//!   more can be pending), one `write` per request or batch, no allocation
+//!   per exchange;
 //! - a read that fills less than the buffer drained the socket, so the next
 //!   arrival raises a new edge (Linux's epoll wakes an edge-triggered waiter
 //!   on every arrival) and no `WouldBlock` read is spent to learn it.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +39,12 @@ pub(crate) const ECHO_MSG: [u8; 64] = [b'x'; 64];
 /// The http scenario's request: the smallest keep-alive HTTP/1.1 GET.
 pub(crate) const HTTP_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
+/// The plaintext scenario's request: TechEmpower's, with the headers its
+/// load generator sends.
+pub(crate) const PLAINTEXT_REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\
+Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7\r\n\
+Connection: keep-alive\r\n\r\n";
+
 /// The body every http peer answers with.
 pub(crate) const HTTP_BODY: &[u8] = b"Hello, World!";
 
@@ -40,6 +55,8 @@ pub(crate) enum Proto {
     Echo,
     /// `GET /` and a `Content-Length` response.
     Http,
+    /// TechEmpower's plaintext request and a `Content-Length` response.
+    Plaintext,
 }
 
 impl Proto {
@@ -48,6 +65,7 @@ impl Proto {
         match self {
             Proto::Echo => &ECHO_MSG,
             Proto::Http => HTTP_REQUEST,
+            Proto::Plaintext => PLAINTEXT_REQUEST,
         }
     }
 
@@ -56,48 +74,91 @@ impl Proto {
     fn answer_len(self, buf: &[u8]) -> Result<Option<usize>, String> {
         match self {
             Proto::Echo => Ok((buf.len() >= ECHO_MSG.len()).then_some(ECHO_MSG.len())),
-            Proto::Http => response_len(buf),
+            Proto::Http | Proto::Plaintext => response_len(buf),
         }
     }
 }
 
-/// One measurement: which server, how hard, how long.
+/// A paced load: connection `i` sends a request at most every
+/// `heavy_interval` if `heavy[i]`, else every `light_interval`.
+#[derive(Debug, Clone)]
+pub(crate) struct Pace {
+    pub(crate) light_interval: Duration,
+    pub(crate) heavy_interval: Duration,
+    pub(crate) heavy: Vec<bool>,
+}
+
+/// One measurement: which server, how hard, how long, from where.
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
     /// The server's address.
     pub(crate) addr: SocketAddr,
     /// The server's process, for its CPU time.
     pub(crate) server_pid: u32,
-    /// Connections, each with one request in flight.
+    /// The CPUs the server runs on (for how busy they were).
+    pub(crate) server_cpus: Vec<usize>,
+    /// Connections.
     pub(crate) conns: usize,
     /// What they speak.
     pub(crate) proto: Proto,
+    /// Requests in flight on each connection (pipelined, sent in one
+    /// write); 1: one at a time.
+    pub(crate) depth: usize,
+    /// A paced load instead of a closed loop flat out.
+    pub(crate) pace: Option<Pace>,
+    /// Load threads; the connections are shared out among them.
+    pub(crate) threads: usize,
+    /// The CPUs the load threads are pinned to, round robin.
+    pub(crate) load_cpus: Vec<usize>,
     /// Load before the measured window (connection setup happens before it).
     pub(crate) warmup: Duration,
     /// The measured window.
     pub(crate) window: Duration,
+    /// An eventlet server's inspection console, to read each hub's
+    /// counters at the window's edges.
+    pub(crate) console: Option<SocketAddr>,
+}
+
+/// One hub of an eventlet server over the measured window, from its
+/// console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HubLoad {
+    /// Green threads alive at the end (its connections, plus a few of the
+    /// server's own).
+    pub(crate) green_threads: u64,
+    /// Green threads switched to in the window (about one per message).
+    pub(crate) switches: u64,
 }
 
 /// What one measurement saw in its window.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
-    /// Completed exchanges.
+    /// Completed exchanges (requests, not batches).
     pub(crate) done: u64,
     /// The window's real length.
     pub(crate) elapsed: Duration,
-    /// The 99th percentile latency of the completed exchanges.
+    /// The 99th percentile latency of the completed exchanges (of a whole
+    /// batch when pipelined).
     pub(crate) p99: Duration,
     /// CPU time the server used in the window.
     pub(crate) server_cpu: Duration,
-    /// CPU time the load generator's thread used in the window.
+    /// CPU time of each of the server's threads in the window, largest first.
+    pub(crate) server_threads: Vec<Duration>,
+    /// CPU time the load generator's threads used in the window.
     pub(crate) load_cpu: Duration,
-    /// How busy the server CPU and the load CPU were in the window, whoever
-    /// used them (`/proc/stat`; 0 when unknown).
-    pub(crate) busy: [f64; 2],
+    /// CPUs given to the server and to the load.
+    pub(crate) server_cpus: usize,
+    pub(crate) load_cpus: usize,
+    /// The share of the CPUs the server and load run on that other
+    /// processes took in the window (`/proc/stat`; 0 when unknown).
+    pub(crate) others: f64,
     /// Connections that failed (reset, closed, bad answer) during the run.
     pub(crate) failed: usize,
     /// The first failure, if any.
     pub(crate) first_error: Option<String>,
+    /// Each hub of the server's `Server::workers`, in order, when its
+    /// console was read.
+    pub(crate) hubs: Vec<HubLoad>,
 }
 
 impl Outcome {
@@ -111,36 +172,154 @@ impl Outcome {
         self.server_cpu.as_secs_f64() * 1e6 / (self.done.max(1) as f64)
     }
 
-    /// The server's share of one core in the window (1.0 = a full core).
+    /// The server's share of its CPUs in the window (1.0 = all of them).
     pub(crate) fn server_share(&self) -> f64 {
-        self.server_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+        self.server_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9) / self.server_cpus.max(1) as f64
     }
 
-    /// The load generator's share of one core in the window.
+    /// The load generator's share of its CPUs in the window.
     pub(crate) fn load_share(&self) -> f64 {
-        self.load_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+        self.load_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9) / self.load_cpus.max(1) as f64
     }
 
-    /// The largest share of the server's or the load's CPU that other
-    /// processes took in the window.
+    /// The share of the CPUs in use that other processes took.
     pub(crate) fn others_share(&self) -> f64 {
-        (self.busy[0] - self.server_share()).max(self.busy[1] - self.load_share()).max(0.0)
+        self.others
+    }
+
+    /// The busiest of the `n` busiest server threads against their mean
+    /// (1.0: even); `None` without `n` threads that ran.
+    pub(crate) fn imbalance(&self, n: usize) -> Option<f64> {
+        let top = self.server_threads.get(..n)?;
+        max_over_mean(&top.iter().map(Duration::as_secs_f64).collect::<Vec<_>>())
+    }
+
+    /// The hub that switched most against the mean of all hubs (1.0:
+    /// even); `None` without hub counters.
+    pub(crate) fn hub_imbalance(&self) -> Option<f64> {
+        max_over_mean(&self.hubs.iter().map(|h| h.switches as f64).collect::<Vec<_>>())
     }
 }
 
-/// Runs one measurement on a fresh OS thread pinned to the load CPU (so the
-/// caller's own affinity is left alone) and waits for it.
+/// The largest of `xs` over their mean; `None` if empty or all zero.
+fn max_over_mean(xs: &[f64]) -> Option<f64> {
+    let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    (mean > 0.0).then(|| xs.iter().copied().fold(0.0, f64::max) / mean)
+}
+
+/// Reads each hub of an eventlet `Server::workers` from its console's
+/// `hubs` command: lines `hub ID (thread "T", group "G" #I): N green
+/// threads, S switches`.
+fn read_hubs(console: SocketAddr) -> Result<Vec<HubLoad>> {
+    let mut c = std::net::TcpStream::connect_timeout(&console, Duration::from_secs(5))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.write_all(b"hubs\nquit\n")?;
+    let mut text = String::new();
+    c.read_to_string(&mut text)?;
+    let mut hubs: Vec<(usize, HubLoad)> = Vec::new();
+    for line in text.lines().filter(|l| l.contains("group \"eventlet-srv\"")) {
+        let parse = || -> Option<(usize, HubLoad)> {
+            let index = line.split(" #").nth(1)?.split(')').next()?.parse().ok()?;
+            let counts = line.split("): ").nth(1)?;
+            let mut words = counts.split_whitespace();
+            let green_threads = words.next()?.parse().ok()?;
+            let switches = words.nth(2)?.parse().ok()?;
+            Some((index, HubLoad { green_threads, switches }))
+        };
+        hubs.push(parse().with_context(|| format!("cannot read the console's line {line:?}"))?);
+    }
+    hubs.sort_by_key(|h| h.0);
+    Ok(hubs.into_iter().map(|h| h.1).collect())
+}
+
+/// Runs one measurement: the load threads on their CPUs, this thread
+/// taking the server's CPU time at the window's edges.
 pub(crate) fn run(spec: &Spec) -> Result<Outcome> {
-    let spec = spec.clone();
-    std::thread::Builder::new()
-        .name("load".into())
-        .spawn(move || {
-            util::pin_self(util::LOAD_CPU);
-            drive(&spec)
-        })
-        .context("cannot start the load thread")?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+    let threads = spec.threads.clamp(1, spec.conns.max(1));
+    // All connected; then the start time is set; then all go.
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let start_at = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let mut workers = Vec::new();
+    for t in 0..threads {
+        let ids: Vec<usize> = (t..spec.conns).step_by(threads).collect();
+        let cpu = spec.load_cpus.get(t % spec.load_cpus.len().max(1)).copied();
+        let (spec, barrier, start_at) = (spec.clone(), barrier.clone(), start_at.clone());
+        let w = std::thread::Builder::new()
+            .name(format!("load-{t}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    util::pin_self(cpu);
+                }
+                let conns = connect(&spec, &ids);
+                barrier.wait();
+                barrier.wait();
+                let start = *start_at.lock().unwrap_or_else(|e| e.into_inner());
+                drive(&spec, conns?, &ids, start)
+            })
+            .context("cannot start a load thread")?;
+        workers.push(w);
+    }
+    barrier.wait();
+    let start = Instant::now();
+    *start_at.lock().unwrap_or_else(|e| e.into_inner()) = start;
+    barrier.wait();
+    let measure_from = start + spec.warmup;
+    let until = measure_from + spec.window;
+    std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+    let hubs0 = spec.console.map(read_hubs).transpose()?;
+    let t0 = Instant::now();
+    let server0 = util::cpu_time(spec.server_pid)?;
+    let threads0 = util::thread_cpu_times(spec.server_pid);
+    let ticks0 = CpuTicks::read();
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    let t1 = Instant::now();
+    let server1 = util::cpu_time(spec.server_pid)?;
+    let threads1 = util::thread_cpu_times(spec.server_pid);
+    let ticks1 = CpuTicks::read();
+    let hubs1 = spec.console.map(read_hubs).transpose()?;
+    let hubs = match (hubs0, hubs1) {
+        (Some(a), Some(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| HubLoad { green_threads: b.green_threads, switches: b.switches.saturating_sub(a.switches) })
+            .collect(),
+        (Some(_), Some(_)) => bail!("the server's hubs changed during the window"),
+        _ => Vec::new(),
+    };
+    let mut tally = Tally::default();
+    for w in workers {
+        let part = w.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+        tally.merge(part);
+    }
+    if tally.failed == spec.conns {
+        bail!("the server dropped every connection: {}", tally.first_error.unwrap_or_default());
+    }
+    let mut server_threads: Vec<Duration> = threads1
+        .iter()
+        .map(|(tid, t)| t.saturating_sub(threads0.iter().find(|(id, _)| id == tid).map_or(Duration::ZERO, |x| x.1)))
+        .collect();
+    server_threads.sort_by(|a, b| b.cmp(a));
+    let elapsed = t1 - t0;
+    let server_cpu = server1.saturating_sub(server0);
+    let mut used: Vec<usize> = spec.server_cpus.iter().chain(&spec.load_cpus).copied().collect();
+    used.sort_unstable();
+    used.dedup();
+    let busy: f64 = used.iter().map(|&c| CpuTicks::busy_share(&ticks0, &ticks1, c)).sum();
+    let ours = (server_cpu + tally.load_cpu).as_secs_f64() / elapsed.as_secs_f64().max(1e-9);
+    Ok(Outcome {
+        done: tally.done,
+        elapsed,
+        p99: percentile(&mut tally.latencies, 0.99),
+        server_cpu,
+        server_threads,
+        load_cpu: tally.load_cpu,
+        server_cpus: spec.server_cpus.len(),
+        load_cpus: spec.load_cpus.len().min(threads).max(1),
+        others: if busy > 0.0 { ((busy - ours) / used.len() as f64).max(0.0) } else { 0.0 },
+        failed: tally.failed,
+        first_error: tally.first_error,
+        hubs,
+    })
 }
 
 /// Sends one request on a fresh blocking connection and checks the answer
@@ -165,7 +344,7 @@ pub(crate) fn probe(addr: SocketAddr, proto: Proto) -> Result<()> {
     let answer = &buf[..len];
     match proto {
         Proto::Echo if answer != ECHO_MSG => bail!("the server did not echo the message back"),
-        Proto::Http if !answer.ends_with(HTTP_BODY) => {
+        Proto::Http | Proto::Plaintext if !answer.ends_with(HTTP_BODY) => {
             bail!("unexpected answer: {:?}", String::from_utf8_lossy(answer))
         }
         _ => Ok(()),
@@ -175,54 +354,63 @@ pub(crate) fn probe(addr: SocketAddr, proto: Proto) -> Result<()> {
 /// One connection of the load.
 struct Conn {
     stream: TcpStream,
-    /// When the request in flight was sent.
+    /// When the request (or batch) in flight was sent.
     sent: Instant,
-    /// Bytes of the answer received so far (http only; echo only counts).
+    /// Bytes of answers received and not yet consumed (http only).
     inbuf: Vec<u8>,
     /// Echo bytes received so far.
     got: usize,
-    /// Bytes of the current request not yet written.
+    /// Answers still due for the request or batch in flight.
+    due: usize,
+    /// Bytes of the current request or batch not yet written.
     unsent: usize,
+    /// Paced: the earliest time of the next send.
+    interval: Option<Duration>,
     alive: bool,
 }
 
-/// Counters of the measured phase.
+/// What a load thread counted.
+#[derive(Default)]
 struct Tally {
     measuring: bool,
     done: u64,
     latencies: Vec<u64>,
+    load_cpu: Duration,
+    failed: usize,
+    first_error: Option<String>,
 }
 
 impl Tally {
-    fn complete(&mut self, latency: Duration) {
+    fn complete(&mut self, requests: usize, latency: Duration) {
         if self.measuring {
-            self.done += 1;
+            self.done += requests as u64;
             self.latencies.push(latency.as_nanos() as u64);
         }
     }
-}
 
-/// Connections given up on.
-#[derive(Default)]
-struct Failures {
-    count: usize,
-    first: Option<String>,
-}
+    fn merge(&mut self, other: Tally) {
+        self.done += other.done;
+        self.latencies.extend(other.latencies);
+        self.load_cpu += other.load_cpu;
+        self.failed += other.failed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
 
-impl Failures {
     /// Gives up on `c` (it stays in place, so tokens keep their meaning).
-    fn add(&mut self, c: &mut Conn, poll: &Poll, why: String) {
+    fn fail(&mut self, c: &mut Conn, poll: &Poll, why: String) {
         c.alive = false;
         let _ = poll.registry().deregister(&mut c.stream);
-        self.count += 1;
-        self.first.get_or_insert(why);
+        self.failed += 1;
+        self.first_error.get_or_insert(why);
     }
 }
 
-fn drive(spec: &Spec) -> Result<Outcome> {
-    let mut poll = Poll::new()?;
-    let mut conns = Vec::with_capacity(spec.conns);
-    for i in 0..spec.conns {
+/// Opens the connections `ids` of the load, one after the other.
+fn connect(spec: &Spec, ids: &[usize]) -> Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(ids.len());
+    for &i in ids {
         // Blocking connects, one after the other: the kernel completes the
         // handshakes while the server accepts, and no SYN is dropped by a
         // burst against a short backlog.
@@ -230,91 +418,131 @@ fn drive(spec: &Spec) -> Result<Outcome> {
             .with_context(|| format!("connection {} of {} to {}", i + 1, spec.conns, spec.addr))?;
         s.set_nodelay(true)?;
         s.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(s);
-        poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
-        conns.push(Conn { stream, sent: Instant::now(), inbuf: Vec::new(), got: 0, unsent: 0, alive: true });
+        let interval = spec.pace.as_ref().map(|p| if p.heavy[i] { p.heavy_interval } else { p.light_interval });
+        conns.push(Conn {
+            stream: TcpStream::from_std(s),
+            sent: Instant::now(),
+            inbuf: Vec::new(),
+            got: 0,
+            due: 0,
+            unsent: 0,
+            interval,
+            alive: true,
+        });
     }
+    Ok(conns)
+}
 
-    let request = spec.proto.request();
-    let mut tally = Tally { measuring: false, done: 0, latencies: Vec::with_capacity(1 << 20) };
-    let mut failures = Failures::default();
-    for c in conns.iter_mut() {
-        if let Err(e) = send(c, request) {
-            failures.add(c, &poll, format!("write: {e}"));
+fn drive(spec: &Spec, mut conns: Vec<Conn>, ids: &[usize], start: Instant) -> Result<Tally> {
+    let mut poll = Poll::new()?;
+    for (k, c) in conns.iter_mut().enumerate() {
+        poll.registry().register(&mut c.stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+    }
+    let one = spec.proto.request();
+    let batch: Vec<u8> = one.repeat(spec.depth.max(1));
+    let mut tally = Tally { latencies: Vec::with_capacity(1 << 20), ..Tally::default() };
+    // Paced connections wait here for their next send: (when, index).
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    for (k, c) in conns.iter_mut().enumerate() {
+        match c.interval {
+            // Spread the first sends over one interval.
+            Some(iv) => {
+                let frac = (ids[k] as f64 * 0.618_033_988_75).fract();
+                timers.push(Reverse((start + iv.mul_f64(frac), k)));
+            }
+            None => {
+                if let Err(e) = send(c, &batch, spec.depth) {
+                    tally.fail(c, &poll, format!("write: {e}"));
+                }
+            }
         }
     }
-
-    let start = Instant::now();
     let measure_from = start + spec.warmup;
     let until = measure_from + spec.window;
-    let mut marks = None;
+    let mut cpu0 = None;
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
     loop {
         let now = Instant::now();
-        if marks.is_none() && now >= measure_from {
+        if cpu0.is_none() && now >= measure_from {
             tally.measuring = true;
-            marks = Some((now, util::cpu_time(spec.server_pid)?, thread_cpu_time(), CpuTicks::read()));
+            cpu0 = Some(thread_cpu_time());
         }
         if now >= until {
             break;
         }
-        if failures.count == conns.len() {
-            bail!("the server dropped every connection: {}", failures.first.unwrap_or_default());
+        while let Some(&Reverse((at, k))) = timers.peek() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let c = &mut conns[k];
+            if c.alive {
+                if let Err(e) = send(c, &batch, spec.depth) {
+                    tally.fail(c, &poll, format!("write: {e}"));
+                }
+            }
         }
-        let next = if marks.is_none() { measure_from } else { until };
+        let mut next = if cpu0.is_none() { measure_from } else { until };
+        if let Some(&Reverse((at, _))) = timers.peek() {
+            next = next.min(at);
+        }
         match poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
         for ev in events.iter() {
-            let Some(c) = conns.get_mut(ev.token().0) else { continue };
+            let k = ev.token().0;
+            let Some(c) = conns.get_mut(k) else { continue };
             if !c.alive {
                 continue;
             }
             if ev.is_writable() && c.unsent > 0 {
-                if let Err(e) = flush(c, request) {
-                    failures.add(c, &poll, format!("write: {e}"));
+                if let Err(e) = flush(c, &batch) {
+                    tally.fail(c, &poll, format!("write: {e}"));
                     continue;
                 }
             }
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                if let Err(why) = on_readable(c, spec.proto, request, &mut scratch, &mut tally) {
-                    failures.add(c, &poll, why);
+                match on_readable(c, spec.proto, &mut scratch, &mut tally, spec.depth) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // The batch is complete: the next one now, or when
+                        // its pace allows.
+                        let r = match c.interval {
+                            Some(iv) => {
+                                timers.push(Reverse(((c.sent + iv).max(Instant::now()), k)));
+                                Ok(())
+                            }
+                            None => send(c, &batch, spec.depth),
+                        };
+                        if let Err(e) = r {
+                            tally.fail(c, &poll, format!("write: {e}"));
+                        }
+                    }
+                    Err(why) => tally.fail(c, &poll, why),
                 }
             }
         }
     }
-    let end = Instant::now();
-    let server_end = util::cpu_time(spec.server_pid)?;
-    let load_end = thread_cpu_time();
-    let ticks_end = CpuTicks::read();
-    let (t0, server0, load0, ticks0) = marks.context("the measured window never started")?;
-    Ok(Outcome {
-        done: tally.done,
-        elapsed: end - t0,
-        p99: percentile(&mut tally.latencies, 0.99),
-        server_cpu: server_end.saturating_sub(server0),
-        load_cpu: load_end.saturating_sub(load0),
-        busy: [util::SERVER_CPU, util::LOAD_CPU].map(|cpu| CpuTicks::busy_share(&ticks0, &ticks_end, cpu)),
-        failed: failures.count,
-        first_error: failures.first,
-    })
+    tally.load_cpu = cpu0.map_or(Duration::ZERO, |c0| thread_cpu_time().saturating_sub(c0));
+    Ok(tally)
 }
 
-/// Starts a new request on `c`.
-fn send(c: &mut Conn, request: &[u8]) -> io::Result<()> {
+/// Starts a new request, or batch of `depth` pipelined ones, on `c`.
+fn send(c: &mut Conn, batch: &[u8], depth: usize) -> io::Result<()> {
     c.sent = Instant::now();
-    c.unsent = request.len();
-    flush(c, request)
+    c.unsent = batch.len();
+    c.due = depth.max(1);
+    flush(c, batch)
 }
 
-/// Writes what is left of the request; `WouldBlock` leaves it for the next
+/// Writes what is left of the batch; `WouldBlock` leaves it for the next
 /// writable event.
-fn flush(c: &mut Conn, request: &[u8]) -> io::Result<()> {
+fn flush(c: &mut Conn, batch: &[u8]) -> io::Result<()> {
     while c.unsent > 0 {
-        match c.stream.write(&request[request.len() - c.unsent..]) {
+        match c.stream.write(&batch[batch.len() - c.unsent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => c.unsent -= n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -325,55 +553,64 @@ fn flush(c: &mut Conn, request: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads what arrived, completes the answer when whole and sends the next
-/// request. An error string means the connection is done for.
+/// Reads what arrived and counts the answers that are complete; `Ok(true)`
+/// once the whole batch is answered. An error string means the connection
+/// is done for.
 fn on_readable(
     c: &mut Conn,
     proto: Proto,
-    request: &[u8],
     scratch: &mut [u8],
     tally: &mut Tally,
-) -> Result<(), String> {
+    depth: usize,
+) -> Result<bool, String> {
     loop {
         let n = match c.stream.read(scratch) {
             Ok(0) => return Err("the server closed the connection".into()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("read: {e}")),
         };
-        let complete = match proto {
+        if c.due == 0 {
+            return Err("the server sent an answer nobody asked for".into());
+        }
+        match proto {
             Proto::Echo => {
                 c.got += n;
                 if c.got > ECHO_MSG.len() {
                     return Err("the server sent more than it was sent".into());
                 }
-                let whole = c.got == ECHO_MSG.len();
-                if whole {
+                if c.got == ECHO_MSG.len() {
                     c.got = 0;
+                    c.due = 0;
                 }
-                whole
             }
-            Proto::Http => {
+            Proto::Http | Proto::Plaintext => {
                 c.inbuf.extend_from_slice(&scratch[..n]);
-                match response_len(&c.inbuf)? {
-                    Some(len) if len == c.inbuf.len() => {
-                        c.inbuf.clear();
-                        true
+                let mut used = 0;
+                while c.due > 0 {
+                    match response_len(&c.inbuf[used..])? {
+                        Some(len) => {
+                            used += len;
+                            c.due -= 1;
+                        }
+                        None => break,
                     }
-                    Some(_) => return Err("the server sent more than one answer".into()),
-                    None => false,
+                }
+                c.inbuf.drain(..used);
+                if c.due == 0 && !c.inbuf.is_empty() {
+                    return Err("the server sent more answers than it was asked for".into());
                 }
             }
-        };
-        if complete {
-            tally.complete(c.sent.elapsed());
-            // One request in flight: nothing else can be pending now.
-            return send(c, request).map_err(|e| format!("write: {e}"));
+        }
+        if c.due == 0 {
+            tally.complete(depth.max(1), c.sent.elapsed());
+            // All answered: nothing else can be pending now.
+            return Ok(true);
         }
         if n < scratch.len() {
-            // Drained: the rest of the answer raises a new edge.
-            return Ok(());
+            // Drained: the rest raises a new edge.
+            return Ok(false);
         }
     }
 }
@@ -388,24 +625,24 @@ pub(crate) fn response_len(buf: &[u8]) -> Result<Option<usize>, String> {
         }
         return Ok(None);
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "response head is not UTF-8".to_string())?;
-    let mut lines = head.split("\r\n");
+    let head = &buf[..head_end];
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status = lines.next().unwrap_or_default();
-    let mut parts = status.splitn(3, ' ');
-    if !parts.next().unwrap_or_default().starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1.x response: {status:?}"));
+    if !status.starts_with(b"HTTP/1.") {
+        return Err(format!("not an HTTP/1.x response: {:?}", String::from_utf8_lossy(status)));
     }
-    if parts.next() != Some("200") {
-        return Err(format!("the server answered {status:?}"));
+    if status.get(8..13) != Some(b" 200 ") && status.get(8..) != Some(b" 200") {
+        return Err(format!("the server answered {:?}", String::from_utf8_lossy(status)));
     }
     let mut length = None;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.trim().parse::<usize>().map_err(|_| format!("bad Content-Length {value:?}"))?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(format!("Transfer-Encoding {:?} is not supported", value.trim()));
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v = std::str::from_utf8(value).ok().and_then(|v| v.parse::<usize>().ok());
+            length = Some(v.ok_or_else(|| format!("bad Content-Length {:?}", String::from_utf8_lossy(value)))?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err(format!("Transfer-Encoding {:?} is not supported", String::from_utf8_lossy(value)));
         }
     }
     let length = length.ok_or("response without Content-Length")?;
@@ -497,6 +734,15 @@ mod tests {
     }
 
     #[test]
+    fn pipelined_answers_are_counted_one_by_one() {
+        let mut three = HELLO.repeat(3);
+        assert_eq!(response_len(&three), Ok(Some(HELLO.len())));
+        three.truncate(HELLO.len() * 2 + 10);
+        assert_eq!(response_len(&three[HELLO.len() * 2..]), Ok(None));
+        assert!(response_len(b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n").is_err());
+    }
+
+    #[test]
     fn cpu_lines_split_busy_from_idle() {
         assert_eq!(parse_cpu_line("cpu1 10 1 5 80 4 0 0 0 0 0"), (16, 100));
         let a = CpuTicks(vec![(0, 0), (10, 100)]);
@@ -507,12 +753,64 @@ mod tests {
     }
 
     #[test]
+    fn max_over_mean_of_loads() {
+        assert_eq!(max_over_mean(&[1.0, 1.0]), Some(1.0));
+        assert_eq!(max_over_mean(&[3.0, 1.0]), Some(1.5));
+        assert_eq!(max_over_mean(&[0.0, 0.0]), None);
+        assert_eq!(max_over_mean(&[]), None);
+    }
+
+    #[test]
     fn percentile_picks_the_rank() {
         let mut xs: Vec<u64> = (1..=100).rev().collect();
         assert_eq!(percentile(&mut xs, 0.99), Duration::from_nanos(99));
         assert_eq!(percentile(&mut xs, 0.5), Duration::from_nanos(50));
         assert_eq!(percentile(&mut [7], 0.99), Duration::from_nanos(7));
         assert_eq!(percentile(&mut [], 0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn load_runs_pipelined_against_a_local_http_server() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { break };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    let mut pending = Vec::new();
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        pending.extend_from_slice(&buf[..n]);
+                        let mut out = Vec::new();
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            out.extend_from_slice(HELLO);
+                        }
+                        if s.write_all(&out).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        probe(addr, Proto::Plaintext).unwrap();
+        let spec = Spec {
+            addr,
+            server_pid: std::process::id(),
+            server_cpus: vec![0],
+            conns: 3,
+            proto: Proto::Plaintext,
+            depth: 16,
+            pace: None,
+            threads: 1,
+            load_cpus: vec![],
+            warmup: Duration::from_millis(20),
+            window: Duration::from_millis(100),
+            console: None,
+        };
+        let out = run(&spec).unwrap();
+        assert!(out.done > 0 && out.done % 16 == 0, "{out:?}");
+        assert_eq!(out.failed, 0, "{out:?}");
     }
 
     #[test]
@@ -533,17 +831,35 @@ mod tests {
             }
         });
         probe(addr, Proto::Echo).unwrap();
-        let spec = Spec {
+        let spec = |threads, pace| Spec {
             addr,
             server_pid: std::process::id(),
+            server_cpus: vec![0],
             conns: 4,
             proto: Proto::Echo,
+            depth: 1,
+            pace,
+            threads,
+            load_cpus: util::allowed_cpus(),
             warmup: Duration::from_millis(20),
             window: Duration::from_millis(100),
+            console: None,
         };
-        let out = run(&spec).unwrap();
-        assert!(out.done > 0, "{out:?}");
+        for threads in [1, 2] {
+            let out = run(&spec(threads, None)).unwrap();
+            assert!(out.done > 0, "{out:?}");
+            assert_eq!(out.failed, 0, "{out:?}");
+            assert!(out.p99 > Duration::ZERO);
+        }
+        // Paced: one connection every 5 ms, three every 50 ms: about 20 + 6
+        // in 100 ms.
+        let pace = Pace {
+            light_interval: Duration::from_millis(50),
+            heavy_interval: Duration::from_millis(5),
+            heavy: vec![true, false, false, false],
+        };
+        let out = run(&spec(1, Some(pace))).unwrap();
+        assert!((10..=40).contains(&out.done), "{out:?}");
         assert_eq!(out.failed, 0, "{out:?}");
-        assert!(out.p99 > Duration::ZERO);
     }
 }

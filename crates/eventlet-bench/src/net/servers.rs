@@ -1,12 +1,15 @@
 //! The peer servers built into this binary, each run alone in its own
-//! process by `eventlet-bench peer KIND ADDR` (pinned to the server CPU by
-//! the harness) until it is killed.
+//! process by `eventlet-bench peer KIND ADDR --threads N` (pinned to the
+//! server CPUs by the harness) until it is killed.
 //!
-//! Every one is written the way its runtime's documentation shows, on one
-//! OS thread: one green thread / task / coroutine per connection, except
-//! `mio`, the hand-written edge-triggered event loop that is the floor.
-//! A connection that fails (reset, closed) is closed; nothing here panics
-//! on I/O.
+//! Every one is written the way its runtime's documentation shows: one
+//! green thread / task / coroutine per connection, except `mio`, the
+//! hand-written edge-triggered event loop that is the floor. With one
+//! thread: eventlet on the main thread's hub, tokio's current-thread
+//! runtime, may with one worker. With N: eventlet's `Server::workers(N)`,
+//! tokio's multi-thread runtime with N workers, may with N workers. A
+//! connection that fails (reset, closed) is closed; nothing here panics on
+//! I/O.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -22,8 +25,16 @@ const BUF: usize = 4096;
 const MAX_CONNS: usize = 20_000;
 
 /// eventlet: a green `TcpListener`, a `GreenPool`, one green thread per
-/// connection doing blocking read/write (the seed's echo server).
-pub(crate) fn eventlet_echo(addr: &str) -> Result<()> {
+/// connection doing blocking read/write (the seed's echo server); with
+/// several threads, the same handler on `Server::workers`, its listener
+/// shared out as `balance` says, with or without passing connections to
+/// the hub with the fewest.
+pub(crate) fn eventlet_echo(
+    addr: &str,
+    threads: usize,
+    balance: eventlet::net::Balance,
+    rebalance: bool,
+) -> Result<()> {
     use eventlet::net::{TcpListener, TcpStream};
 
     fn handle(mut sock: TcpStream) {
@@ -41,6 +52,16 @@ pub(crate) fn eventlet_echo(addr: &str) -> Result<()> {
         }
     }
 
+    if threads > 1 {
+        let listener = match balance {
+            eventlet::net::Balance::ReusePort => TcpListener::bind_reuse_port(addr),
+            _ => TcpListener::bind(addr),
+        }
+        .with_context(|| format!("cannot listen on {addr}"))?;
+        let server = eventlet::Server::new(listener, MAX_CONNS).workers(threads).balance(balance).rebalance(rebalance);
+        server.serve(|sock, _| handle(sock))?;
+        return Ok(());
+    }
     let server = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let pool = eventlet::GreenPool::new(MAX_CONNS);
     loop {
@@ -52,30 +73,72 @@ pub(crate) fn eventlet_echo(addr: &str) -> Result<()> {
 }
 
 /// eventlet-http's server: a plain function from request to response,
-/// keep-alive, no access log.
-pub(crate) fn eventlet_http(addr: &str) -> Result<()> {
+/// keep-alive, no access log; `plaintext` adds the `Server` header
+/// TechEmpower asks for. With several threads, one server per hub of a
+/// `hub::Group`, each on its own `SO_REUSEPORT` listener.
+pub(crate) fn eventlet_http(addr: &str, threads: usize, plaintext: bool) -> Result<()> {
+    use eventlet::net::TcpListener;
     use eventlet_http::{Body, Server};
 
-    let server = Server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    // The same handler as hyper's below: a response and one header.
-    server.max_connections(MAX_CONNS).access_log(false).serve(|_req| {
+    // The same handler as hyper's below: a response and one header (two
+    // for plaintext).
+    fn hello(plaintext: bool) -> hyper::Response<Body> {
         let mut res = hyper::Response::new(Body::from(HTTP_BODY));
-        res.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+        let h = res.headers_mut();
+        h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+        if plaintext {
+            h.insert(hyper::header::SERVER, hyper::header::HeaderValue::from_static("eventlet"));
+        }
         res
-    })?;
+    }
+
+    if threads == 1 {
+        let server = Server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        server.max_connections(MAX_CONNS).access_log(false).serve(move |_req| hello(plaintext))?;
+        return Ok(());
+    }
+    let first = TcpListener::bind_reuse_port(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        listeners.push(TcpListener::bind_reuse_port(addr)?);
+    }
+    let group = eventlet::hub::Group::with_hubs(threads)?;
+    let serving: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            group
+                .spawn_on(i, move || {
+                    Server::new(l).max_connections(MAX_CONNS).access_log(false).serve(move |_req| hello(plaintext))
+                })
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<Result<_>>()?;
+    for s in serving {
+        s.join().map_err(|_| anyhow::anyhow!("a hub's server panicked"))??;
+    }
     Ok(())
 }
 
-/// A tokio current-thread runtime.
-fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_io().build().context("cannot build the tokio runtime")
+/// A tokio runtime: current-thread for one thread, else multi-thread with
+/// `threads` workers.
+fn tokio_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    let mut b = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    b.enable_io().build().context("cannot build the tokio runtime")
 }
 
-/// tokio: a current-thread runtime, one task per connection.
-pub(crate) fn tokio_echo(addr: &str) -> Result<()> {
+/// tokio: one task per connection.
+pub(crate) fn tokio_echo(addr: &str, threads: usize) -> Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    tokio_runtime()?.block_on(async {
+    tokio_runtime(threads)?.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         loop {
             let mut sock = match listener.accept().await {
@@ -103,21 +166,25 @@ pub(crate) fn tokio_echo(addr: &str) -> Result<()> {
     })
 }
 
-/// hyper 1's HTTP/1.1 server on a tokio current-thread runtime, one task
-/// per connection.
-pub(crate) fn hyper_http(addr: &str) -> Result<()> {
+/// hyper 1's HTTP/1.1 server on tokio, one task per connection;
+/// `plaintext` adds the `Server` header TechEmpower asks for.
+pub(crate) fn hyper_http(addr: &str, threads: usize, plaintext: bool) -> Result<()> {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
 
-    async fn hello(_req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
+    fn hello(plaintext: bool) -> hyper::Response<Full<Bytes>> {
         let mut res = hyper::Response::new(Full::new(Bytes::from_static(HTTP_BODY)));
-        res.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
-        Ok(res)
+        let h = res.headers_mut();
+        h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+        if plaintext {
+            h.insert(hyper::header::SERVER, hyper::header::HeaderValue::from_static("hyper"));
+        }
+        res
     }
 
-    tokio_runtime()?.block_on(async {
+    tokio_runtime(threads)?.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         loop {
             let sock = match listener.accept().await {
@@ -129,8 +196,14 @@ pub(crate) fn hyper_http(addr: &str) -> Result<()> {
             };
             let _ = sock.set_nodelay(true);
             tokio::spawn(async move {
-                let conn =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(sock), service_fn(hello));
+                let service = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, hyper::Error>(hello(plaintext))
+                });
+                // For plaintext, hyper's option that writes pipelined
+                // responses out together.
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .pipeline_flush(plaintext)
+                    .serve_connection(TokioIo::new(sock), service);
                 // A reset or closed connection ends here; nothing to report.
                 let _ = conn.await;
             });
@@ -138,15 +211,16 @@ pub(crate) fn hyper_http(addr: &str) -> Result<()> {
     })
 }
 
-/// Sets may up for one worker thread, left on the CPU the harness chose.
-fn may_one_worker() {
-    may::config().set_workers(1);
+/// Sets may up for `threads` worker threads, left on the CPUs the harness
+/// chose.
+fn may_workers(threads: usize) {
+    may::config().set_workers(threads);
     may::config().set_worker_pin(false);
 }
 
-/// may: one worker, one coroutine per connection.
-pub(crate) fn may_echo(addr: &str) -> Result<()> {
-    may_one_worker();
+/// may: one coroutine per connection.
+pub(crate) fn may_echo(addr: &str, threads: usize) -> Result<()> {
+    may_workers(threads);
     let listener = may::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let acceptor = may::go!(move || {
         for sock in listener.incoming() {
@@ -192,11 +266,12 @@ impl may_minihttp::HttpService for MayHello {
     }
 }
 
-/// may_minihttp with one may worker.
-pub(crate) fn may_http(addr: &str) -> Result<()> {
+/// may_minihttp on `threads` may workers (its responses carry `Server`
+/// and `Date` headers already).
+pub(crate) fn may_http(addr: &str, threads: usize) -> Result<()> {
     use may_minihttp::HttpServer;
 
-    may_one_worker();
+    may_workers(threads);
     let server = HttpServer(MayHello).start(addr).with_context(|| format!("cannot listen on {addr}"))?;
     server.join().map_err(|_| anyhow::anyhow!("the may_minihttp server panicked"))
 }
@@ -364,7 +439,16 @@ mod tests {
 
     #[test]
     fn echo_peers_echo() {
-        for server in [super::eventlet_echo, super::tokio_echo, super::mio_echo] {
+        use eventlet::net::Balance;
+        let servers: [fn(&str) -> anyhow::Result<()>; 6] = [
+            |a| super::eventlet_echo(a, 1, Balance::Shared, true),
+            |a| super::eventlet_echo(a, 2, Balance::Shared, true),
+            |a| super::eventlet_echo(a, 2, Balance::ReusePort, false),
+            |a| super::tokio_echo(a, 1),
+            |a| super::tokio_echo(a, 2),
+            super::mio_echo,
+        ];
+        for server in servers {
             let addr = start(server);
             probe(addr, Proto::Echo).unwrap();
             probe(addr, Proto::Echo).unwrap();
@@ -373,9 +457,18 @@ mod tests {
 
     #[test]
     fn http_peers_say_hello() {
-        for server in [super::eventlet_http, super::hyper_http] {
+        let servers: [fn(&str) -> anyhow::Result<()>; 6] = [
+            |a| super::eventlet_http(a, 1, false),
+            |a| super::eventlet_http(a, 2, false),
+            |a| super::eventlet_http(a, 2, true),
+            |a| super::hyper_http(a, 1, false),
+            |a| super::hyper_http(a, 2, true),
+            |a| super::hyper_http(a, 1, true),
+        ];
+        for server in servers {
             let addr = start(server);
             probe(addr, Proto::Http).unwrap();
+            probe(addr, Proto::Plaintext).unwrap();
         }
     }
 }
