@@ -1,5 +1,6 @@
 //! `eventlet serve`: static files from a directory, or a hello page, on the
-//! green HTTP server, with eventlet's access log on stderr.
+//! green HTTP server, on every core ([`eventlet_http::Server::workers`]),
+//! with eventlet's access log on stderr.
 //!
 //! A request path is percent-decoded and split into segments; a `..`
 //! segment (written plainly or as `%2e%2e`) is refused with `403`, and so
@@ -11,7 +12,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use eventlet_http::http::{header, Method, Request, Response, StatusCode};
@@ -22,9 +23,12 @@ pub(crate) struct Args {
     /// Address to listen on.
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen: String,
-    /// Most connections open at once.
+    /// Most connections open at once (on all hubs together).
     #[arg(short, long, value_name = "N", default_value_t = 1024)]
     max_clients: usize,
+    /// Hubs (OS threads) serving connections [default: every core this process may use].
+    #[arg(short, long, value_name = "N")]
+    workers: Option<usize>,
     /// Also open an inspection console on this address (`nc ADDR`, then `threads`).
     #[arg(long, value_name = "ADDR")]
     console: Option<String>,
@@ -40,6 +44,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     crate::at_least_one(args.max_clients, "--max-clients")?;
+    let workers = crate::workers(args.workers)?;
     let root = match &args.dir {
         Some(dir) => Some(check_dir(dir)?),
         None => None,
@@ -54,15 +59,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
         _ => "http",
     };
+    let server = server.workers(workers);
     let addr = server.local_addr()?;
     let stop = server.shutdown_handle();
-    crate::signal::on_interrupt(move || stop.shutdown())?;
+    crate::signal::on_interrupt(move || stop.stop())?;
+    let hubs = format!("{workers} hub{}", if workers == 1 { "" } else { "s" });
     match &root {
-        Some(root) => println!("serving {} on {scheme}://{addr}/", root.display()),
-        None => println!("serving a hello page on {scheme}://{addr}/"),
+        Some(root) => println!("serving {} on {scheme}://{addr}/ ({hubs})", root.display()),
+        None => println!("serving a hello page on {scheme}://{addr}/ ({hubs})"),
     }
     crate::console(args.console.as_deref())?;
-    let root = Rc::new(root);
+    let root = Arc::new(root);
     server.serve(move |req| match root.as_ref() {
         Some(root) => file_response(root, &req),
         None => hello(&req),

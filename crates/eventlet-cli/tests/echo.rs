@@ -57,28 +57,6 @@ fn ctrl_c_stops_it_cleanly() {
     assert_eq!(out.stderr, "echo server stopped\n");
 }
 
-/// The inspection console's address, from the server's stdout.
-fn console_of(server: &Proc) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(line) = server.stdout().lines().find(|l| l.starts_with("inspection console on")) {
-            return util::address_in(line).unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "no console line; stdout: {}", server.stdout());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Sends console commands, then `quit`; returns everything it said.
-fn console(addr: &str, commands: &str) -> String {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(format!("{commands}quit\n").as_bytes()).unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    text
-}
-
 #[test]
 fn workers_spread_the_clients_over_their_hubs() {
     let (server, addr) =
@@ -94,20 +72,12 @@ fn workers_spread_the_clients_over_their_hubs() {
             c
         })
         .collect();
-    let hubs = console(&console_of(&server), "hubs\n");
+    let hubs = util::console(&util::console_of(&server), "hubs\n");
     // This process's main hub, then the server's two: each holds the same
     // few green threads of its own (its accept loop, ...) and half the 40
     // handlers, give or take the two a hub may hold before it passes new
     // connections to the other.
-    let green: Vec<usize> = (0..2)
-        .map(|i| {
-            let line = hubs
-                .lines()
-                .find(|l| l.contains(&format!("\"eventlet-srv-{i}\"")))
-                .unwrap_or_else(|| panic!("no hub {i}:\n{hubs}"));
-            line.split("): ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
-        })
-        .collect();
+    let green = util::server_hubs(&hubs, 2);
     assert!(green[0].abs_diff(green[1]) <= 2, "{green:?}\n{hubs}");
     assert!(green.iter().sum::<usize>() >= 40, "{hubs}");
     drop(clients);
@@ -116,7 +86,7 @@ fn workers_spread_the_clients_over_their_hubs() {
 #[test]
 fn the_console_shows_a_client_handler_waiting_to_read() {
     let (server, addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"]);
-    let console_addr = console_of(&server);
+    let console_addr = util::console_of(&server);
     // A client that says nothing: its handler waits to read.
     let mut client = TcpStream::connect(&addr).unwrap();
     client.write_all(b"ping").unwrap();
@@ -124,7 +94,7 @@ fn the_console_shows_a_client_handler_waiting_to_read() {
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     client.read_exact(&mut back).unwrap();
 
-    let text = console(&console_addr, "threads\n");
+    let text = util::console(&console_addr, "threads\n");
     assert!(text.contains("main"), "{text}");
     assert!(text.lines().any(|l| l.contains("parked") && l.contains("read fd")), "{text}");
 }

@@ -4,6 +4,7 @@
 
 mod util;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use util::{http, run, Proc, TempDir};
@@ -115,6 +116,36 @@ fn a_missing_directory_is_an_error() {
     let f = file.path().join("f");
     let out = run(&["serve", "--listen", "127.0.0.1:0", f.to_str().unwrap()], Duration::from_secs(30));
     assert_eq!(out.one_line_error(), format!("eventlet: {}: not a directory", f.display()));
+}
+
+#[test]
+fn workers_spread_the_connections_over_their_hubs() {
+    let (server, addr) =
+        Proc::server(&["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--console", "127.0.0.1:0"]);
+    // 30 keep-alive connections, one request each, left open.
+    let conns: Vec<std::net::TcpStream> = (0..30)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 256];
+            while !String::from_utf8_lossy(&got).ends_with("Hello, World!\r\n") {
+                let n = c.read(&mut b).unwrap();
+                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&b[..n]);
+            }
+            c
+        })
+        .collect();
+    let green = util::server_hubs(&util::console(&util::console_of(&server), "hubs\n"), 2);
+    assert!(green[0].abs_diff(green[1]) <= 2 && green.iter().sum::<usize>() >= 30, "{green:?}");
+    // Both hubs write to the one access log.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.stderr().matches("\"GET / HTTP/1.1\" 200 15 ").count(), 30, "{}", server.stderr());
+    drop(conns);
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--workers", "0"], Duration::from_secs(30));
+    assert_eq!(out.one_line_error(), "eventlet: --workers must be at least 1");
 }
 
 #[test]

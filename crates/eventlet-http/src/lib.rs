@@ -59,6 +59,23 @@
 //! [`websocket`] handler upgrades a request of the server, and the same
 //! module connects to WebSocket servers as a client.
 //!
+//! # Several cores
+//!
+//! [`Server::serve`] runs on the calling hub: one core. [`Server::workers`]
+//! serves on a hub per core (`.workers(eventlet::hub::cores())`), each on
+//! its own OS thread, with one connection limit, one access log and one
+//! graceful shutdown for all of them ([`Workers`]); the handler is then
+//! `Send + Sync`, or made on each hub by [`Workers::serve_with`]. A
+//! connection stays on the hub that took it, so its handler may use `Rc`
+//! and thread-locals as on one hub.
+//!
+//! ```no_run
+//! eventlet_http::Server::bind("0.0.0.0:8090")?
+//!     .workers(eventlet::hub::cores())
+//!     .serve(|_req| http::Response::new("Hello, World!\r\n".into()))?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Features
 //!
 //! - `tls` (default): HTTPS in the server ([`Server::tls`]) and the client
@@ -79,7 +96,7 @@ pub mod websocket;
 
 pub use body::Body;
 pub use client::{get, post, Client, ClientBuilder};
-pub use server::{serve, RemoteAddr, Server, ShutdownHandle};
+pub use server::{serve, RemoteAddr, Server, ShutdownHandle, Workers};
 pub use upgrade::{Upgraded, UpgradedWriter};
 
 #[doc(hidden)]

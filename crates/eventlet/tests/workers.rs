@@ -230,3 +230,28 @@ fn handlers_made_per_hub_may_hold_rc() {
     stop.stop();
     serving.join().unwrap().unwrap();
 }
+
+#[test]
+fn stop_handle_wait_returns_once_the_server_stops() {
+    let server = Server::new(TcpListener::bind("127.0.0.1:0").unwrap(), 10).workers(2);
+    let stop = server.stop_handle();
+    let s = stop.clone();
+    let waiting = std::thread::spawn(move || {
+        s.wait();
+        Instant::now()
+    });
+    // A green thread waits too, on the hub of the thread that serves.
+    let s = stop.clone();
+    let serving = std::thread::spawn(move || {
+        let waiter = eventlet::spawn(move || s.wait());
+        let r = server.serve(|_, _| {});
+        waiter.join().unwrap();
+        r
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiting.is_finished() && !stop.is_stopped());
+    let at = Instant::now();
+    stop.stop();
+    assert!(waiting.join().unwrap() >= at);
+    serving.join().unwrap().unwrap();
+}

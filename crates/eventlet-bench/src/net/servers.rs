@@ -74,10 +74,8 @@ pub(crate) fn eventlet_echo(
 
 /// eventlet-http's server: a plain function from request to response,
 /// keep-alive, no access log; `plaintext` adds the `Server` header
-/// TechEmpower asks for. With several threads, one server per hub of a
-/// `hub::Group`, each on its own `SO_REUSEPORT` listener.
+/// TechEmpower asks for. With several threads, `Server::workers`.
 pub(crate) fn eventlet_http(addr: &str, threads: usize, plaintext: bool) -> Result<()> {
-    use eventlet::net::TcpListener;
     use eventlet_http::{Body, Server};
 
     // The same handler as hyper's below: a response and one header (two
@@ -92,31 +90,12 @@ pub(crate) fn eventlet_http(addr: &str, threads: usize, plaintext: bool) -> Resu
         res
     }
 
+    let server = Server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let server = server.max_connections(MAX_CONNS).access_log(false);
     if threads == 1 {
-        let server = Server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-        server.max_connections(MAX_CONNS).access_log(false).serve(move |_req| hello(plaintext))?;
-        return Ok(());
-    }
-    let first = TcpListener::bind_reuse_port(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let addr = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..threads {
-        listeners.push(TcpListener::bind_reuse_port(addr)?);
-    }
-    let group = eventlet::hub::Group::with_hubs(threads)?;
-    let serving: Vec<_> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            group
-                .spawn_on(i, move || {
-                    Server::new(l).max_connections(MAX_CONNS).access_log(false).serve(move |_req| hello(plaintext))
-                })
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        })
-        .collect::<Result<_>>()?;
-    for s in serving {
-        s.join().map_err(|_| anyhow::anyhow!("a hub's server panicked"))??;
+        server.serve(move |_req| hello(plaintext))?;
+    } else {
+        server.workers(threads).serve(move |_req| hello(plaintext))?;
     }
     Ok(())
 }

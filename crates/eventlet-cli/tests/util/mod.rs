@@ -175,6 +175,42 @@ pub fn address_in(s: &str) -> Option<String> {
     (!port.is_empty()).then(|| format!("127.0.0.1:{port}"))
 }
 
+/// The inspection console's address, from the server's stdout.
+pub fn console_of(server: &Proc) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(line) = server.stdout().lines().find(|l| l.starts_with("inspection console on")) {
+            return address_in(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no console line; stdout: {}", server.stdout());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends console commands, then `quit`; returns everything it said.
+pub fn console(addr: &str, commands: &str) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(format!("{commands}quit\n").as_bytes()).unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The green threads alive on each of the first `n` hubs of a server's
+/// `Server::workers`, from the console's `hubs` answer.
+pub fn server_hubs(hubs: &str, n: usize) -> Vec<usize> {
+    (0..n)
+        .map(|i| {
+            let line = hubs
+                .lines()
+                .find(|l| l.contains(&format!("\"eventlet-srv-{i}\"")))
+                .unwrap_or_else(|| panic!("no hub {i}:\n{hubs}"));
+            line.split("): ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
 /// A port on loopback with nothing listening on it.
 pub fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -46,12 +46,14 @@ mod head;
 mod incoming;
 mod reader;
 mod response;
+mod workers;
 
 use conn::{Connection, KeepAlive};
 pub(crate) use head::has_token;
 
 #[doc(hidden)]
 pub use fuzz::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};
+pub use workers::Workers;
 
 /// Longest request line accepted (longer: `414 URI Too Long`).
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -82,7 +84,9 @@ const MAX_CHUNK_LINE: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
-type LogSink = Rc<dyn Fn(&str)>;
+/// Where access log lines go: shared by every hub of a server on several
+/// ([`Server::workers`]).
+type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Settings of a [`Server`].
 #[derive(Clone)]
@@ -372,14 +376,15 @@ impl Server {
     /// (client ip, date in UTC, request line, status, body bytes sent,
     /// seconds taken).
     pub fn access_log(mut self, on: bool) -> Server {
-        self.config.log = if on { Some(Rc::new(|line: &str| eprintln!("{line}"))) } else { None };
+        self.config.log = if on { Some(std::sync::Arc::new(|line: &str| eprintln!("{line}"))) } else { None };
         self
     }
 
     /// Hands every access log line (see [`Server::access_log`]) to `sink`
-    /// instead of stderr.
-    pub fn access_log_with<F: Fn(&str) + 'static>(mut self, sink: F) -> Server {
-        self.config.log = Some(Rc::new(sink));
+    /// instead of stderr (from every hub of a server on several: hence
+    /// `Send + Sync`).
+    pub fn access_log_with<F: Fn(&str) + Send + Sync + 'static>(mut self, sink: F) -> Server {
+        self.config.log = Some(std::sync::Arc::new(sink));
         self
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::workers::Spread;
 use super::{TcpListener, TcpStream, ToSocketAddrs};
-use crate::greenthread::{current, park_timeout, spawn_n};
+use crate::greenthread::{current, park, park_timeout, spawn_n};
 use crate::hub::io::Direction;
 use crate::hub::Unparker;
 
@@ -92,7 +92,8 @@ pub(super) struct Shared {
     running: AtomicUsize,
     /// Accept loops waiting for a slot to free.
     full: AtomicUsize,
-    /// Every accept loop, to wake it for a stop or a freed slot.
+    /// Every accept loop, and every green thread in [`StopHandle::wait`],
+    /// to wake it for a stop or a freed slot.
     acceptors: Mutex<Vec<(u64, Unparker)>>,
     next_acceptor: AtomicU64,
 }
@@ -159,9 +160,24 @@ impl StopHandle {
         self.shared.running.load(Ordering::SeqCst)
     }
 
-    /// Whether [`stop`](Self::stop) was called.
+    /// Whether [`stop`](Self::stop) was called (or an accept error
+    /// stopped the server).
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Waits (parks the calling green thread, or runs the hub from the
+    /// root) until the server stops: by [`stop`](Self::stop), or an accept
+    /// error that retrying cannot cure. A server on several hubs runs a
+    /// green thread like this on each to tidy up there.
+    pub fn wait(&self) {
+        let shared = &self.shared;
+        let id = shared.next_acceptor.fetch_add(1, Ordering::Relaxed);
+        shared.acceptors.lock().unwrap_or_else(|e| e.into_inner()).push((id, current().unparker()));
+        let _registered = Registered(shared, id);
+        while !self.is_stopped() {
+            park();
+        }
     }
 }
 
