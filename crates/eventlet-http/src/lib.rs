@@ -54,10 +54,13 @@
 //!
 //! The server speaks HTTPS with [`Server::tls`] or [`Server::tls_files`]
 //! (a PEM certificate chain and key); the client fetches `https://` URLs
-//! trusting Mozilla's roots or a CA file of your own
-//! ([`ClientBuilder::ca_file`]); [`tls`] wraps any green stream. A
-//! [`websocket`] handler upgrades a request of the server, and the same
-//! module connects to WebSocket servers as a client.
+//! trusting what curl trusts (the system's CA certificates, or the file
+//! `SSL_CERT_FILE` names) or a CA file of your own
+//! ([`ClientBuilder::ca_file`]); [`tls`] wraps any green stream, and one
+//! green thread may read a TLS stream while another writes. A
+//! [`websocket`] handler upgrades a request of the server (with
+//! permessage-deflate when the client offers it), and the same module
+//! connects to WebSocket servers as a client.
 //!
 //! # Several cores
 //!
@@ -80,7 +83,8 @@
 //!
 //! - `tls` (default): HTTPS in the server ([`Server::tls`]) and the client
 //!   (`https://` URLs), and the [`tls`] module; rustls with its `ring`
-//!   provider, Mozilla's roots bundled.
+//!   provider, the system's trust store (`rustls-native-certs`) with
+//!   Mozilla's roots bundled as the fallback.
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
