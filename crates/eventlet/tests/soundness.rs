@@ -412,7 +412,7 @@ fn yield_until_ready(id: u64) {
 fn a_rendezvous_put_under_with_timeout_that_was_delivered_is_ok() {
     let q = Queue::bounded(0);
     let q2 = q.clone();
-    let putter = eventlet::spawn(move || eventlet::with_timeout(Duration::from_millis(5), || q2.put(1)).is_ok());
+    let putter = eventlet::spawn(move || eventlet::with_timeout(Duration::from_millis(50), || q2.put(1)).is_ok());
     let id = putter.thread().id();
     eventlet::yield_now(); // the putter waits in put
     let getter = eventlet::spawn(move || {
@@ -426,7 +426,7 @@ fn a_rendezvous_put_under_with_timeout_that_was_delivered_is_ok() {
 #[test]
 fn a_channel_send_under_with_timeout_that_was_delivered_is_ok() {
     let (tx, rx) = eventlet::channel::bounded::<u32>(0);
-    let sender = eventlet::spawn(move || eventlet::with_timeout(Duration::from_millis(5), || tx.send(1)).is_ok());
+    let sender = eventlet::spawn(move || eventlet::with_timeout(Duration::from_millis(50), || tx.send(1)).is_ok());
     let id = sender.thread().id();
     eventlet::yield_now();
     let receiver = eventlet::spawn(move || {
@@ -446,7 +446,7 @@ fn a_join_under_with_timeout_that_finished_returns_the_result() {
             yield_until_ready(t2.get());
             42
         });
-        eventlet::with_timeout(Duration::from_millis(5), move || h.join().unwrap()).ok()
+        eventlet::with_timeout(Duration::from_millis(50), move || h.join().unwrap()).ok()
     });
     target.set(joiner.thread().id());
     assert_eq!(joiner.join().unwrap(), Some(42), "the finished result was dropped");
@@ -456,7 +456,7 @@ fn a_join_under_with_timeout_that_finished_returns_the_result() {
 fn a_semaphore_acquire_under_with_timeout_that_was_granted_is_ok() {
     let sem = Rc::new(eventlet::Semaphore::new(0));
     let s2 = sem.clone();
-    let waiter = eventlet::spawn(move || eventlet::with_timeout(Duration::from_millis(5), || s2.acquire()).is_ok());
+    let waiter = eventlet::spawn(move || eventlet::with_timeout(Duration::from_millis(50), || s2.acquire()).is_ok());
     let id = waiter.thread().id();
     eventlet::yield_now();
     let releaser = eventlet::spawn(move || {
@@ -613,11 +613,17 @@ impl Drop for TimedDrop {
     }
 }
 
-/// Sleeps in its drop (a green-local).
+thread_local! {
+    /// Set by a [`SleepyLocal`] as its drop begins.
+    static LOCAL_DROPPING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sleeps in its drop (a green-local), after saying so.
 struct SleepyLocal;
 
 impl Drop for SleepyLocal {
     fn drop(&mut self) {
+        LOCAL_DROPPING.with(|d| d.set(true));
         eventlet::sleep(Duration::from_millis(5));
     }
 }
@@ -634,10 +640,16 @@ fn a_result_whose_handle_is_dropped_while_its_green_locals_drop_is_dropped_on_it
         SLEEPY.with_borrow_mut(|s| *s = Some(SleepyLocal));
         TimedDrop(t)
     });
-    eventlet::sleep(Duration::from_millis(2)); // it returned; its green-local sleeps
+    // Until it has returned its result and sleeps in its green-local's drop.
+    while !LOCAL_DROPPING.with(Cell::get) {
+        eventlet::yield_now();
+    }
     assert!(!h.is_finished());
     drop(h); // detached with its result already made
-    eventlet::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    while took.get().is_none() && start.elapsed() < Duration::from_secs(10) {
+        eventlet::sleep(Duration::from_millis(1));
+    }
     let took = took.get().expect("the result was dropped");
     assert!(took >= Duration::from_millis(2), "its drop could not block ({took:?}): it ran in the hub loop");
 }
