@@ -111,8 +111,9 @@ enum Cmd {
         #[arg(long)]
         console: Option<String>,
     },
-    /// (internal) Drive echo load at a running server for profiling:
-    /// `load ADDR PID CONNS SECS` (PID: the server's, for its CPU time).
+    /// (internal) Drive load at a running server for profiling:
+    /// `load ADDR PID CONNS SECS [--proto echo|http|plaintext]` (PID: the
+    /// server's, for its CPU time).
     #[command(hide = true)]
     Load {
         /// The server's address.
@@ -123,6 +124,9 @@ enum Cmd {
         conns: usize,
         /// Measured seconds (after a 0.5 s warm-up).
         secs: u64,
+        /// What to speak: echo, http or plaintext (pipelined 16 deep).
+        #[arg(long, default_value = "echo")]
+        proto: String,
     },
     /// (internal) Hold N blocked green threads / tasks and report RSS: `hold KIND N`.
     #[command(hide = true)]
@@ -162,7 +166,7 @@ fn main() {
         Cmd::Peer { kind, addr, .. } if client::is_peer(&kind) => client::peer(&kind, &addr),
         Cmd::Peer { kind, addr, threads, console } => net::peer(&kind, &addr, threads, console.as_deref()),
         Cmd::Hold { kind, n } => micro::hold(&kind, n),
-        Cmd::Load { addr, pid, conns, secs } => net::load_only(&addr, pid, conns, secs),
+        Cmd::Load { addr, pid, conns, secs, proto } => net::load_only(&addr, pid, conns, secs, &proto),
     };
     if let Err(e) = result {
         eprintln!("eventlet-bench: {}", format!("{e:#}").replace('\n', " "));

@@ -268,18 +268,24 @@ pub(crate) fn peer(kind: &str, addr: &str, threads: usize, console: Option<&str>
     }
 }
 
-/// Drives the echo load at a server started by hand (under strace or perf)
-/// and prints what the load saw, including the server's CPU per message.
-pub(crate) fn load_only(addr: &str, pid: u32, conns: usize, secs: u64) -> Result<()> {
+/// Drives load at a server started by hand (under strace or perf) and
+/// prints what the load saw, including the server's CPU per message.
+pub(crate) fn load_only(addr: &str, pid: u32, conns: usize, secs: u64, proto: &str) -> Result<()> {
     raise_nofile();
     let addr: SocketAddr = addr.parse().with_context(|| format!("bad address {addr}"))?;
+    let (proto, depth) = match proto {
+        "echo" => (Proto::Echo, 1),
+        "http" => (Proto::Http, 1),
+        "plaintext" => (Proto::Plaintext, PIPELINE),
+        other => bail!("unknown protocol {other:?} (echo, http or plaintext)"),
+    };
     let spec = load::Spec {
         addr,
         server_pid: pid,
         server_cpus: vec![util::SERVER_CPU],
         conns,
-        proto: Proto::Echo,
-        depth: 1,
+        proto,
+        depth,
         pace: None,
         threads: 1,
         load_cpus: vec![util::LOAD_CPU],

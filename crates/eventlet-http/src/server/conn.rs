@@ -69,6 +69,10 @@ pub(super) struct Connection<S> {
     keep_alive: Rc<Cell<KeepAlive>>,
     /// The buffer response heads are assembled in, kept between responses.
     pub(super) out: Cell<Vec<u8>>,
+    /// Responses not written yet: while the next request is already in
+    /// the read buffer (pipelined), small responses gather here and go
+    /// out in one write before the connection next waits to read.
+    pub(super) pending: Cell<Vec<u8>>,
 }
 
 impl<S> Drop for Connection<S> {
@@ -85,7 +89,17 @@ impl<S: Transport> Connection<S> {
         let ex = Rc::new(RefCell::new(Exchange::new(Reader::new(stream.clone()), config.max_body_size)));
         let keep_alive = Rc::new(Cell::new(KeepAlive::Busy));
         state.conns.borrow_mut().insert(id, (stream.clone() as Rc<dyn Transport>, keep_alive.clone()));
-        Connection { stream, peer, config, state, ex, id, keep_alive, out: Cell::new(Vec::new()) }
+        Connection {
+            stream,
+            peer,
+            config,
+            state,
+            ex,
+            id,
+            keep_alive,
+            out: Cell::new(Vec::new()),
+            pending: Cell::new(Vec::new()),
+        }
     }
 
     /// Sets how long the next reads may wait, for `what`: the one place
@@ -131,7 +145,9 @@ impl<S: Transport> Connection<S> {
             return;
         }
         self.serve_requests(deadline, handler);
-        self.linger();
+        if self.flush_pending().is_ok() {
+            self.linger();
+        }
     }
 
     /// Closes gently: ends our side, then reads (and drops) what the client
@@ -204,6 +220,10 @@ impl<S: Transport> Connection<S> {
                 }
                 self.keep_alive.set(KeepAlive::Idle);
             }
+            // Answers to pipelined requests go out before the wait.
+            if self.flush_pending().is_err() {
+                return Err(HeadError::Closed);
+            }
             let n = self.ex.borrow_mut().reader.fill(MAX_HEAD + 1024);
             // However the wait ended, the connection is busy again (a
             // shutdown that closed it meanwhile ends the read).
@@ -261,8 +281,11 @@ impl<S: Transport> Connection<S> {
         let generation = self.ex.borrow_mut().begin(framing, head.expects_continue());
         if framing != Framing::Length(0) {
             // Only a body is read while the handler runs (most requests
-            // have none, and their connection keeps its timeout).
+            // have none, and their connection keeps its timeout). Reading
+            // it may wait, or answer `100 Continue`: the answers gathered
+            // so far go first.
             let _ = self.read_timeout(Reading::Body);
+            self.flush_pending()?;
         }
         let is_head = head.method == Method::HEAD;
         // Only the access log needs the request line.
@@ -341,7 +364,7 @@ impl<S: Transport> Connection<S> {
             self.log(line, StatusCode::BAD_REQUEST, 0, started);
             return;
         }
-        let written = self.write_upgrade_head(&resp);
+        let written = self.flush_pending().and_then(|()| self.write_upgrade_head(&resp));
         self.log(line, StatusCode::SWITCHING_PROTOCOLS, 0, started);
         if written.is_err() {
             return;

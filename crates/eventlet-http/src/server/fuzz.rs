@@ -19,11 +19,13 @@ use super::{Config, State};
 use crate::body::Body;
 use crate::transport::Transport;
 
-/// Reads take from `input` (then end of stream), writes append to `output`.
+/// Reads take from `input` (then end of stream), writes append to `output`
+/// and are counted.
 #[derive(Debug)]
 struct Memory {
     input: RefCell<io::Cursor<Vec<u8>>>,
     output: RefCell<Vec<u8>>,
+    writes: std::cell::Cell<usize>,
 }
 
 impl Transport for Memory {
@@ -33,6 +35,7 @@ impl Transport for Memory {
 
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         self.output.borrow_mut().extend_from_slice(buf);
+        self.writes.set(self.writes.get() + 1);
         Ok(())
     }
 
@@ -78,8 +81,17 @@ pub const FUZZ_METHOD_HEADER: &str = "x-fuzz-method";
 /// here.
 #[doc(hidden)]
 pub fn parse_request_for_fuzzing(bytes: &[u8]) -> Vec<u8> {
+    serve_from_memory(bytes).0
+}
+
+/// [`parse_request_for_fuzzing`], and how many writes the server made.
+fn serve_from_memory(bytes: &[u8]) -> (Vec<u8>, usize) {
     let config = Rc::new(Config { max_body_size: FUZZ_BODY_LIMIT, ..Config::default() });
-    let memory = Memory { input: RefCell::new(io::Cursor::new(bytes.to_vec())), output: RefCell::new(Vec::new()) };
+    let memory = Memory {
+        input: RefCell::new(io::Cursor::new(bytes.to_vec())),
+        output: RefCell::new(Vec::new()),
+        writes: std::cell::Cell::new(0),
+    };
     let conn = Connection::new(memory, SocketAddr::from(([127, 0, 0, 1], 0)), config, State::new());
     let caught = RefCell::new(None);
     conn.run(|_| Ok(()), &|req: Request<Body>| {
@@ -104,7 +116,7 @@ pub fn parse_request_for_fuzzing(bytes: &[u8]) -> Vec<u8> {
     if let Some(p) = caught.into_inner() {
         panic::resume_unwind(p);
     }
-    conn.stream.output.take()
+    (conn.stream.output.take(), conn.stream.writes.get())
 }
 
 #[cfg(test)]
@@ -151,6 +163,28 @@ mod tests {
             answers[3].starts_with("200 OK\r\n") && answers[3].ends_with("\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
             "{out:?}"
         );
+    }
+
+    /// Sixteen pipelined requests read at once are answered in one write;
+    /// a request with a body among them has the answers before it written
+    /// first (its body may take a wait, or a `100 Continue`), in order.
+    #[test]
+    fn pipelined_answers_go_out_together() {
+        let (out, writes) = serve_from_memory(&b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(16));
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 16, "{out}");
+        assert_eq!(writes, 1, "{out}");
+
+        let mut input = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3);
+        input.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi");
+        input.extend_from_slice(&b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3));
+        let (out, writes) = serve_from_memory(&input);
+        let out = String::from_utf8(out).unwrap();
+        let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|a| &a[..3]).collect();
+        assert_eq!(statuses, ["200", "200", "200", "100", "200", "200", "200", "200"], "{out}");
+        assert!(out.contains("\r\n\r\nhi"), "{out}");
+        // The three before the body, the continue, the rest.
+        assert_eq!(writes, 3, "{out}");
     }
 
     /// The fuzz target's seed corpus, run by plain `cargo test`: every seed

@@ -1,7 +1,12 @@
 //! Responses: the head assembled by hand in a buffer the connection keeps,
 //! bodies framed by `Content-Length`, chunked, or (to an HTTP/1.0 client
 //! without a length) by closing; small in-memory bodies go out in one
-//! write with the head.
+//! write with the head, and the answers to pipelined requests (the next
+//! request already read) in one write together, before the connection
+//! next waits to read (or a request body is read, or a large or streamed
+//! body goes out). A pipelining client thus gets its answers in batches,
+//! as from hyper's `pipeline_flush` and may_minihttp: an answer waits for
+//! the handlers of the requests pipelined behind it.
 
 use std::io::{self, Read, Write};
 
@@ -16,6 +21,8 @@ use crate::transport::Transport;
 
 /// Response bodies in memory up to this size go out in one write with the head.
 const COALESCE: usize = 32 * 1024;
+/// Most bytes of answers to pipelined requests gathered before a write.
+const GATHER: usize = 64 * 1024;
 /// The largest response buffer a connection keeps for its next response.
 const KEEP_OUT: usize = 1024;
 
@@ -151,14 +158,15 @@ impl<S: Transport> Connection<S> {
 
         let w = &*self.stream;
         if is_head || no_body {
-            w.write_all(out)?;
+            self.send(out)?;
             return Ok(0);
         }
         if let Some(bytes) = body.remaining_bytes().filter(|b| b.len() <= COALESCE) {
             out.extend_from_slice(bytes);
-            w.write_all(out)?;
+            self.send(out)?;
             return Ok(bytes.len() as u64);
         }
+        self.flush_pending()?;
         // A streamed body: each read goes out as soon as it is read, the
         // first one in the same write as the head (a small file: one
         // write). A body that fails midway has sent what it read.
@@ -217,6 +225,45 @@ impl<S: Transport> Connection<S> {
             }
         }
         Ok(sent)
+    }
+
+    /// Sends a whole response: gathered behind the ones pending while the
+    /// next request is already in the read buffer (a pipelining client, who
+    /// gets them all in one write), else written now, with any pending.
+    fn send(&self, out: &[u8]) -> io::Result<()> {
+        let mut pending = self.pending.take();
+        let more = self.ex.try_borrow().is_ok_and(|ex| !ex.reader.buffered().is_empty());
+        let r = if more && pending.len() + out.len() <= GATHER {
+            pending.extend_from_slice(out);
+            Ok(())
+        } else if pending.is_empty() {
+            self.stream.write_all(out)
+        } else {
+            pending.extend_from_slice(out);
+            let r = self.stream.write_all(&pending);
+            pending.clear();
+            r
+        };
+        // An idle connection should not hold much.
+        if more || pending.capacity() <= KEEP_OUT {
+            self.pending.set(pending);
+        }
+        r
+    }
+
+    /// Writes the gathered answers to pipelined requests, if any.
+    pub(super) fn flush_pending(&self) -> io::Result<()> {
+        let mut pending = self.pending.take();
+        if pending.is_empty() {
+            self.pending.set(pending);
+            return Ok(());
+        }
+        let r = self.stream.write_all(&pending);
+        pending.clear();
+        if pending.capacity() <= KEEP_OUT {
+            self.pending.set(pending);
+        }
+        r
     }
 
     /// Writes the head of a `101 Switching Protocols` response with the
