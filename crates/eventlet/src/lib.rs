@@ -56,7 +56,13 @@
 //! without blocking holds up the others on its OS thread. I/O that never
 //! blocks still yields every [`hub::BUDGET`] operations. Blocking
 //! std calls (`std::net`, `std::fs`, `std::thread::sleep`) block the whole
-//! OS thread: use the green versions or [`tpool::execute`].
+//! OS thread: use the green versions or [`tpool::execute`], or turn on the
+//! monkey patch (the `monkey-patch` feature and `eventlet::monkey_patch()`;
+//! see [Greening the world](guide::greening)), under which std's and libc's
+//! blocking socket, pipe, poll and sleep calls park only their green
+//! thread, so unmodified sync crates and C libraries run green.
+//!
+//! Longer prose lives in the [`guide`].
 
 #[macro_use]
 mod macros;
@@ -72,6 +78,8 @@ pub mod hub;
 pub mod local;
 pub mod lock;
 pub mod net;
+#[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+pub mod patcher;
 pub mod pools;
 pub mod process;
 pub mod queue;
@@ -94,6 +102,8 @@ pub use greenthread::{
 pub use hub::{Killed, Unparker, Wakeup};
 pub use lock::{Condvar, Lock, LockGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use net::{connect, listen, serve, Server, StopHandle};
+#[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+pub use patcher::monkey_patch;
 pub use queue::{LifoQueue, PriorityQueue, Queue};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use semaphore::{BoundedSemaphore, CappedSemaphore, Permit, Semaphore};

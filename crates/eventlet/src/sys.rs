@@ -162,13 +162,26 @@ extern "C" fn overflow_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx
         buf.push(b") overflowed its stack of ");
         buf.push_num(running.stack_size as u64);
         buf.push(b" bytes; give it a larger one with Builder::stack_size\n");
-        // SAFETY: write(2) and abort(3) are async-signal-safe.
+        // SAFETY: write(2) and abort(3) are async-signal-safe. The raw
+        // system call: with the patcher on, `libc::write` is a patched
+        // function, which has no business in a signal handler.
         unsafe {
-            libc::write(2, buf.data.as_ptr().cast(), buf.len);
+            libc::syscall(libc::SYS_write, 2, buf.data.as_ptr(), buf.len);
             libc::abort();
         }
     }
-    // Not ours: hand the signal to whoever handled it before us.
+    // Not ours: hand the signal to whoever handled it before us (with
+    // patched calls going to the originals while it runs: std's handler
+    // writes its report with `write`).
+    #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+    crate::patcher::exempt(|| chain(sig, info, ctx));
+    #[cfg(not(all(feature = "monkey-patch", target_os = "linux")))]
+    chain(sig, info, ctx);
+}
+
+/// Hands a signal the overflow handler does not own to the handler installed
+/// before it.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let old = if sig == libc::SIGSEGV { &raw const OLD_SEGV } else { &raw const OLD_BUS };
     // SAFETY: the old action was written inside `Once` before this handler
     // was installed, and is never written again.

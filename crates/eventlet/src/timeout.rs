@@ -164,6 +164,11 @@ impl Timeout {
 impl Drop for Timeout {
     fn drop(&mut self) {
         self.task.remove_timeout(self.id);
+        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+        if !std::thread::panicking() {
+            // Not asked for through `with_timeout`: forget it.
+            let _ = crate::patcher::take_cut_short(self.id);
+        }
     }
 }
 
@@ -181,8 +186,15 @@ pub fn with_timeout<R>(dur: Duration, f: impl FnOnce() -> R) -> Result<R, Elapse
     let t = Timeout::start(dur);
     let id = t.id;
     let r = panic::catch_unwind(AssertUnwindSafe(f));
+    // A patched call that this timeout cut short failed instead of
+    // unwinding (it was inside C), and the closure returned afterwards.
+    #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+    let cut = crate::patcher::take_cut_short(id);
+    #[cfg(not(all(feature = "monkey-patch", target_os = "linux")))]
+    let cut = false;
     drop(t);
     match r {
+        Ok(_) if cut => Err(Elapsed { id, duration: dur }),
         Ok(v) => Ok(v),
         Err(p) => match p.downcast::<Elapsed>() {
             Ok(e) if e.id == id || e.is_refusal() => Err(*e),

@@ -144,6 +144,9 @@ impl Drop for Counted {
 }
 
 fn worker() {
+    // A pool thread exists to block: its calls are never patched.
+    #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+    crate::patcher::exempt_this_thread();
     let pool = pool();
     let _counted = Counted;
     let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,8 +7,9 @@
 //! let Some(curl) = util::tool("curl") else { return };
 //! ```
 //!
-//! The same file serves the CLI's tests (`crates/eventlet-cli/tests/util`
-//! includes it), so the table below is the one list of what the tests use.
+//! The same file serves the CLI's and eventlet-greening's tests (their
+//! `tests/util` include it), so the table below is the one list of what
+//! the tests use.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -38,6 +39,27 @@ const KNOWN: &[Known] = &[
         install: "apt-get install -y nginx-light",
     },
     Known { name: "wrk", paths: &[], probe: &["--version"], install: "apt-get install -y wrk" },
+    // eventlet-greening's servers (it includes this file too).
+    Known {
+        name: "redis-server",
+        paths: &["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
+        probe: &["--version"],
+        install: "apt-get install -y redis-server",
+    },
+    Known {
+        name: "initdb",
+        // Debian keeps PostgreSQL's programs off PATH, by major version.
+        paths: &[
+            "/usr/lib/postgresql/18/bin/initdb",
+            "/usr/lib/postgresql/17/bin/initdb",
+            "/usr/lib/postgresql/16/bin/initdb",
+            "/usr/lib/postgresql/15/bin/initdb",
+            "/usr/lib/postgresql/14/bin/initdb",
+            "/usr/lib/postgresql/13/bin/initdb",
+        ],
+        probe: &["--version"],
+        install: "apt-get install -y postgresql",
+    },
     Known { name: "openssl", paths: &[], probe: &["version"], install: "apt-get install -y openssl" },
     Known { name: "python3", paths: &[], probe: &["--version"], install: "apt-get install -y python3 python3-pip" },
     Known { name: "chromium", paths: &[], probe: &["--version"], install: "apt-get install -y chromium" },

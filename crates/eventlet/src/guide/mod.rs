@@ -6,6 +6,9 @@
 //!   inside it (closures, destructors, results, panic payloads, loggers,
 //!   hooks), and the one rule that keeps green threads sound: a green
 //!   thread never switches away while it panics.
+//! - [`greening`]: *Greening the world*, unmodified sync crates and C
+//!   libraries (redis, ureq, libpq) on green threads with the monkey patch:
+//!   what is patched, how to turn it on and check it, and the caveats.
 //!
 //! The crate's front page shows the two canonical patterns (the crawler
 //! with [`GreenPool::imap`](crate::GreenPool::imap) and the echo server
@@ -13,3 +16,6 @@
 //! [`hub`](crate::hub) module covers several cores and introspection.
 
 pub mod rules;
+
+#[doc = include_str!("greening.md")]
+pub mod greening {}

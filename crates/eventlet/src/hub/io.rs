@@ -119,7 +119,7 @@ impl Reactor {
         }
     }
 
-    fn add_waiter(&self, token: usize, dir: Direction, t: TaskRef) {
+    pub(crate) fn add_waiter(&self, token: usize, dir: Direction, t: TaskRef) {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[token];
         match dir {
@@ -140,9 +140,11 @@ impl Reactor {
         }
     }
 
-    fn remove_waiter(&self, token: usize, dir: Direction, t: &TaskRef) {
+    /// Takes `t` off the slot's list for `dir`; returns whether it was
+    /// still there (`false`: an event took it off, or it never waited).
+    pub(crate) fn remove_waiter(&self, token: usize, dir: Direction, t: &TaskRef) -> bool {
         let mut slots = self.slots.borrow_mut();
-        let Some(slot) = slots.get_mut(token) else { return };
+        let Some(slot) = slots.get_mut(token) else { return false };
         let list = match dir {
             Direction::Read => &mut slot.readers,
             Direction::Write => &mut slot.writers,
@@ -150,7 +152,44 @@ impl Reactor {
         if let Some(i) = list.iter().position(|w| TaskRef::ptr_eq(w, t)) {
             list.swap_remove(i);
             self.waiters.set(self.waiters.get() - 1);
+            true
+        } else {
+            false
         }
+    }
+
+    /// Registers a raw descriptor (edge-triggered, read and write) under a
+    /// new slot and returns its token; for waits that register for their
+    /// own duration only ([`trampoline`](super::trampoline)).
+    pub(crate) fn register_raw(&self, registry: &mio::Registry, fd: RawFd) -> io::Result<usize> {
+        let token = self.slots.borrow_mut().insert(Slot::default());
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = registry.register(&mut SourceFd(&fd), Token(token), interest) {
+            self.slots.borrow_mut().remove(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Undoes [`register_raw`](Self::register_raw). `registered` is false
+    /// when the descriptor was already taken out of the poller (closed).
+    pub(crate) fn deregister_raw(&self, registry: &mio::Registry, fd: RawFd, token: usize, registered: bool) {
+        if registered {
+            let _ = registry.deregister(&mut SourceFd(&fd));
+        }
+        self.free_slot(token);
+    }
+
+    /// Hands every green thread waiting on the slot at `token` to `wake`.
+    #[cfg(feature = "monkey-patch")]
+    pub(crate) fn wake_all(&self, token: usize, mut wake: impl FnMut(TaskRef)) {
+        let (readers, writers) = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.get_mut(token) else { return };
+            (std::mem::take(&mut slot.readers), std::mem::take(&mut slot.writers))
+        };
+        self.waiters.set(self.waiters.get() - readers.len() - writers.len());
+        readers.into_iter().chain(writers).for_each(&mut wake);
     }
 }
 

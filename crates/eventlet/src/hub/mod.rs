@@ -21,10 +21,12 @@ pub(crate) mod io;
 mod runq;
 mod threads;
 mod timers;
+pub(crate) mod trampoline;
 mod watchdog;
 
 pub use group::{cores, inspect, Group, GroupBuilder, HubReport};
 pub use threads::{handle, start, Handle, HubGone, HubThread, RemoteJoinHandle};
+pub use trampoline::{trampoline, Interest};
 pub use watchdog::{watchdog, Stall};
 
 use std::alloc::Layout;
@@ -780,6 +782,16 @@ pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
         return f(unsafe { &*p });
     }
     with_new_hub(f)
+}
+
+/// Whether the code running now may park on this OS thread's hub: the hub
+/// exists, and what runs is a green thread or the root's own code (not
+/// the hub loop, which runs on the root's stack while the root is parked
+/// or ready). Never creates a hub. For the patcher, on every patched call.
+#[cfg(feature = "monkey-patch")]
+#[inline]
+pub(crate) fn may_park_here() -> bool {
+    peek_hub(|h| h.cur().state.get() == State::Running).unwrap_or(false)
 }
 
 /// [`with_hub`] the first time on this thread: makes the hub.

@@ -1,0 +1,178 @@
+//! `std::thread::sleep` and libc's sleeps on green threads, and where the
+//! patch leaves the original: plain OS threads, `tpool` workers, and every
+//! thread with the patch off.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::{patch, run_unpatched};
+
+/// The system call the OS thread `tid` of this process is blocked in (its
+/// number, from `/proc`), once it is blocked.
+fn blocked_in(tid: i32) -> i64 {
+    let path = format!("/proc/self/task/{tid}/syscall");
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = std::fs::read_to_string(&path).unwrap();
+        let nr = s.split_whitespace().next().unwrap();
+        if nr != "running" {
+            return nr.parse().unwrap();
+        }
+        assert!(Instant::now() < until, "thread {tid} never blocked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The kernel's sleeps (std sleeps with either).
+const SLEEPS: [i64; 2] = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+/// The poller's waits (libc's `epoll_wait` may use any).
+const POLLS: [i64; 3] = [libc::SYS_epoll_wait, libc::SYS_epoll_pwait, libc::SYS_epoll_pwait2];
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+#[test]
+fn ten_thousand_green_threads_sleep_a_second_at_once() {
+    assert!(patch());
+    let start = Instant::now();
+    let pool = eventlet::GreenPool::new(10_000);
+    for _ in 0..10_000 {
+        pool.spawn_n(|| std::thread::sleep(Duration::from_secs(1)));
+    }
+    pool.waitall();
+    let took = start.elapsed();
+    eprintln!("10,000 x std::thread::sleep(1 s) in {took:?}");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(2500), "{took:?}");
+}
+
+/// With the patch off, each sleep blocks the whole OS thread.
+#[test]
+#[ignore = "run with the patch off by patch_off_sleeps_one_after_another"]
+fn unpatched_sleeps() {
+    assert!(!patch());
+    let start = Instant::now();
+    let hs: Vec<_> = (0..5).map(|_| eventlet::spawn(|| std::thread::sleep(Duration::from_millis(100)))).collect();
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    assert!(start.elapsed() >= Duration::from_millis(500), "serial: {:?}", start.elapsed());
+}
+
+#[test]
+fn patch_off_sleeps_one_after_another() {
+    run_unpatched("unpatched_sleeps");
+}
+
+#[test]
+fn libc_sleeps_and_clock_nanosleep_park_the_green_thread() {
+    assert!(patch());
+    let start = Instant::now();
+    let hs = vec![
+        // SAFETY: plain libc calls.
+        eventlet::spawn(|| unsafe { libc::usleep(200_000) }),
+        eventlet::spawn(|| {
+            let t = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+            // SAFETY: a valid timespec.
+            unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &t, std::ptr::null_mut()) }
+        }),
+        eventlet::spawn(|| {
+            let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: valid timespecs.
+            unsafe {
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+                now.tv_nsec += 200_000_000;
+                if now.tv_nsec >= 1_000_000_000 {
+                    now.tv_nsec -= 1_000_000_000;
+                    now.tv_sec += 1;
+                }
+                libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &now, std::ptr::null_mut())
+            }
+        }),
+        eventlet::spawn(|| {
+            // SAFETY: a plain libc call.
+            unsafe { libc::sleep(0) as i32 }
+        }),
+    ];
+    for h in hs {
+        assert_eq!(h.join().unwrap(), 0);
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(500), "together: {took:?}");
+    // Invalid arguments get the original's answer.
+    let bad = libc::timespec { tv_sec: 0, tv_nsec: 2_000_000_000 };
+    // SAFETY: a timespec libc rejects.
+    let r =
+        eventlet::spawn(move || unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &bad, std::ptr::null_mut()) });
+    assert_eq!(r.join().unwrap(), libc::EINVAL);
+}
+
+#[test]
+fn a_timeout_cuts_a_patched_sleep_short() {
+    assert!(patch());
+    let start = Instant::now();
+    let r = eventlet::with_timeout(Duration::from_millis(100), || std::thread::sleep(Duration::from_secs(10)));
+    assert!(r.is_err(), "with_timeout reports the timeout");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    // A kill ends the sleep, and unwinds at the next eventlet blocking point.
+    let h = eventlet::spawn(|| {
+        std::thread::sleep(Duration::from_secs(10));
+        eventlet::sleep(Duration::from_secs(10));
+    });
+    eventlet::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    h.kill();
+    assert!(h.join().unwrap_err().is::<eventlet::Killed>());
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+}
+
+#[test]
+fn a_plain_thread_and_a_tpool_worker_still_block() {
+    assert!(patch());
+    // A plain OS thread: no hub, so the original nanosleep, right in the
+    // kernel (not a hub's epoll_wait).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let plain = std::thread::spawn(move || {
+        tx.send(gettid()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let tid = rx.recv().unwrap();
+    assert!(SLEEPS.contains(&blocked_in(tid)));
+    plain.join().unwrap();
+    // A tpool worker, while green threads of this hub run on.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = eventlet::spawn(move || {
+        eventlet::tpool::execute(move || {
+            tx.send(gettid()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        })
+    });
+    let ticker = eventlet::spawn(|| {
+        let mut n = 0;
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(10));
+            n += 1;
+        }
+        n
+    });
+    let tid = loop {
+        match rx.try_recv() {
+            Ok(t) => break t,
+            Err(_) => eventlet::sleep(Duration::from_millis(1)),
+        }
+    };
+    assert!(SLEEPS.contains(&blocked_in(tid)));
+    assert_eq!(ticker.join().unwrap(), 10);
+    job.join().unwrap();
+    // And this hub's OS thread, while its green threads sleep, waits in
+    // epoll: that is where a patched sleep went.
+    let me = gettid();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(blocked_in(me)).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    watcher.join().unwrap();
+    assert!(POLLS.contains(&rx.recv().unwrap()));
+}
