@@ -49,6 +49,8 @@ pub(crate) struct Evented<T: AsRawFd> {
 
 impl<T: AsRawFd> Evented<T> {
     pub(crate) fn new(io: T) -> Evented<T> {
+        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+        crate::patcher::eventlet_owns(io.as_raw_fd());
         Evented { io, reg: Registration::default() }
     }
 
@@ -121,6 +123,8 @@ impl<T: AsRawFd> Evented<T> {
 
     fn into_inner(mut self) -> T {
         self.reg.deregister(self.io.as_raw_fd());
+        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+        crate::patcher::eventlet_let_go(self.io.as_raw_fd());
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again; we move `io` out
         // once and drop the (now empty) registration in place.

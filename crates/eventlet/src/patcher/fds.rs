@@ -34,6 +34,12 @@ pub(crate) enum Kind {
     /// Anything else (regular files, terminals, eventfds...): the original
     /// call, always.
     Other = 3,
+    /// A socket or pipe of eventlet's own (`eventlet::net`, green pipes):
+    /// non-blocking, registered with a hub, and waited on by its owner, so
+    /// the original call, always (no second I/O budget, no flag lookup on
+    /// `EAGAIN`). Marked by `Evented::new`, forgotten when it closes or is
+    /// handed out.
+    Eventlet = 4,
 }
 
 const CHUNK: usize = 4096;
@@ -76,6 +82,7 @@ pub(crate) fn kind(fd: i32) -> Kind {
         Some(1) => Kind::Socket,
         Some(2) => Kind::Pipe,
         Some(3) => Kind::Other,
+        Some(4) => Kind::Eventlet,
         _ => look(fd),
     }
 }

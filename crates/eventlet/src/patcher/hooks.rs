@@ -204,11 +204,22 @@ mod green {
     use super::*;
     use crate::hub::Interest;
     use crate::patcher::fds::{self, Kind};
-    use crate::patcher::{sleep_until, wait, yield_now, Cut};
+    use crate::patcher::{sleep_until, spend_budget, wait, yield_now, Cut};
     use std::time::{Duration, Instant};
 
     const READ: Interest = Interest::READ;
     const WRITE: Interest = Interest::WRITE;
+
+    /// Spends the I/O budget (see `spend_budget`); on a kill, fails the
+    /// calling hook with its errno.
+    macro_rules! budget {
+        () => {
+            if let Err(e) = spend_budget() {
+                set_errno(e);
+                return -1;
+            }
+        };
+    }
 
     /// Whether the user made `fd` non-blocking (then `EAGAIN` is theirs).
     fn user_nonblocking(fd: c_int) -> bool {
@@ -435,7 +446,11 @@ mod green {
     }
 
     pub(super) unsafe fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
-        match fds::kind(fd) {
+        let kind = fds::kind(fd);
+        if matches!(kind, Kind::Socket | Kind::Pipe) {
+            budget!();
+        }
+        match kind {
             Kind::Socket => {
                 let saved = errno();
                 // SAFETY: the caller's buffer; recv(2): read is recv without flags.
@@ -485,7 +500,11 @@ mod green {
             // SAFETY: the caller's arguments.
             return unsafe { orig::readv(fd, iov, cnt) };
         }
-        match fds::kind(fd) {
+        let kind = fds::kind(fd);
+        if matches!(kind, Kind::Socket | Kind::Pipe) {
+            budget!();
+        }
+        match kind {
             Kind::Socket => {
                 // SAFETY: `cnt` iovecs, checked above.
                 let v = unsafe { Iovs::new(iov, cnt) };
@@ -541,7 +560,11 @@ mod green {
     }
 
     pub(super) unsafe fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-        match fds::kind(fd) {
+        let kind = fds::kind(fd);
+        if matches!(kind, Kind::Socket | Kind::Pipe) {
+            budget!();
+        }
+        match kind {
             Kind::Socket => {
                 let saved = errno();
                 // SAFETY: the caller's buffer; send(2): write is send without flags.
@@ -587,10 +610,11 @@ mod green {
             return unsafe { orig::writev(fd, iov, cnt) };
         }
         let kind = fds::kind(fd);
-        if kind == Kind::Other {
+        if !matches!(kind, Kind::Socket | Kind::Pipe) {
             // SAFETY: the caller's arguments.
             return unsafe { orig::writev(fd, iov, cnt) };
         }
+        budget!();
         // SAFETY: `cnt` valid iovecs, checked above.
         let v = unsafe { Iovs::new(iov, cnt) };
         let total = v.total();
@@ -675,10 +699,12 @@ mod green {
         addr: *mut sockaddr,
         len: *mut socklen_t,
     ) -> ssize_t {
-        if flags & libc::MSG_DONTWAIT != 0 {
-            // SAFETY: the caller's arguments: it asked not to wait.
+        if flags & libc::MSG_DONTWAIT != 0 || fds::kind(fd) == Kind::Eventlet {
+            // SAFETY: the caller's arguments: it asked not to wait, or the
+            // socket is eventlet's own.
             return unsafe { orig::recvfrom(fd, buf, n, flags, addr, len) };
         }
+        budget!();
         let f = flags | libc::MSG_DONTWAIT;
         if flags & libc::MSG_WAITALL != 0 && n > 0 && is_stream(fd) {
             let f = f & !libc::MSG_WAITALL;
@@ -692,10 +718,11 @@ mod green {
     }
 
     pub(super) unsafe fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-        if flags & libc::MSG_DONTWAIT != 0 || msg.is_null() {
+        if flags & libc::MSG_DONTWAIT != 0 || msg.is_null() || fds::kind(fd) == Kind::Eventlet {
             // SAFETY: the caller's arguments.
             return unsafe { orig::recvmsg(fd, msg, flags) };
         }
+        budget!();
         let f = flags | libc::MSG_DONTWAIT;
         // SAFETY: `msg` is the caller's valid msghdr.
         let m = unsafe { &mut *msg };
@@ -738,10 +765,12 @@ mod green {
         addr: *const sockaddr,
         len: socklen_t,
     ) -> ssize_t {
-        if flags & libc::MSG_DONTWAIT != 0 {
-            // SAFETY: the caller's arguments: it asked not to wait.
+        if flags & libc::MSG_DONTWAIT != 0 || fds::kind(fd) == Kind::Eventlet {
+            // SAFETY: the caller's arguments: it asked not to wait, or the
+            // socket is eventlet's own.
             return unsafe { orig::sendto(fd, buf, n, flags, addr, len) };
         }
+        budget!();
         let f = flags | libc::MSG_DONTWAIT;
         // SAFETY: offsets stay within the caller's `n` bytes.
         all(fd, WRITE, Some(libc::SO_SNDTIMEO), n, None, |done| unsafe {
@@ -750,10 +779,11 @@ mod green {
     }
 
     pub(super) unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-        if flags & libc::MSG_DONTWAIT != 0 || msg.is_null() {
+        if flags & libc::MSG_DONTWAIT != 0 || msg.is_null() || fds::kind(fd) == Kind::Eventlet {
             // SAFETY: the caller's arguments.
             return unsafe { orig::sendmsg(fd, msg, flags) };
         }
+        budget!();
         let f = flags | libc::MSG_DONTWAIT;
         // SAFETY: `msg` is the caller's valid msghdr.
         let m = unsafe { *msg };
@@ -794,6 +824,10 @@ mod green {
         if fds::kind(fd) != Kind::Socket || user_nonblocking(fd) {
             // SAFETY: the caller's arguments.
             return unsafe { orig::accept4(fd, addr, len, flags) };
+        }
+        if let Err(e) = spend_budget() {
+            set_errno(e);
+            return -1;
         }
         let saved = errno();
         let mut deadline: Option<Option<Instant>> = None;

@@ -229,14 +229,36 @@ pub(crate) fn exempt<R>(f: impl FnOnce() -> R) -> R {
 /// Whether the `Timeout` numbered `id` cut a patched call short (and
 /// forgets it).
 pub(crate) fn take_cut_short(id: u64) -> bool {
-    CUT_SHORT.with(|c| {
-        let mut c = c.borrow_mut();
-        let found = c.iter().position(|&x| x == id);
-        if let Some(i) = found {
-            c.swap_remove(i);
-        }
-        found.is_some()
-    })
+    CUT_SHORT
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let found = c.iter().position(|&x| x == id);
+            if let Some(i) = found {
+                c.swap_remove(i);
+            }
+            found.is_some()
+        })
+        .unwrap_or(false)
+}
+
+/// Notes that `fd` is a descriptor of eventlet's own (non-blocking,
+/// waited on by its owner): patched calls on it go to the originals.
+pub(crate) fn eventlet_owns(fd: RawFd) {
+    fds::set(fd, fds::Kind::Eventlet);
+}
+
+/// Notes that `fd` left eventlet's hands (it may be made blocking now).
+pub(crate) fn eventlet_let_go(fd: RawFd) {
+    fds::forget(fd);
+}
+
+/// Spends one unit of the green thread's I/O budget, as eventlet's own
+/// sockets do, so a green thread whose patched I/O never blocks still lets
+/// the others run every [`BUDGET`](crate::hub::BUDGET) calls. `Err(errno)`
+/// if a kill reached it in that yield.
+#[inline]
+fn spend_budget() -> Result<(), i32> {
+    panic::catch_unwind(AssertUnwindSafe(|| hub::with_hub(|h| h.consume_budget()))).map_err(caught)
 }
 
 /// Why a wait inside a hook ended without readiness.
