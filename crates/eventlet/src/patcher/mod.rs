@@ -39,6 +39,10 @@
 //! The `_FORTIFY_SOURCE` variants `__read_chk`, `__recv_chk`,
 //! `__recvfrom_chk` and `__poll_chk` are patched as their plain forms.
 //!
+//! Like eventlet's own sockets, patched socket and pipe calls spend the
+//! green thread's I/O [budget](crate::hub::BUDGET): a green thread whose
+//! patched I/O never blocks still lets the others run every 128 calls.
+//!
 //! A blocking call behaves as the kernel's: a write on a blocking socket
 //! or pipe writes everything before it returns; `MSG_WAITALL` waits for
 //! the whole buffer on a stream; `SO_RCVTIMEO`/`SO_SNDTIMEO` end the call
@@ -59,7 +63,9 @@
 //!   calls, mio's included, never park);
 //! - the calling green thread is unwinding (`std::thread::panicking()`);
 //! - the descriptor is not a socket, pipe or FIFO (regular files,
-//!   terminals, eventfds, epoll descriptors);
+//!   terminals, eventfds, epoll descriptors), or is one of eventlet's own
+//!   (`eventlet::net`'s sockets, green pipes: non-blocking, waited on by
+//!   their owner);
 //! - a `ppoll`/`pselect` with a signal mask, a `clock_nanosleep` on a CPU
 //!   clock, a zero timeout, an out-of-range argument.
 //!
