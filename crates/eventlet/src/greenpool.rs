@@ -177,6 +177,11 @@ impl Inner {
     }
 }
 
+/// Which pool's job a green thread runs (the address of the pool's `Inner`,
+/// 0 if none), kept in its task so `waitall` can refuse to wait for itself.
+#[derive(Default)]
+pub(crate) struct Membership(Cell<usize>);
+
 /// One slot of a pool, held by a green thread of the pool for its whole
 /// life (moved into its closure). Dropping it frees the slot.
 struct Slot {
@@ -190,7 +195,7 @@ impl Slot {
 
     /// Records the running green thread as one of the pool's own.
     fn enter(&mut self) {
-        hub::with_hub(|h| h.current().pool.set(self.inner.tag()));
+        hub::with_hub(|h| h.current().pool.0.set(self.inner.tag()));
     }
 }
 
@@ -199,8 +204,8 @@ impl Drop for Slot {
         let tag = self.inner.tag();
         hub::try_with_hub(|h| {
             let me = h.current();
-            if me.pool.get() == tag {
-                me.pool.set(0);
+            if me.pool.0.get() == tag {
+                me.pool.0.set(0);
             }
         });
         self.inner.release();
@@ -420,7 +425,7 @@ impl GreenPool {
     pub fn waitall(&self) {
         let me = current();
         assert!(
-            hub::with_hub(|h| h.current().pool.get()) != self.inner.tag(),
+            hub::with_hub(|h| h.current().pool.0.get()) != self.inner.tag(),
             "eventlet: GreenPool::waitall called from one of the pool's own green threads would never return"
         );
         if self.running() == 0 {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::semaphore::Core;
 use crate::time::{deadline_after, expired};
-use crate::waitlist::{Status, Wait, WaitList};
+use crate::waitlist::{wait_for_grant, Status, Wait, WaitList};
 
 /// A mutual-exclusion lock for green threads that owns the data it
 /// protects, like [`std::sync::Mutex`] without poisoning.
@@ -447,18 +447,13 @@ impl<T: ?Sized> RwLock<T> {
         if self.try_acquire(kind) {
             return true;
         }
-        if expired(deadline) {
-            return false;
-        }
-        let wait = pin!(Wait::new(&self.waiters, Some(kind), |status, _| match status {
+        wait_for_grant(&self.waiters, Some(kind), deadline, |status, _| match status {
             // A writer leaving the front may let the readers behind it in.
             Status::Queued => self.dispatch(),
             // Killed between the grant and its wake-up: pass it on.
             Status::Granted => self.leave(kind),
             _ => {}
-        }));
-        let wait = wait.enqueue();
-        wait.park(deadline) == Status::Granted
+        })
     }
 
     /// Lets in the waiters at the front that can enter now.

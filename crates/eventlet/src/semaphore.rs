@@ -11,12 +11,11 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::time::{deadline_after, expired};
-use crate::waitlist::{Status, Wait, WaitList};
+use crate::time::deadline_after;
+use crate::waitlist::{wait_for_grant, Status, WaitList};
 
 /// The counting core shared by [`Semaphore`], [`BoundedSemaphore`] and
 /// [`Lock`](crate::Lock).
@@ -64,17 +63,12 @@ impl Core {
         if self.try_acquire() {
             return true;
         }
-        if expired(deadline) {
-            return false;
-        }
-        let wait = pin!(Wait::new(&self.waiters, None, |status, _| {
+        wait_for_grant(&self.waiters, None, deadline, |status, _| {
             if status == Status::Granted {
                 // Killed between the grant and its wake-up: pass it on.
                 self.release();
             }
-        }));
-        let wait = wait.enqueue();
-        wait.park(deadline) == Status::Granted
+        })
     }
 
     /// Gives back a unit taken with `acquire`.
@@ -419,16 +413,11 @@ impl Capped {
         if self.try_acquire() {
             return true;
         }
-        if expired(deadline) {
-            return false;
-        }
-        let wait = pin!(Wait::new(&self.acquirers, None, |status, _| {
+        wait_for_grant(&self.acquirers, None, deadline, |status, _| {
             if status == Status::Granted {
                 self.unacquire();
             }
-        }));
-        let wait = wait.enqueue();
-        wait.park(deadline) == Status::Granted
+        })
     }
 
     /// Puts back a unit granted to an acquirer that was killed before it
@@ -461,14 +450,9 @@ impl Capped {
         if self.try_release() {
             return true;
         }
-        if expired(deadline) {
-            return false;
-        }
         // A releaser granted and then killed has still released: the unit
         // is counted (or taken) already.
-        let wait = pin!(Wait::new(&self.releasers, None, |_, _| {}));
-        let wait = wait.enqueue();
-        wait.park(deadline) == Status::Granted
+        wait_for_grant(&self.releasers, None, deadline, |_, _| {})
     }
 }
 

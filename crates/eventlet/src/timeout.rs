@@ -51,7 +51,7 @@
 //! assert_eq!(eventlet::hub::stats().timers, 0);
 //! ```
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
@@ -201,5 +201,43 @@ pub fn with_timeout<R>(dur: Duration, f: impl FnOnce() -> R) -> Result<R, Elapse
             Ok(e) => panic::resume_unwind(e),
             Err(p) => panic::resume_unwind(p),
         },
+    }
+}
+
+/// The live [`Timeout`]s of one green thread: (deadline, id, duration).
+/// Kept in its task, where the hub reads the earliest on every park that
+/// has any (a flag beside it says whether it has any).
+#[derive(Default)]
+pub(crate) struct Deadlines(RefCell<Vec<(Instant, u64, Duration)>>);
+
+impl Deadlines {
+    /// The earliest.
+    pub(crate) fn earliest(&self) -> Option<(Instant, u64, Duration)> {
+        self.0.borrow().iter().copied().min_by_key(|t| t.0)
+    }
+
+    /// Adds one; returns whether any is live (yes).
+    pub(crate) fn add(&self, t: (Instant, u64, Duration)) -> bool {
+        self.0.borrow_mut().push(t);
+        true
+    }
+
+    /// Removes the one numbered `id`; returns whether any is left.
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        let mut ts = self.0.borrow_mut();
+        ts.retain(|t| t.1 != id);
+        !ts.is_empty()
+    }
+
+    /// Takes them all away (to hold them back a while).
+    pub(crate) fn take(&self) -> Deadlines {
+        Deadlines(RefCell::new(std::mem::take(&mut *self.0.borrow_mut())))
+    }
+
+    /// Gives back what [`take`](Self::take) took; returns whether any is live.
+    pub(crate) fn restore(&self, held_back: Deadlines) -> bool {
+        let mut ts = self.0.borrow_mut();
+        ts.extend(held_back.0.into_inner());
+        !ts.is_empty()
     }
 }

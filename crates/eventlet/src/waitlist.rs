@@ -208,6 +208,25 @@ impl<V: Copy> WaitList<V> {
     }
 }
 
+/// The whole of an acquire-style wait (a permit, a lock): joins the back of
+/// `list` with `value` in the waiter's slot and parks until granted, closed
+/// or `deadline` (an expired one does not join at all). `on_leave` is the
+/// [`Wait`]'s: it passes on a grant that is never taken up, or reacts to a
+/// departure. Returns whether the wait was granted.
+#[inline(always)]
+pub(crate) fn wait_for_grant<V>(
+    list: &WaitList<V>,
+    value: Option<V>,
+    deadline: Option<Instant>,
+    on_leave: impl FnMut(Status, &Waiter<V>),
+) -> bool {
+    if crate::time::expired(deadline) {
+        return false;
+    }
+    let wait = std::pin::pin!(Wait::new(list, value, on_leave));
+    wait.enqueue().park(deadline) == Status::Granted
+}
+
 /// One wait in a [`WaitList`], from joining it to the end of the wait.
 ///
 /// Made with [`new`](Self::new), pinned on the waiting stack (`pin!`), then

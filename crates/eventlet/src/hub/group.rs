@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::threads::spawn_joinable;
+use super::handle::spawn_joinable;
 use super::watchdog::{self, Stall};
 use super::{try_with_hub, with_hub, Handle, Hub, HubGone, HubShared, Kill, Remote, RemoteJoinHandle, Stats};
 use super::{TaskRef, ThreadInfo};

@@ -1,6 +1,10 @@
 //! The reactor: `mio::Poll` plus one slot of waiting green threads per
 //! registered socket.
 //!
+//! [`Evented`] is the adapter every descriptor type (sockets, pipes) does
+//! its I/O through: try the syscall, and only on `WouldBlock` park until
+//! the reactor says the descriptor may be ready.
+//!
 //! A socket registers once per hub it is used on (edge-triggered, read and
 //! write interest), lazily: the first time an operation would block there.
 //! Sockets are `Send + Sync` like std's, so one moved to another OS thread
@@ -9,8 +13,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -193,9 +197,11 @@ impl Reactor {
     }
 }
 
-/// A socket's registrations, one per hub it has waited on.
-#[derive(Default)]
+/// A socket's registrations, one per hub it has waited on. Dropping it
+/// leaves every reactor it joined (call it before closing the descriptor).
 pub(crate) struct Registration {
+    /// The descriptor registered (-1 until the first registration).
+    fd: AtomicI32,
     /// Id of the first hub it registered with (0: none), read without a lock.
     home_hub: AtomicU64,
     home_token: AtomicUsize,
@@ -204,6 +210,7 @@ pub(crate) struct Registration {
 
 impl Registration {
     /// The token of this socket in `hub`'s reactor, registering if needed.
+    /// `fd` is the same descriptor every time.
     fn token(&self, hub: &Hub, fd: RawFd) -> io::Result<usize> {
         if self.home_hub.load(Ordering::Acquire) == hub.id {
             return Ok(self.home_token.load(Ordering::Relaxed));
@@ -219,6 +226,7 @@ impl Registration {
             return Err(e);
         }
         all.push((hub.shared.clone(), token));
+        self.fd.store(fd, Ordering::Relaxed);
         if self.home_hub.load(Ordering::Relaxed) == 0 {
             self.home_token.store(token, Ordering::Relaxed);
             self.home_hub.store(hub.id, Ordering::Release);
@@ -233,9 +241,10 @@ impl Registration {
         (self.home_hub.load(Ordering::Acquire) == hub.id).then(|| self.home_token.load(Ordering::Relaxed))
     }
 
-    /// Removes `fd` from every hub it registered with. Call before closing it.
-    pub(crate) fn deregister(&mut self, fd: RawFd) {
+    /// Removes the descriptor from every hub it registered with.
+    fn deregister(&mut self) {
         let all = std::mem::take(self.all.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let fd = *self.fd.get_mut();
         for (shared, token) in all {
             let _ = shared.registry.deregister(&mut SourceFd(&fd));
             let local = peek_hub(|h| {
@@ -251,6 +260,23 @@ impl Registration {
             }
         }
         self.home_hub.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Default for Registration {
+    fn default() -> Registration {
+        Registration {
+            fd: AtomicI32::new(-1),
+            home_hub: AtomicU64::new(0),
+            home_token: AtomicUsize::new(0),
+            all: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.deregister();
     }
 }
 
@@ -307,4 +333,97 @@ pub(crate) fn set_read_drained(reg: &Registration) {
 #[inline]
 pub(crate) fn consume_budget() {
     peek_hub(|h| h.consume_budget());
+}
+
+/// A non-blocking descriptor plus its reactor registrations: the I/O
+/// adapter every descriptor type uses (sockets, pipes). The registration
+/// comes first, so it is dropped (leaving every reactor) before the
+/// descriptor is closed.
+pub(crate) struct Evented<T: AsRawFd> {
+    reg: Registration,
+    io: T,
+}
+
+impl<T: AsRawFd> Evented<T> {
+    pub(crate) fn new(io: T) -> Evented<T> {
+        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+        crate::patcher::eventlet_owns(io.as_raw_fd());
+        Evented { reg: Registration::default(), io }
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        &self.io
+    }
+
+    /// Runs `f` until it does not return `WouldBlock`, parking between tries
+    /// until the descriptor may be ready or `timeout` has passed.
+    pub(crate) fn op<R>(
+        &self,
+        dir: Direction,
+        timeout: Option<Duration>,
+        f: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.op_parking_first(dir, timeout, false, f)
+    }
+
+    /// A read of a byte stream of up to `len` bytes: as [`op`](Self::op),
+    /// but a read that returns less than `len` drained the descriptor, so
+    /// the next one parks until the reactor reports new data instead of
+    /// spending a syscall to learn `WouldBlock`.
+    pub(crate) fn read_op(
+        &self,
+        timeout: Option<Duration>,
+        len: usize,
+        f: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let r = self.op_parking_first(Direction::Read, timeout, read_drained(&self.reg), f);
+        if let Ok(n) = r {
+            if n > 0 && n < len {
+                set_read_drained(&self.reg);
+            }
+        }
+        r
+    }
+
+    /// The loop of [`op`](Self::op); with `park_first`, it parks before the
+    /// first try (the descriptor is known not to be ready).
+    fn op_parking_first<R>(
+        &self,
+        dir: Direction,
+        timeout: Option<Duration>,
+        mut park_first: bool,
+        mut f: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        consume_budget();
+        let mut deadline = None;
+        loop {
+            if !std::mem::take(&mut park_first) {
+                match f(&self.io) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => return r,
+                }
+            }
+            if deadline.is_none() {
+                deadline = timeout.and_then(crate::time::deadline_after);
+            }
+            if self.wait(dir, deadline)? == Wakeup::TimedOut {
+                return Err(crate::net::timed_out());
+            }
+        }
+    }
+
+    /// Parks until the descriptor may be ready (or spuriously).
+    pub(crate) fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<Wakeup> {
+        wait(&self.reg, self.io.as_raw_fd(), dir, deadline)
+    }
+
+    /// The descriptor, out of every reactor it joined.
+    pub(crate) fn into_inner(self) -> T {
+        let Evented { reg, io } = self;
+        drop(reg);
+        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
+        crate::patcher::eventlet_let_go(io.as_raw_fd());
+        io
+    }
 }

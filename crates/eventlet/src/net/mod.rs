@@ -31,115 +31,16 @@ use std::net::{self as stdnet, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr,
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::hub::io::{consume_budget, read_drained, set_read_drained, wait, Direction, Registration};
+pub(crate) use crate::hub::io::Evented;
+use crate::hub::io::{consume_budget, Direction};
 use crate::hub::Wakeup;
 
 pub use serve::{connect, listen, serve, Server, StopHandle};
 pub use workers::{Balance, Workers};
-
-/// A non-blocking descriptor plus its reactor registrations.
-pub(crate) struct Evented<T: AsRawFd> {
-    io: T,
-    reg: Registration,
-}
-
-impl<T: AsRawFd> Evented<T> {
-    pub(crate) fn new(io: T) -> Evented<T> {
-        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
-        crate::patcher::eventlet_owns(io.as_raw_fd());
-        Evented { io, reg: Registration::default() }
-    }
-
-    pub(crate) fn get(&self) -> &T {
-        &self.io
-    }
-
-    /// Runs `f` until it does not return `WouldBlock`, parking between tries
-    /// until the descriptor may be ready or `timeout` has passed.
-    pub(crate) fn op<R>(
-        &self,
-        dir: Direction,
-        timeout: Option<Duration>,
-        f: impl FnMut(&T) -> io::Result<R>,
-    ) -> io::Result<R> {
-        self.op_parking_first(dir, timeout, false, f)
-    }
-
-    /// A read of a byte stream of up to `len` bytes: as [`op`](Self::op),
-    /// but a read that returns less than `len` drained the descriptor, so
-    /// the next one parks until the reactor reports new data instead of
-    /// spending a syscall to learn `WouldBlock`.
-    pub(crate) fn read_op(
-        &self,
-        timeout: Option<Duration>,
-        len: usize,
-        f: impl FnMut(&T) -> io::Result<usize>,
-    ) -> io::Result<usize> {
-        let r = self.op_parking_first(Direction::Read, timeout, read_drained(&self.reg), f);
-        if let Ok(n) = r {
-            if n > 0 && n < len {
-                set_read_drained(&self.reg);
-            }
-        }
-        r
-    }
-
-    /// The loop of [`op`](Self::op); with `park_first`, it parks before the
-    /// first try (the descriptor is known not to be ready).
-    fn op_parking_first<R>(
-        &self,
-        dir: Direction,
-        timeout: Option<Duration>,
-        mut park_first: bool,
-        mut f: impl FnMut(&T) -> io::Result<R>,
-    ) -> io::Result<R> {
-        consume_budget();
-        let mut deadline = None;
-        loop {
-            if !std::mem::take(&mut park_first) {
-                match f(&self.io) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => return r,
-                }
-            }
-            if deadline.is_none() {
-                deadline = timeout.and_then(crate::time::deadline_after);
-            }
-            if self.wait(dir, deadline)? == Wakeup::TimedOut {
-                return Err(timed_out());
-            }
-        }
-    }
-
-    /// Parks until the descriptor may be ready (or spuriously).
-    pub(crate) fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<Wakeup> {
-        wait(&self.reg, self.io.as_raw_fd(), dir, deadline)
-    }
-
-    fn into_inner(mut self) -> T {
-        self.reg.deregister(self.io.as_raw_fd());
-        #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
-        crate::patcher::eventlet_let_go(self.io.as_raw_fd());
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; we move `io` out
-        // once and drop the (now empty) registration in place.
-        unsafe {
-            std::ptr::drop_in_place(&raw const this.reg as *mut Registration);
-            std::ptr::read(&this.io)
-        }
-    }
-}
-
-impl<T: AsRawFd> Drop for Evented<T> {
-    fn drop(&mut self) {
-        self.reg.deregister(self.io.as_raw_fd());
-    }
-}
 
 pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "operation timed out")

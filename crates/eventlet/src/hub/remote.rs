@@ -1,0 +1,123 @@
+//! Wake-ups from other OS threads: the part of a hub they may touch
+//! ([`HubShared`]), the messages they send it ([`Remote`]), and
+//! [`Unparker`], which wakes one green thread from anywhere.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::peek_hub;
+
+/// A wake-up sent to a hub from another OS thread.
+pub(crate) enum Remote {
+    Unpark {
+        key: usize,
+        id: u64,
+    },
+    FreeSlot(usize),
+    /// Spawn a green thread running this (from [`Handle::spawn`]).
+    Spawn(Box<dyn FnOnce() + Send>),
+    /// Nothing: look again whether anything is left to do.
+    Wake,
+}
+
+/// The part of a hub other OS threads may touch.
+pub(crate) struct HubShared {
+    pub(crate) id: u64,
+    pub(crate) registry: mio::Registry,
+    pub(super) waker: mio::Waker,
+    pub(super) queue: Mutex<Vec<Remote>>,
+    pub(super) pending: AtomicBool,
+    pub(super) sleeping: AtomicBool,
+    /// Live `Unparker`s: while any exists, something outside may wake us.
+    pub(crate) handles: AtomicUsize,
+    /// Green threads switched to so far (written by the hub only; read by
+    /// its watchdog).
+    pub(super) switches: AtomicU64,
+    /// The id of the green thread running now (0: the hub loop or root).
+    pub(super) running: AtomicU64,
+    /// Green threads alive (written by the hub only; read by a [`Group`]
+    /// to find its least loaded hub).
+    pub(crate) live: AtomicUsize,
+    /// Cleared (under `queue`'s lock) when the hub's thread exits: nothing
+    /// sent after that would ever be received.
+    pub(super) alive: AtomicBool,
+}
+
+impl HubShared {
+    pub(crate) fn send(&self, msg: Remote) {
+        self.send_with(|| msg);
+    }
+
+    /// Makes a message with `make` and sends it, unless the hub's thread has
+    /// exited: then `make` is not called. Returns whether it was sent.
+    pub(crate) fn send_with(&self, make: impl FnOnce() -> Remote) -> bool {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.alive.load(Ordering::SeqCst) {
+                return false;
+            }
+            q.push(make());
+        }
+        self.pending.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+        true
+    }
+}
+
+/// A handle that wakes a parked green thread from any OS thread.
+///
+/// Made by [`GreenThread::unparker`](crate::GreenThread::unparker). It is
+/// `Send + Sync`; while one exists the hub does not consider itself
+/// deadlocked.
+pub struct Unparker {
+    pub(super) shared: Arc<HubShared>,
+    pub(super) key: usize,
+    pub(super) id: u64,
+}
+
+impl Unparker {
+    pub(crate) fn new(shared: Arc<HubShared>, key: usize, id: u64) -> Unparker {
+        shared.handles.fetch_add(1, Ordering::SeqCst);
+        Unparker { shared, key, id }
+    }
+
+    /// Wakes the green thread (or leaves a token for its next park).
+    ///
+    /// Called from an OS thread without a hub (a plain thread, a `tpool`
+    /// worker), it makes none there: the wake-up goes through the target
+    /// hub's queue, and cannot fail once sent.
+    pub fn unpark(&self) {
+        let local = peek_hub(|h| {
+            if h.id == self.shared.id {
+                h.unpark_key(self.key, self.id);
+                true
+            } else {
+                false
+            }
+        });
+        if local != Some(true) {
+            self.shared.send(Remote::Unpark { key: self.key, id: self.id });
+        }
+    }
+}
+
+impl Clone for Unparker {
+    fn clone(&self) -> Unparker {
+        Unparker::new(self.shared.clone(), self.key, self.id)
+    }
+}
+
+impl Drop for Unparker {
+    fn drop(&mut self) {
+        self.shared.handles.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unparker").field("hub", &self.shared.id).field("green_thread", &self.id).finish()
+    }
+}

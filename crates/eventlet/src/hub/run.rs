@@ -1,0 +1,218 @@
+//! The hub's loop, on the root's stack: it runs a batch of ready green
+//! threads, then looks at wake-ups from other OS threads, I/O and timers
+//! (blocking in `epoll_wait` only when nothing is ready).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use corosensei::CoroutineResult;
+
+use super::{Hub, Remote, State, Task, TaskRef, Wakeup, BATCH, BUDGET, IO_INTERVAL};
+use crate::report;
+use crate::sys;
+
+impl Hub {
+    /// The loop: runs until the root is popped from the run queue.
+    pub(super) fn run(&self) {
+        loop {
+            for _ in 0..BATCH {
+                let t = self.queue.pop_front();
+                let Some(t) = t else { break };
+                if t.is_root() {
+                    return;
+                }
+                if t.state.get() == State::Ready {
+                    self.queue.prefetch_ahead();
+                    self.run_task(t);
+                }
+                // A yield asks for I/O to be polled before it runs again;
+                // that matters only if someone waits for I/O.
+                if self.io_requested.get() && self.reactor.waiters() > 0 {
+                    break;
+                }
+            }
+            self.maintain();
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn run_task(&self, t: TaskRef) {
+        t.state.set(State::Running);
+        self.budget.set(BUDGET);
+        self.ticks.set(self.ticks.get() + 1);
+        // Only this thread writes these: plain load and store, no locked add.
+        let shared = &*self.shared;
+        shared.switches.store(shared.switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        shared.running.store(t.id, Ordering::Relaxed);
+        sys::set_running(t.info.as_ptr());
+        let prev = self.current.replace(t.as_ptr());
+        // The body catches everything its user code throws, so the resume
+        // does not unwind; if it ever did, the hub must not be left pointing
+        // at a green thread that is not running.
+        let restore = Restore { hub: self, prev };
+        // SAFETY: only this function touches the coroutine cell mutably, from
+        // the hub loop (never re-entered: it runs on the root's stack, and a
+        // park there while the loop runs is refused, see `cannot_switch`) or
+        // from `Hub::drop`; the `&mut` lives for the resume only.
+        let res = unsafe { (*t.coro.get()).as_mut().map(|c| c.resume(())) };
+        drop(restore);
+        if let Some(CoroutineResult::Return(())) = res {
+            t.state.set(State::Done);
+            // SAFETY: the coroutine returned; nothing runs on its stack.
+            if let Some(coro) = unsafe { (*t.coro.get()).take() } {
+                self.stacks.borrow_mut().put(coro.into_stack());
+            }
+            self.retire(&t);
+        }
+    }
+
+    /// Between batches: remote wake-ups, I/O, timers.
+    ///
+    /// Everything here is the hub's own code except the logger (through
+    /// [`report::log_error`], which catches its panics) and the drop of a
+    /// closure another OS thread sent that could not be spawned (caught
+    /// in [`drain_remote`](Self::drain_remote)); a wait in either is
+    /// refused (see [`cannot_switch`](Self::cannot_switch)).
+    pub(super) fn maintain(&self) {
+        if self.shared.pending.load(Ordering::Acquire) {
+            self.drain_remote();
+        }
+        let idle = self.queue.is_empty() && self.yielded.is_empty();
+        if idle {
+            let timeout = self.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout.is_none() && self.nothing_can_wake() {
+                if self.serving.get() {
+                    // A hub thread (`hub::start`): its root decides what now.
+                    let root = self.tasks.borrow()[0].clone();
+                    self.unpark(&root);
+                    return;
+                }
+                // Leave the root runnable for whoever catches this.
+                self.cur().state.set(State::Running);
+                panic!(
+                    "eventlet: deadlock: the main context of this thread is parked, and no green \
+                     thread, timer, I/O wait or wake-up from another thread is left to wake it"
+                );
+            }
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            let timeout = if self.shared.pending.load(Ordering::SeqCst) { Some(Duration::ZERO) } else { timeout };
+            self.poll_io(timeout);
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+            if self.shared.pending.load(Ordering::Acquire) {
+                self.drain_remote();
+            }
+        } else if (self.io_requested.get() && self.reactor.waiters() > 0) || self.ticks.get() >= IO_INTERVAL {
+            self.poll_io(Some(Duration::ZERO));
+        }
+        if self.timers.borrow().len() > 0 {
+            self.fire_timers();
+        }
+        self.queue.append(&self.yielded);
+    }
+
+    /// One look at everything that can wake green threads, without
+    /// blocking: wake-ups from other threads, I/O if anyone waits for it,
+    /// due timers (for a yielding root, see [`yield_now`](Self::yield_now)).
+    pub(super) fn tick(&self) {
+        if self.shared.pending.load(Ordering::Acquire) {
+            self.drain_remote();
+        }
+        if self.reactor.waiters() > 0 {
+            self.poll_io(Some(Duration::ZERO));
+        }
+        if self.timers.borrow().len() > 0 {
+            self.fire_timers();
+        }
+        self.queue.append(&self.yielded);
+    }
+
+    pub(super) fn nothing_can_wake(&self) -> bool {
+        // Order matters: an `Unparker` sends its wake-up before it is
+        // dropped, so once the drop shows in `handles`, `pending` read after
+        // it shows the wake-up too.
+        self.reactor.waiters() == 0
+            && self.shared.handles.load(Ordering::SeqCst) == 0
+            && !self.shared.pending.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn poll_io(&self, timeout: Option<Duration>) {
+        self.ticks.set(0);
+        self.io_requested.set(false);
+        self.reactor.poll(timeout, |t| self.unpark(&t));
+    }
+
+    pub(super) fn fire_timers(&self) {
+        let now = Instant::now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            let Some((key, t)) = due else { break };
+            if t.timer.get() != Some(key) {
+                continue;
+            }
+            t.timer.set(None);
+            if t.spared.replace(false) {
+                // A spare came due: nobody waits on it.
+                self.spares.set(self.spares.get() - 1);
+                continue;
+            }
+            match t.state.get() {
+                State::Parked => {
+                    t.state.set(State::Ready);
+                    t.wake.set(Wakeup::TimedOut);
+                    self.queue.push_back(t);
+                }
+                State::Delayed => {
+                    t.state.set(State::Ready);
+                    self.queue.push_back(t);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn drain_remote(&self) {
+        self.shared.pending.store(false, Ordering::SeqCst);
+        let msgs = std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        for m in msgs {
+            match m {
+                Remote::Unpark { key, id } => self.unpark_key(key, id),
+                Remote::FreeSlot(token) => self.reactor.free_slot(token),
+                Remote::Spawn(f) => {
+                    // On failure the closure is dropped unrun, here: contained.
+                    let spawned = report::contain(|| self.spawn(f, None, None, None, true));
+                    if let Some(Err(e)) = spawned {
+                        report::log_error(format_args!("cannot start a green thread sent from another OS thread: {e}"));
+                        report::stderr_line(format_args!(
+                            "cannot start a green thread sent from another OS thread: {e}"
+                        ));
+                    }
+                }
+                Remote::Wake => {}
+            }
+        }
+    }
+
+    /// Unparks the live task at `key` if it is still the one with `id`.
+    pub(crate) fn unpark_key(&self, key: usize, id: u64) {
+        let t = self.tasks.borrow().get(key).filter(|t| t.id == id).cloned();
+        if let Some(t) = t {
+            self.unpark(&t);
+        }
+    }
+}
+
+/// Puts the hub back in the loop's context when a green thread switches
+/// back to it (see [`Hub::run_task`]).
+pub(super) struct Restore<'a> {
+    hub: &'a Hub,
+    prev: *const Task,
+}
+
+impl Drop for Restore<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.hub.current.set(self.prev);
+        self.hub.shared.running.store(0, Ordering::Relaxed);
+        sys::set_running(std::ptr::null());
+    }
+}
