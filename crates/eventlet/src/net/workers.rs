@@ -176,7 +176,8 @@ impl Workers {
                     Ok(h) => Rc::new(h),
                     Err(p) => {
                         on_hub.stop();
-                        let msg = format!("the handler's factory panicked: {}", panic_message(p.as_ref()));
+                        let msg =
+                            format!("the handler's factory panicked: {}", crate::report::payload_text(p.as_ref()));
                         return Err(io::Error::other(msg));
                     }
                 };
@@ -201,7 +202,9 @@ impl Workers {
             let e = match h.join() {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e,
-                Err(p) => io::Error::other(format!("its accept loop panicked: {}", panic_message(p.as_ref()))),
+                Err(p) => {
+                    io::Error::other(format!("its accept loop panicked: {}", crate::report::payload_text(p.as_ref())))
+                }
             };
             shared.stop();
             errors.push((i, e));
@@ -302,14 +305,6 @@ fn listeners(listener: TcpListener, hubs: usize, balance: Option<Balance>) -> io
         out.push(Arc::new(TcpListener::bind_reuse_port(addr)?));
     }
     Ok(out)
-}
-
-/// A panic payload's message.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
 }
 
 impl fmt::Debug for Workers {
