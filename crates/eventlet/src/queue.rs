@@ -3,16 +3,38 @@
 //! [`PriorityQueue`] (smallest first).
 //!
 //! Each is unbounded ([`Queue::new`]), bounded ([`Queue::bounded`]: `put`
-//! blocks while it is full) or, with a capacity of 0, a *rendezvous*:
-//! every `put` waits until a `get` takes its item. Every blocking call
-//! comes in three forms, `x`, `try_x` and `x_timeout`, and a failed put
-//! hands the item back in its error.
+//! blocks while it is full) or, with a capacity of 0, a *rendezvous*
+//! (eventlet's `Queue(0)` channel): every `put` waits until a `get` takes
+//! its item. Every blocking call comes in three forms, `x`, `try_x` and
+//! `x_timeout`, and a failed put hands the item back in its error.
+//! [`resize`](Queue::resize) changes the capacity of a live queue.
 //!
 //! Waiting getters and waiting putters are served first come, first
 //! served, and items move directly: a put with getters waiting hands its
 //! item to the longest-waiting getter, and a get from a full queue lets the
 //! longest-waiting putter's item in. Nobody who arrives later can take
 //! what was handed on.
+//!
+//! # A rendezvous switches as eventlet's channel does
+//!
+//! On a rendezvous the green threads that meet take turns in eventlet's
+//! order:
+//!
+//! - a `put` (blocking or timed) always waits until a getter has *taken*
+//!   its item: with a getter waiting, the getter runs first, takes the
+//!   item and goes on until it blocks, and only then does the put return;
+//! - a `get` that finds a putter waiting takes its item and goes on
+//!   first; the putter's `put` returns when the getter next blocks;
+//! - [`try_put`](Queue::try_put) that hands its item to a waiting getter,
+//!   and [`try_get`](Queue::try_get) that takes a waiting putter's item,
+//!   let that getter (or putter) run before they return, as eventlet's
+//!   `put_nowait` and `get_nowait` switch to it.
+//!
+//! So ten puts to ten waiting getters each return after their getter ran,
+//! and a green thread that loops on `get` sees each item before its putter
+//! gets past the put (eventlet's `test_channel_send` and
+//! `test_channel_wait`, in `tests/coordination.rs`). Buffered queues do
+//! not switch on a put or get that need not wait.
 //!
 //! [`close`](Queue::close) ends a queue: puts fail with the item handed
 //! back, and gets take what is left, then fail. [`task_done`](Queue::task_done)
@@ -27,8 +49,11 @@
 //! `Queue::bounded(0)` is eventlet's `Queue(0)` channel (in Python's
 //! `queue` module a size of 0 means unbounded; here that is
 //! [`Queue::new`]). Waiters are served in arrival order (eventlet wakes
-//! them in no defined order). `close` is new (like Python 3.13's
-//! `shutdown`); there is no `resize`.
+//! them in no defined order). eventlet's `put_nowait` and `get_nowait`
+//! take part in a rendezvous only when called from its hub's own
+//! greenlet (elsewhere they raise `Full` and `Empty`); here `try_put` and
+//! `try_get` do from any green thread or the root. `close` is new (like
+//! Python 3.13's `shutdown`).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -142,14 +167,20 @@ impl<T: Ord> Store<T> for Heap<T> {
 struct Shared<T, S> {
     store: RefCell<S>,
     /// `None`: unbounded. `Some(0)`: rendezvous.
-    capacity: Option<usize>,
+    capacity: Cell<Option<usize>>,
     closed: Cell<bool>,
-    /// Waiting getters; an item handed to one travels in its slot.
-    /// Invariant: empty unless the store is empty.
+    /// Waiting getters; an item handed to one travels in its slot (a
+    /// getter granted with an empty slot was *called*: see `called`).
+    /// Invariant: empty unless the store is empty; on a rendezvous, empty
+    /// unless every waiting putter has a called getter coming.
     getters: WaitList<T>,
     /// Waiting putters, each with its item in its slot. Invariant: empty
     /// unless the store is full.
     putters: WaitList<T>,
+    /// On a rendezvous: getters woken to come and take a waiting putter's
+    /// item that have not run yet. As many putters are spoken for: a
+    /// newcomer's get takes a putter's item only if more putters wait.
+    called: Cell<usize>,
     /// Items put and not yet marked done with `task_done`.
     unfinished: Cell<usize>,
     joiners: WaitList<()>,
@@ -173,18 +204,41 @@ impl<T, S: Items> Shared<T, S> {
     }
 
     fn has_room(&self) -> bool {
-        self.capacity.is_none_or(|c| self.len() < c)
+        self.capacity.get().is_none_or(|c| self.len() < c)
     }
+
+    fn is_rendezvous(&self) -> bool {
+        self.capacity.get() == Some(0)
+    }
+}
+
+/// How a put that did not wait went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Into the store.
+    Stored,
+    /// Straight to a waiting getter.
+    Handed,
+}
+
+/// How a get that did not wait went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// From the store.
+    Stored,
+    /// From a waiting putter's slot (a rendezvous): the putter is granted.
+    FromPutter,
 }
 
 impl<T, S: Store<T>> Shared<T, S> {
     fn new(capacity: Option<usize>) -> Rc<Shared<T, S>> {
         Rc::new(Shared {
             store: RefCell::new(S::new()),
-            capacity,
+            capacity: Cell::new(capacity),
             closed: Cell::new(false),
             getters: WaitList::new(),
             putters: WaitList::new(),
+            called: Cell::new(0),
             unfinished: Cell::new(0),
             joiners: WaitList::new(),
         })
@@ -195,27 +249,31 @@ impl<T, S: Store<T>> Shared<T, S> {
     }
 
     /// Puts `item` without waiting if that can be done now.
-    fn try_put(&self, item: T) -> Result<(), PutFail<T>> {
+    fn try_put(&self, item: T) -> Result<Put, PutFail<T>> {
         if self.closed.get() {
             return Err(PutFail::Closed(item));
         }
         if let Some(g) = self.getters.pop_front() {
             self.accepted();
             g.grant_with(item);
+            Ok(Put::Handed)
         } else if self.putters.is_empty() && self.has_room() {
             self.accepted();
             self.store.borrow_mut().push(item);
+            Ok(Put::Stored)
         } else {
-            return Err(PutFail::Full(item));
+            Err(PutFail::Full(item))
         }
-        Ok(())
     }
 
     /// Puts `item`, waiting in line until `deadline` (forever if `None`).
     fn put(&self, item: T, deadline: Option<Instant>) -> Result<(), PutFail<T>> {
+        if self.is_rendezvous() {
+            return self.put_rendezvous(item, deadline);
+        }
         let item = match self.try_put(item) {
             Err(PutFail::Full(item)) if !expired(deadline) => item,
-            done => return done,
+            done => return done.map(drop),
         };
         // Granted means the item was taken in: the put is done even if
         // the putter is killed before it wakes.
@@ -228,6 +286,41 @@ impl<T, S: Store<T>> Shared<T, S> {
         }
     }
 
+    /// A put on a rendezvous: the item waits in the putter's slot, and a
+    /// waiting getter is called to come and take it. The getter runs
+    /// first; the put returns once the item is taken (granted), which wins
+    /// over a deadline that passes meanwhile.
+    #[cold]
+    fn put_rendezvous(&self, item: T, deadline: Option<Instant>) -> Result<(), PutFail<T>> {
+        if self.closed.get() {
+            return Err(PutFail::Closed(item));
+        }
+        if expired(deadline) && (self.getters.is_empty() || self.putters.len() > self.called.get()) {
+            // Nobody can be called to take it now.
+            return Err(PutFail::Full(item));
+        }
+        // A putter that leaves untaken (timed out, killed) may leave a
+        // called getter with nothing to take: that getter waits again.
+        let wait = pin!(Wait::new(&self.putters, Some(item), |_, _| {}));
+        let wait = wait.enqueue();
+        self.call_getters();
+        match wait.park(deadline) {
+            Status::Granted => Ok(()),
+            Status::Closed => Err(PutFail::Closed(Self::item_of(wait.waiter().take_value()))),
+            _ => Err(PutFail::Full(Self::item_of(wait.waiter().take_value()))),
+        }
+    }
+
+    /// On a rendezvous, wakes a waiting getter for each waiting putter
+    /// that has none coming, oldest first.
+    fn call_getters(&self) {
+        while self.putters.len() > self.called.get() {
+            let Some(g) = self.getters.pop_front() else { break };
+            self.called.set(self.called.get() + 1);
+            g.grant();
+        }
+    }
+
     /// The item a waiting putter came with (or a granted getter was handed).
     fn item_of(value: Option<T>) -> T {
         match value {
@@ -237,7 +330,7 @@ impl<T, S: Store<T>> Shared<T, S> {
     }
 
     /// Gets an item without waiting if one can be had now.
-    fn try_get(&self) -> Result<T, GetFail> {
+    fn try_get(&self) -> Result<(T, Got), GetFail> {
         let popped = self.store.borrow_mut().pop();
         if let Some(item) = popped {
             // Room now: let the longest-waiting putters in.
@@ -248,14 +341,17 @@ impl<T, S: Store<T>> Shared<T, S> {
                 self.store.borrow_mut().push(next);
                 p.grant();
             }
-            return Ok(item);
+            return Ok((item, Got::Stored));
         }
-        // Empty: a putter waits only on a rendezvous (or an overfull queue).
-        if let Some(p) = self.putters.pop_front() {
-            let item = Self::item_of(p.take_value());
-            self.accepted();
-            p.grant();
-            return Ok(item);
+        // Empty: a putter waits only on a rendezvous (or one resized
+        // down); those with a called getter coming are spoken for.
+        if self.putters.len() > self.called.get() {
+            if let Some(p) = self.putters.pop_front() {
+                let item = Self::item_of(p.take_value());
+                self.accepted();
+                p.grant();
+                return Ok((item, Got::FromPutter));
+            }
         }
         if self.closed.get() {
             Err(GetFail::Closed)
@@ -267,24 +363,40 @@ impl<T, S: Store<T>> Shared<T, S> {
     /// Gets an item, waiting in line until `deadline` (forever if `None`).
     #[inline(always)]
     fn get(&self, deadline: Option<Instant>) -> Result<T, GetFail> {
-        match self.try_get() {
-            Err(GetFail::Empty) if !expired(deadline) => {}
-            done => return done,
-        }
-        let wait = pin!(Wait::new(&self.getters, None, |status, w| {
-            if status == Status::Granted {
-                // Killed between the hand-over and its wake-up.
-                if let Some(item) = w.take_value() {
-                    self.unget(item);
-                }
+        loop {
+            match self.try_get() {
+                Err(GetFail::Empty) if !expired(deadline) => {}
+                done => return done.map(|(item, _)| item),
             }
-        }));
-        let wait = wait.enqueue();
-        match wait.park(deadline) {
-            Status::Granted => Ok(Self::item_of(wait.waiter().take_value())),
-            Status::Closed => Err(GetFail::Closed),
-            _ => Err(GetFail::Empty),
+            let wait = pin!(Wait::new(&self.getters, None, |status, w| {
+                if status == Status::Granted {
+                    match w.take_value() {
+                        // Killed between the hand-over and its wake-up.
+                        Some(item) => self.unget(item),
+                        // Called to a putter, and killed before it came.
+                        None => self.uncall(),
+                    }
+                }
+            }));
+            let wait = wait.enqueue();
+            match wait.park(deadline) {
+                Status::Granted => match wait.waiter().take_value() {
+                    Some(item) => return Ok(item),
+                    // Called to take a putter's item: take it (or, if that
+                    // putter left meanwhile, wait again).
+                    None => self.called.set(self.called.get() - 1),
+                },
+                Status::Closed => return Err(GetFail::Closed),
+                _ => return Err(GetFail::Empty),
+            }
         }
+    }
+
+    /// A called getter leaves without taking anything: the call passes to
+    /// the next getter.
+    fn uncall(&self) {
+        self.called.set(self.called.get() - 1);
+        self.call_getters();
     }
 
     /// Puts back an item handed to a getter that never took it.
@@ -292,6 +404,32 @@ impl<T, S: Store<T>> Shared<T, S> {
         match self.getters.pop_front() {
             Some(g) => g.grant_with(item),
             None => self.store.borrow_mut().unpop(item),
+        }
+    }
+
+    /// Sets the capacity; room made lets waiting putters in, oldest
+    /// first, and their items go on to waiting getters.
+    fn resize(&self, capacity: Option<usize>) {
+        self.capacity.set(capacity);
+        while self.has_room() {
+            let Some(p) = self.putters.pop_front() else { break };
+            let next = Self::item_of(p.take_value());
+            self.accepted();
+            self.store.borrow_mut().push(next);
+            p.grant();
+        }
+        // Getters called to putters just let in find their items in the
+        // store; the other waiting getters are handed the rest.
+        while self.len() > self.called.get() {
+            let Some(g) = self.getters.pop_front() else { break };
+            let popped = self.store.borrow_mut().pop();
+            match popped {
+                Some(item) => g.grant_with(item),
+                None => unreachable!("a queue's store emptied while it was counted"),
+            }
+        }
+        if self.is_rendezvous() {
+            self.call_getters();
         }
     }
 
@@ -336,8 +474,9 @@ macro_rules! queue_impl {
             }
 
             /// Puts `item`, blocking the calling green thread (or the root)
-            /// while the queue is full or other putters are waiting (on a
-            /// rendezvous, until a getter takes it).
+            /// while the queue is full or other putters are waiting. On a
+            /// rendezvous it always waits until a getter has taken the
+            /// item (a waiting getter runs first).
             ///
             /// # Errors
             ///
@@ -352,6 +491,11 @@ macro_rules! queue_impl {
 
             /// Puts `item` if that can be done now without waiting.
             ///
+            /// On a rendezvous that succeeds only with a getter waiting:
+            /// the item is handed to it, and the getter runs before this
+            /// returns (the call yields, as eventlet's `put_nowait`
+            /// switches to the getter).
+            ///
             /// # Errors
             ///
             /// [`TryPutError::Full`] with the item if the queue is full or
@@ -359,10 +503,15 @@ macro_rules! queue_impl {
             /// waiting); [`TryPutError::Closed`] with the item if the
             /// queue is closed.
             pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-                self.shared.try_put(item).map_err(|e| match e {
-                    PutFail::Full(item) => TryPutError::Full(item),
-                    PutFail::Closed(item) => TryPutError::Closed(item),
-                })
+                match self.shared.try_put(item) {
+                    Ok(Put::Handed) if self.shared.is_rendezvous() => {
+                        crate::yield_now();
+                        Ok(())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(PutFail::Full(item)) => Err(TryPutError::Full(item)),
+                    Err(PutFail::Closed(item)) => Err(TryPutError::Closed(item)),
+                }
             }
 
             /// Like [`put`](Self::put), waiting at most `timeout`.
@@ -395,15 +544,24 @@ macro_rules! queue_impl {
             /// Takes the next item if there is one now (on a rendezvous:
             /// if a putter is waiting).
             ///
+            /// An item taken from a waiting putter (on a rendezvous) lets
+            /// that putter run before this returns: the call yields, as
+            /// eventlet's `get_nowait` switches to the putter.
+            ///
             /// # Errors
             ///
             /// [`TryGetError::Empty`] if there is none;
             /// [`TryGetError::Closed`] if the queue is closed and empty.
             pub fn try_get(&self) -> Result<T, TryGetError> {
-                self.shared.try_get().map_err(|e| match e {
-                    GetFail::Empty => TryGetError::Empty,
-                    GetFail::Closed => TryGetError::Closed,
-                })
+                match self.shared.try_get() {
+                    Ok((item, Got::FromPutter)) => {
+                        crate::yield_now();
+                        Ok(item)
+                    }
+                    Ok((item, Got::Stored)) => Ok(item),
+                    Err(GetFail::Empty) => Err(TryGetError::Empty),
+                    Err(GetFail::Closed) => Err(TryGetError::Closed),
+                }
             }
 
             /// Like [`get`](Self::get), waiting at most `timeout`.
@@ -450,7 +608,31 @@ macro_rules! queue_impl {
 
             /// The most items the queue holds; `None` if unbounded.
             pub fn capacity(&self) -> Option<usize> {
-                self.shared.capacity
+                self.shared.capacity.get()
+            }
+
+            /// Changes the capacity (`None`: unbounded, `Some(0)`: a
+            /// rendezvous), as eventlet's `resize`. Growing it lets waiting
+            /// putters in at once, oldest first (their items go on to
+            /// waiting getters); shrinking it keeps the items already in
+            /// the queue, and puts wait until there is room under the new
+            /// capacity.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// let q = eventlet::Queue::bounded(0);
+            /// let q2 = q.clone();
+            /// let putter = eventlet::spawn(move || q2.put("hi"));
+            /// eventlet::yield_now(); // the put waits: nobody gets
+            /// assert_eq!(q.putting(), 1);
+            /// q.resize(Some(1));
+            /// assert_eq!((q.len(), q.putting()), (1, 0), "the item went in");
+            /// putter.join().unwrap().unwrap();
+            /// assert_eq!(q.get(), Ok("hi"));
+            /// ```
+            pub fn resize(&self, capacity: Option<usize>) {
+                self.shared.resize(capacity);
             }
 
             /// Green threads (or the root) blocked in a get (eventlet's
@@ -506,7 +688,7 @@ macro_rules! queue_impl {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($name))
                     .field("len", &self.shared.len())
-                    .field("capacity", &self.shared.capacity)
+                    .field("capacity", &self.shared.capacity.get())
                     .field("closed", &self.shared.closed.get())
                     .field("getting", &self.shared.getters.len())
                     .field("putting", &self.shared.putters.len())
