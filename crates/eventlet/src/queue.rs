@@ -168,7 +168,9 @@ struct Shared<T, S> {
     store: RefCell<S>,
     /// `None`: unbounded. `Some(0)`: rendezvous.
     capacity: Cell<Option<usize>>,
-    closed: Cell<bool>,
+    /// [`CLOSED`] and [`RENDEZVOUS`]: one load tells a put that neither
+    /// applies.
+    flags: Cell<u8>,
     /// Waiting getters; an item handed to one travels in its slot (a
     /// getter granted with an empty slot was *called*: see `called`).
     /// Invariant: empty unless the store is empty; on a rendezvous, empty
@@ -185,6 +187,11 @@ struct Shared<T, S> {
     unfinished: Cell<usize>,
     joiners: WaitList<()>,
 }
+
+/// In [`Shared::flags`]: the queue is closed.
+const CLOSED: u8 = 1;
+/// In [`Shared::flags`]: the capacity is 0.
+const RENDEZVOUS: u8 = 2;
 
 /// Why a put failed; the item is handed back.
 enum PutFail<T> {
@@ -208,8 +215,21 @@ impl<T, S: Items> Shared<T, S> {
     }
 
     fn is_rendezvous(&self) -> bool {
-        self.capacity.get() == Some(0)
+        self.flags.get() & RENDEZVOUS != 0
     }
+
+    fn is_closed(&self) -> bool {
+        self.flags.get() & CLOSED != 0
+    }
+}
+
+/// Where a get that did not wait found its item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// In the store.
+    Stored,
+    /// In a waiting putter's slot (a rendezvous): the putter is granted.
+    FromPutter,
 }
 
 /// How a put that did not wait went.
@@ -221,21 +241,12 @@ enum Put {
     Handed,
 }
 
-/// How a get that did not wait went.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Got {
-    /// From the store.
-    Stored,
-    /// From a waiting putter's slot (a rendezvous): the putter is granted.
-    FromPutter,
-}
-
 impl<T, S: Store<T>> Shared<T, S> {
     fn new(capacity: Option<usize>) -> Rc<Shared<T, S>> {
         Rc::new(Shared {
             store: RefCell::new(S::new()),
             capacity: Cell::new(capacity),
-            closed: Cell::new(false),
+            flags: Cell::new(if capacity == Some(0) { RENDEZVOUS } else { 0 }),
             getters: WaitList::new(),
             putters: WaitList::new(),
             called: Cell::new(0),
@@ -248,10 +259,19 @@ impl<T, S: Store<T>> Shared<T, S> {
         self.unfinished.set(self.unfinished.get() + 1);
     }
 
-    /// Puts `item` without waiting if that can be done now.
-    fn try_put(&self, item: T) -> Result<Put, PutFail<T>> {
-        if self.closed.get() {
-            return Err(PutFail::Closed(item));
+    /// Puts `item` without waiting if that can be done now. With `hand`
+    /// false, a rendezvous does not hand the item to a waiting getter
+    /// (the put calls the getter instead, see `put_rendezvous`).
+    #[inline(always)]
+    fn try_put(&self, item: T, hand: bool) -> Result<Put, PutFail<T>> {
+        if self.flags.get() != 0 {
+            if self.is_closed() {
+                return Err(PutFail::Closed(item));
+            }
+            if !hand && !self.getters.is_empty() {
+                // A rendezvous: the getter is called instead.
+                return Err(PutFail::Full(item));
+            }
         }
         if let Some(g) = self.getters.pop_front() {
             self.accepted();
@@ -268,13 +288,16 @@ impl<T, S: Store<T>> Shared<T, S> {
 
     /// Puts `item`, waiting in line until `deadline` (forever if `None`).
     fn put(&self, item: T, deadline: Option<Instant>) -> Result<(), PutFail<T>> {
+        let item = match self.try_put(item, false) {
+            Err(PutFail::Full(item)) => item,
+            done => return done.map(drop),
+        };
         if self.is_rendezvous() {
             return self.put_rendezvous(item, deadline);
         }
-        let item = match self.try_put(item) {
-            Err(PutFail::Full(item)) if !expired(deadline) => item,
-            done => return done.map(drop),
-        };
+        if expired(deadline) {
+            return Err(PutFail::Full(item));
+        }
         // Granted means the item was taken in: the put is done even if
         // the putter is killed before it wakes.
         let wait = pin!(Wait::new(&self.putters, Some(item), |_, _| {}));
@@ -292,9 +315,6 @@ impl<T, S: Store<T>> Shared<T, S> {
     /// over a deadline that passes meanwhile.
     #[cold]
     fn put_rendezvous(&self, item: T, deadline: Option<Instant>) -> Result<(), PutFail<T>> {
-        if self.closed.get() {
-            return Err(PutFail::Closed(item));
-        }
         if expired(deadline) && (self.getters.is_empty() || self.putters.len() > self.called.get()) {
             // Nobody can be called to take it now.
             return Err(PutFail::Full(item));
@@ -344,20 +364,31 @@ impl<T, S: Store<T>> Shared<T, S> {
             return Ok((item, Got::Stored));
         }
         // Empty: a putter waits only on a rendezvous (or one resized
-        // down); those with a called getter coming are spoken for.
-        if self.putters.len() > self.called.get() {
-            if let Some(p) = self.putters.pop_front() {
-                let item = Self::item_of(p.take_value());
-                self.accepted();
-                p.grant();
+        // down).
+        if !self.putters.is_empty() {
+            if let Some(item) = self.take_from_putter() {
                 return Ok((item, Got::FromPutter));
             }
         }
-        if self.closed.get() {
+        if self.is_closed() {
             Err(GetFail::Closed)
         } else {
             Err(GetFail::Empty)
         }
+    }
+
+    /// Takes the item of the longest-waiting putter and grants it, unless
+    /// every waiting putter is spoken for by a called getter.
+    #[cold]
+    fn take_from_putter(&self) -> Option<T> {
+        if self.putters.len() <= self.called.get() {
+            return None;
+        }
+        let p = self.putters.pop_front()?;
+        let item = Self::item_of(p.take_value());
+        self.accepted();
+        p.grant();
+        Some(item)
     }
 
     /// Gets an item, waiting in line until `deadline` (forever if `None`).
@@ -382,8 +413,8 @@ impl<T, S: Store<T>> Shared<T, S> {
             match wait.park(deadline) {
                 Status::Granted => match wait.waiter().take_value() {
                     Some(item) => return Ok(item),
-                    // Called to take a putter's item: take it (or, if that
-                    // putter left meanwhile, wait again).
+                    // Called to take a waiting putter's item: take it (or,
+                    // if that putter left meanwhile, wait again).
                     None => self.called.set(self.called.get() - 1),
                 },
                 Status::Closed => return Err(GetFail::Closed),
@@ -411,6 +442,8 @@ impl<T, S: Store<T>> Shared<T, S> {
     /// first, and their items go on to waiting getters.
     fn resize(&self, capacity: Option<usize>) {
         self.capacity.set(capacity);
+        let flags = self.flags.get() & !RENDEZVOUS;
+        self.flags.set(if capacity == Some(0) { flags | RENDEZVOUS } else { flags });
         while self.has_room() {
             let Some(p) = self.putters.pop_front() else { break };
             let next = Self::item_of(p.take_value());
@@ -434,7 +467,7 @@ impl<T, S: Store<T>> Shared<T, S> {
     }
 
     fn close(&self) {
-        self.closed.set(true);
+        self.flags.set(self.flags.get() | CLOSED);
         self.getters.close_all();
         self.putters.close_all();
     }
@@ -503,7 +536,7 @@ macro_rules! queue_impl {
             /// waiting); [`TryPutError::Closed`] with the item if the
             /// queue is closed.
             pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-                match self.shared.try_put(item) {
+                match self.shared.try_put(item, true) {
                     Ok(Put::Handed) if self.shared.is_rendezvous() => {
                         crate::yield_now();
                         Ok(())
@@ -587,7 +620,7 @@ macro_rules! queue_impl {
 
             /// Whether [`close`](Self::close) was called.
             pub fn is_closed(&self) -> bool {
-                self.shared.closed.get()
+                self.shared.is_closed()
             }
 
             /// Items in the queue (not counting those of waiting putters).
@@ -689,7 +722,7 @@ macro_rules! queue_impl {
                 f.debug_struct(stringify!($name))
                     .field("len", &self.shared.len())
                     .field("capacity", &self.shared.capacity.get())
-                    .field("closed", &self.shared.closed.get())
+                    .field("closed", &self.shared.is_closed())
                     .field("getting", &self.shared.getters.len())
                     .field("putting", &self.shared.putters.len())
                     .finish()

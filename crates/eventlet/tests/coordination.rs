@@ -1045,6 +1045,143 @@ mod queue {
         assert_eq!(q.unfinished_tasks(), 0);
         assert_clean();
     }
+
+    /// Spawns a green thread that gets from `q` once and yields until it
+    /// waits there.
+    fn waiting_getter(q: &Queue<&'static str>) -> JoinHandle<Result<&'static str, GetError>> {
+        let q2 = q.clone();
+        let before = q.getting();
+        let g = eventlet::spawn(move || q2.get());
+        yield_until("the getter waits", || q.getting() > before);
+        g
+    }
+
+    #[test]
+    fn rendezvous_getter_called_and_killed_before_it_came_passes_the_call_on() {
+        let q = Queue::bounded(0);
+        let first = waiting_getter(&q);
+        let second = waiting_getter(&q);
+        let q2 = q.clone();
+        let putter = eventlet::spawn(move || q2.put("x"));
+        // Run the putter: it calls `first` and waits for it. `first` has
+        // not run yet when it is killed.
+        yield_until("the putter waits", || q.putting() == 1);
+        assert_eq!(q.getting(), 1, "`first` was called");
+        first.kill();
+        assert!(first.join().unwrap_err().is::<Killed>());
+        assert_eq!(second.join().unwrap(), Ok("x"), "the call went on to `second`");
+        putter.join().unwrap().unwrap();
+
+        // With nobody else waiting, the putter waits on, and the next get
+        // takes its item.
+        let only = waiting_getter(&q);
+        let q2 = q.clone();
+        let putter = eventlet::spawn(move || q2.put("y"));
+        yield_until("the putter waits", || q.putting() == 1);
+        only.kill();
+        assert!(only.join().unwrap_err().is::<Killed>());
+        assert!(!putter.is_finished());
+        assert_eq!(q.putting(), 1);
+        assert_eq!(q.get(), Ok("y"));
+        putter.join().unwrap().unwrap();
+        assert_eq!(q.unfinished_tasks(), 2);
+        assert_clean();
+    }
+
+    #[test]
+    fn rendezvous_close_while_a_getter_is_called_fails_both_and_hands_the_item_back() {
+        let q = Queue::bounded(0);
+        let getter = waiting_getter(&q);
+        let q2 = q.clone();
+        let putter = eventlet::spawn(move || q2.put("x"));
+        yield_until("the putter waits", || q.putting() == 1);
+        q.close();
+        assert_eq!(putter.join().unwrap(), Err(PutError("x")));
+        assert_eq!(getter.join().unwrap(), Err(GetError));
+        assert_clean();
+    }
+
+    #[test]
+    fn rendezvous_put_timeout_of_zero_succeeds_with_a_getter_waiting() {
+        let q = Queue::bounded(0);
+        let getter = waiting_getter(&q);
+        assert_eq!(q.put_timeout("x", Duration::ZERO), Ok(()), "the waiting getter took it");
+        assert!(getter.is_finished());
+        assert_eq!(getter.join().unwrap(), Ok("x"));
+        assert_eq!(q.put_timeout("y", Duration::ZERO), Err(PutTimeoutError::Timeout("y")), "nobody waits");
+        assert_clean();
+    }
+
+    #[test]
+    fn resizing_a_rendezvous_with_a_called_getter_loses_nothing() {
+        // The called getter finds the putter's item in the store, even if a
+        // newcomer took that one first: then it waits for the next.
+        let q = Queue::bounded(0);
+        let called = waiting_getter(&q);
+        let q2 = q.clone();
+        let putter = eventlet::spawn(move || q2.put("x"));
+        yield_until("the putter waits", || q.putting() == 1);
+        q.resize(Some(1));
+        assert_eq!((q.len(), q.putting()), (1, 0), "the putter's item went into the queue");
+        assert_eq!(q.try_get(), Ok("x"), "a newcomer took it before the called getter ran");
+        putter.join().unwrap().unwrap();
+        yield_until("the called getter waits again", || q.getting() == 1);
+        q.put("y").unwrap();
+        assert_eq!(called.join().unwrap(), Ok("y"));
+        assert_clean();
+    }
+
+    #[test]
+    fn growing_a_queue_lets_waiting_putters_in_oldest_first() {
+        let q = Queue::bounded(1);
+        q.put(0).unwrap();
+        let putters: Vec<_> = (1..=3)
+            .map(|i| {
+                let q = q.clone();
+                eventlet::spawn(move || q.put(i))
+            })
+            .collect();
+        yield_until("three putters wait", || q.putting() == 3);
+        q.resize(Some(3));
+        assert_eq!((q.len(), q.putting()), (3, 1));
+        q.resize(None);
+        assert_eq!((q.len(), q.putting(), q.is_full()), (4, 0, false));
+        for p in putters {
+            p.join().unwrap().unwrap();
+        }
+        assert_eq!(std::iter::from_fn(|| q.try_get().ok()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        // Shrunk below what it holds: puts wait until there is room.
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        q.resize(Some(1));
+        assert_eq!(q.try_put(9), Err(TryPutError::Full(9)));
+        assert_eq!(q.try_get(), Ok(0));
+        assert_eq!(q.try_get(), Ok(1));
+        assert_eq!(q.try_put(9), Err(TryPutError::Full(9)), "still one item, the capacity");
+        assert_eq!(q.try_get(), Ok(2));
+        assert_eq!(q.try_put(9), Ok(()));
+        assert_clean();
+    }
+
+    #[test]
+    fn a_rendezvous_stays_one_for_lifo_and_priority_queues() {
+        let q = LifoQueue::bounded(0);
+        let q2 = q.clone();
+        let putter = eventlet::spawn(move || q2.put(1));
+        eventlet::yield_now();
+        assert!(!putter.is_finished());
+        assert_eq!(q.try_get(), Ok(1));
+        assert!(putter.is_finished(), "try_get let the putter run first");
+        let q = PriorityQueue::bounded(0);
+        let q2 = q.clone();
+        let getter = eventlet::spawn(move || q2.get());
+        eventlet::yield_now();
+        q.put(5).unwrap();
+        assert!(getter.is_finished(), "the getter ran before the put returned");
+        assert_eq!(getter.join().unwrap(), Ok(5));
+        assert_clean();
+    }
 }
 
 mod example {
