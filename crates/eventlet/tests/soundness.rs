@@ -41,6 +41,7 @@ fn child() {
         "emfile-first-call" => emfile_first_call(),
         "wake-opens-no-fds" => wake_opens_no_fds(),
         "unstarted-dropped-at-exit" => unstarted_dropped_at_exit(),
+        "root-local-panics-at-exit" => root_local_panics_at_exit(),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");
@@ -705,4 +706,31 @@ fn a_green_local_whose_destructor_panics_spares_the_others() {
     });
     h.join().unwrap();
     assert_eq!(drops.get(), 3, "every green-local was dropped");
+}
+
+eventlet::green_local! {
+    static ROOT_BOMB: RefCell<Option<ExitBomb>> = RefCell::new(None);
+}
+
+static EXIT_BOMBS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drop, then blocks and panics.
+struct ExitBomb;
+
+impl Drop for ExitBomb {
+    fn drop(&mut self) {
+        EXIT_BOMBS.fetch_add(1, Ordering::SeqCst);
+        eventlet::sleep(Duration::from_millis(1));
+        panic!("a root green-local's destructor panics at thread exit");
+    }
+}
+
+fn root_local_panics_at_exit() {
+    std::thread::spawn(|| ROOT_BOMB.with_borrow_mut(|b| *b = Some(ExitBomb))).join().unwrap();
+    assert_eq!(EXIT_BOMBS.load(Ordering::SeqCst), 1, "the root's green-local was dropped at thread exit");
+}
+
+#[test]
+fn a_root_green_local_whose_destructor_blocks_and_panics_at_thread_exit_does_not_abort() {
+    child_ok("root-local-panics-at-exit");
 }

@@ -374,6 +374,15 @@ impl Drop for Hub {
         for m in unrun {
             report::contain(|| drop(m));
         }
+        // The root context's green-locals: dropped here, each contained (a
+        // panic escaping a thread-local's destructor aborts the process; a
+        // wait there finds the hub gone and panics, contained too).
+        let root = self.tasks.get_mut()[0].clone();
+        while let Some(mut locals) = root.locals.take() {
+            for (_, value) in locals.drain() {
+                report::contain(|| drop(value));
+            }
+        }
         // Green threads that never started: each runs once, with a kill
         // pending, so that its body drops its closure unrun on its own
         // stack (their sockets and everything else they own are closed).
