@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+#[cfg(doc)]
+use super::{Receiver, Select, Sender};
+
 // ---------------------------------------------------------------------------
 // Errors
 

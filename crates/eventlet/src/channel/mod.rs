@@ -34,7 +34,7 @@
 //!
 //! A channel is one `Mutex` around the buffer and two FIFO lists of
 //! waiters. A waiter is a green thread (or the root context) of any hub: it
-//! registers a *signal* (an [`Unparker`] and an atomic state) and parks.
+//! registers a *signal* (an [`Unparker`](crate::Unparker) and an atomic state) and parks.
 //! Whoever makes the wait good — a sender when a receiver waits, a receiver
 //! when a sender waits on a full channel — *claims* the longest waiter's
 //! signal (compare-and-swap, under the channel's lock), hands it the item
@@ -50,7 +50,7 @@
 //!
 //! # Caveats
 //!
-//! A green thread blocked on a channel holds an [`Unparker`], so its hub's
+//! A green thread blocked on a channel holds an [`Unparker`](crate::Unparker), so its hub's
 //! deadlock detector assumes another OS thread may wake it: a wait that no
 //! one can end hangs instead of panicking. Values of the send cases of a
 //! [`Select`] that were not chosen are dropped (as in Go).

@@ -2,6 +2,11 @@
 //! mio and async-io keep theirs. Nothing here is code; every example is a
 //! doctest that runs.
 //!
+//! - [`patterns`]: the two shapes most programs take, the crawler
+//!   (client side, `GreenPool::imap`) and the echo server (server side,
+//!   `GreenPool::spawn_n`), runnable.
+//! - [`cores`]: every core (a hub per core, servers over them, channels
+//!   between them), and seeing what every green thread does.
 //! - [`rules`]: what the runtime promises when your code panics or blocks
 //!   inside it (closures, destructors, results, panic payloads, loggers,
 //!   hooks), and the one rule that keeps green threads sound: a green
@@ -9,12 +14,9 @@
 //! - [`greening`]: *Greening the world*, unmodified sync crates and C
 //!   libraries (redis, ureq, libpq) on green threads with the monkey patch:
 //!   what is patched, how to turn it on and check it, and the caveats.
-//!
-//! The crate's front page shows the two canonical patterns (the crawler
-//! with [`GreenPool::imap`](crate::GreenPool::imap) and the echo server
-//! with [`GreenPool::spawn_n`](crate::GreenPool::spawn_n)); the
-//! [`hub`](crate::hub) module covers several cores and introspection.
 
+pub mod cores;
+pub mod patterns;
 pub mod rules;
 
 #[doc = include_str!("greening.md")]
