@@ -64,9 +64,22 @@ macro_rules! hooks {
             $(
                 #[inline]
                 pub(crate) unsafe fn $name($($a: $t),*) -> $r {
-                    let mut p = super::slots::$name::P.load(std::sync::atomic::Ordering::Relaxed);
+                    /// The first call: find the original, then call it
+                    /// (out of line, so the common call is a load and a
+                    /// jump).
+                    #[cold]
+                    #[inline(never)]
+                    unsafe extern "C" fn resolve_then_call($($a: $t),*) -> $r {
+                        let p = super::resolve(&super::slots::$name::P, concat!(stringify!($name), "\0"));
+                        // SAFETY: as below.
+                        let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(p) };
+                        // SAFETY: as below.
+                        unsafe { f($($a),*) }
+                    }
+                    let p = super::slots::$name::P.load(std::sync::atomic::Ordering::Relaxed);
                     if p.is_null() {
-                        p = super::resolve(&super::slots::$name::P, concat!(stringify!($name), "\0"));
+                        // SAFETY: the caller's arguments.
+                        return unsafe { resolve_then_call($($a),*) };
                     }
                     // SAFETY: `p` is the address of the libc function of
                     // this name, whose C signature this one is.
@@ -92,9 +105,21 @@ macro_rules! hooks {
     (@hook green $name:ident ($($a:ident: $t:ty),*) -> $r:ty) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+            // Out of line, so the hook itself is a check and a tail call
+            // (no frame to set up): threads with a hub go on here.
+            #[inline(never)]
+            unsafe extern "C" fn on_green($($a: $t),*) -> $r {
+                if super::enter_rest() {
+                    // SAFETY: the caller's arguments, passed on.
+                    unsafe { green::$name($($a),*) }
+                } else {
+                    // SAFETY: as above.
+                    unsafe { orig::$name($($a),*) }
+                }
+            }
             if super::enter() {
-                // SAFETY: the caller's arguments, passed on.
-                unsafe { green::$name($($a),*) }
+                // SAFETY: as above.
+                unsafe { on_green($($a),*) }
             } else {
                 // SAFETY: as above.
                 unsafe { orig::$name($($a),*) }
@@ -250,15 +275,17 @@ mod green {
     /// ready for `interest`, or until the socket timeout `timeo` passes
     /// (then `EAGAIN`, as the kernel says).
     /// `first` is the result of a first try the caller already made (with
-    /// `errno` as it left it), if it did.
+    /// `errno` as it left it), if it did; `saved` is `errno` as the caller
+    /// of the hook had it, for a success after a wait.
+    #[inline(never)]
     pub(super) fn once(
         fd: c_int,
         interest: Interest,
         timeo: Option<c_int>,
+        saved: c_int,
         first: Option<ssize_t>,
         mut op: impl FnMut() -> ssize_t,
     ) -> ssize_t {
-        let saved = errno();
         let mut deadline: Option<Option<Instant>> = None;
         let mut first = first;
         loop {
@@ -302,15 +329,16 @@ mod green {
     /// or a cut came first (`-1` if nothing), as the kernel does. On a
     /// descriptor the user made non-blocking, returns after the first try
     /// as the original would.
+    #[inline(never)]
     pub(super) fn all(
         fd: c_int,
         interest: Interest,
         timeo: Option<c_int>,
         total: usize,
+        saved: c_int,
         first: Option<ssize_t>,
         mut op: impl FnMut(usize) -> ssize_t,
     ) -> ssize_t {
-        let saved = errno();
         let mut done = 0usize;
         let mut deadline: Option<Option<Instant>> = None;
         let mut first = first;
@@ -464,7 +492,7 @@ mod green {
                     return first;
                 }
                 // SAFETY: as above.
-                once(fd, READ, Some(libc::SO_RCVTIMEO), Some(first), || unsafe {
+                once(fd, READ, Some(libc::SO_RCVTIMEO), saved, Some(first), || unsafe {
                     orig::recv(fd, buf, n, libc::MSG_DONTWAIT)
                 })
             }
@@ -478,7 +506,7 @@ mod green {
                         unsafe { orig::read(fd, buf, n) }
                     }
                     Some(r) if r >= 0 || !is_again(errno()) => r,
-                    Some(r) => once(fd, READ, None, Some(r), || pipe_rw(fd, &iov, false).unwrap_or(-1)),
+                    Some(r) => once(fd, READ, None, saved, Some(r), || pipe_rw(fd, &iov, false).unwrap_or(-1)),
                 }
             }
             // SAFETY: the caller's arguments.
@@ -518,7 +546,7 @@ mod green {
                 if first >= 0 || !is_again(errno()) {
                     return first;
                 }
-                once(fd, READ, Some(libc::SO_RCVTIMEO), Some(first), || recvmsg_iov(fd, &v.0, 0))
+                once(fd, READ, Some(libc::SO_RCVTIMEO), saved, Some(first), || recvmsg_iov(fd, &v.0, 0))
             }
             Kind::Pipe => {
                 // SAFETY: as above.
@@ -531,7 +559,7 @@ mod green {
                         unsafe { orig::readv(fd, iov, cnt) }
                     }
                     Some(r) if r >= 0 || !is_again(errno()) => r,
-                    Some(r) => once(fd, READ, None, Some(r), || pipe_rw(fd, &v.0, false).unwrap_or(-1)),
+                    Some(r) => once(fd, READ, None, saved, Some(r), || pipe_rw(fd, &v.0, false).unwrap_or(-1)),
                 }
             }
             // SAFETY: the caller's arguments.
@@ -578,7 +606,7 @@ mod green {
                     return first;
                 }
                 // SAFETY: offsets stay within the caller's `n` bytes.
-                all(fd, WRITE, Some(libc::SO_SNDTIMEO), n, Some(first), |done| unsafe {
+                all(fd, WRITE, Some(libc::SO_SNDTIMEO), n, saved, Some(first), |done| unsafe {
                     orig::send(fd, buf.cast::<u8>().add(done).cast(), n - done, libc::MSG_DONTWAIT)
                 })
             }
@@ -592,7 +620,7 @@ mod green {
                         unsafe { orig::write(fd, buf, n) }
                     }
                     Some(r) if (r >= 0 && r as usize == n) || (r < 0 && !is_again(errno())) => r,
-                    Some(r) => all(fd, WRITE, None, n, Some(r), |done| {
+                    Some(r) => all(fd, WRITE, None, n, saved, Some(r), |done| {
                         // SAFETY: `done < n`: within the caller's buffer.
                         let base = unsafe { buf.cast::<u8>().add(done) }.cast_mut().cast();
                         pipe_rw(fd, &[iovec { iov_base: base, iov_len: n - done }], true).unwrap_or(-1)
@@ -641,7 +669,7 @@ mod green {
             return first;
         }
         let timeo = (kind == Kind::Socket).then_some(libc::SO_SNDTIMEO);
-        all(fd, WRITE, timeo, total, Some(first), |done| {
+        all(fd, WRITE, timeo, total, saved, Some(first), |done| {
             let rest = v.from(done);
             if kind == Kind::Socket {
                 sendmsg_iov(fd, &rest, 0)
@@ -709,12 +737,21 @@ mod green {
         if flags & libc::MSG_WAITALL != 0 && n > 0 && is_stream(fd) {
             let f = f & !libc::MSG_WAITALL;
             // SAFETY: offsets stay within the caller's `n` bytes.
-            return all(fd, READ, Some(libc::SO_RCVTIMEO), n, None, |done| unsafe {
+            return all(fd, READ, Some(libc::SO_RCVTIMEO), n, errno(), None, |done| unsafe {
                 orig::recvfrom(fd, buf.cast::<u8>().add(done).cast(), n - done, f, addr, len)
             });
         }
+        // The common case inline: data is there.
+        let saved = errno();
         // SAFETY: the caller's arguments, not waiting.
-        once(fd, READ, Some(libc::SO_RCVTIMEO), None, || unsafe { orig::recvfrom(fd, buf, n, f, addr, len) })
+        let first = unsafe { orig::recvfrom(fd, buf, n, f, addr, len) };
+        if first >= 0 || !is_again(errno()) {
+            return first;
+        }
+        // SAFETY: the caller's arguments, not waiting.
+        once(fd, READ, Some(libc::SO_RCVTIMEO), saved, Some(first), || unsafe {
+            orig::recvfrom(fd, buf, n, f, addr, len)
+        })
     }
 
     pub(super) unsafe fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
@@ -732,7 +769,7 @@ mod green {
             let v = unsafe { Iovs::new(m.msg_iov, m.msg_iovlen as c_int) };
             let total = v.total();
             let (iov, iovlen) = (m.msg_iov, m.msg_iovlen);
-            let r = all(fd, READ, Some(libc::SO_RCVTIMEO), total, None, |done| {
+            let r = all(fd, READ, Some(libc::SO_RCVTIMEO), total, errno(), None, |done| {
                 let rest = v.from(done);
                 m.msg_iov = rest.as_ptr().cast_mut();
                 m.msg_iovlen = rest.len();
@@ -749,7 +786,7 @@ mod green {
             return r;
         }
         // SAFETY: the caller's arguments, not waiting.
-        once(fd, READ, Some(libc::SO_RCVTIMEO), None, || unsafe { orig::recvmsg(fd, m, f) })
+        once(fd, READ, Some(libc::SO_RCVTIMEO), errno(), None, || unsafe { orig::recvmsg(fd, m, f) })
     }
 
     pub(super) unsafe fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
@@ -772,8 +809,15 @@ mod green {
         }
         budget!();
         let f = flags | libc::MSG_DONTWAIT;
+        // The common case inline: all of it fits.
+        let saved = errno();
+        // SAFETY: the caller's arguments, not waiting.
+        let first = unsafe { orig::sendto(fd, buf, n, f, addr, len) };
+        if (first >= 0 && first as usize == n) || (first < 0 && !is_again(errno())) {
+            return first;
+        }
         // SAFETY: offsets stay within the caller's `n` bytes.
-        all(fd, WRITE, Some(libc::SO_SNDTIMEO), n, None, |done| unsafe {
+        all(fd, WRITE, Some(libc::SO_SNDTIMEO), n, saved, Some(first), |done| unsafe {
             orig::sendto(fd, buf.cast::<u8>().add(done).cast(), n - done, f, addr, len)
         })
     }
@@ -789,11 +833,11 @@ mod green {
         let m = unsafe { *msg };
         if !valid_iovcnt(m.msg_iovlen as c_int) {
             // SAFETY: the caller's arguments, not waiting.
-            return once(fd, WRITE, Some(libc::SO_SNDTIMEO), None, || unsafe { orig::sendmsg(fd, msg, f) });
+            return once(fd, WRITE, Some(libc::SO_SNDTIMEO), errno(), None, || unsafe { orig::sendmsg(fd, msg, f) });
         }
         // SAFETY: the caller's iovecs.
         let v = unsafe { Iovs::new(m.msg_iov, m.msg_iovlen as c_int) };
-        all(fd, WRITE, Some(libc::SO_SNDTIMEO), v.total(), None, |done| {
+        all(fd, WRITE, Some(libc::SO_SNDTIMEO), v.total(), errno(), None, |done| {
             let rest = v.from(done);
             let mut part = m;
             part.msg_iov = rest.as_ptr().cast_mut();

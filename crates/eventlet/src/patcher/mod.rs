@@ -209,12 +209,20 @@ pub fn report() -> Report {
 
 /// Whether the calling code cooperates: the patch is on, this thread
 /// has a hub and runs green code (not its hub loop), is not exempt, and is
-/// not unwinding. The first check is all a plain call pays while the patch
-/// is off; with it on, a thread without a hub pays one thread-local load
-/// more.
+/// not unwinding (these last two in [`enter_rest`]). The first check is all
+/// a plain call pays while the patch is off; with it on, a thread without a
+/// hub pays one thread-local load more.
+/// The hooks check this inline and [`enter_rest`] after it, out of line.
 #[inline(always)]
 fn enter() -> bool {
-    ON.load(Ordering::Relaxed) && hub::may_park_here() && EXEMPT.with(Cell::get) == 0 && !std::thread::panicking()
+    ON.load(Ordering::Relaxed) && hub::may_park_here()
+}
+
+/// The rest of the check, for threads with a hub: not exempt, not
+/// unwinding.
+#[inline(always)]
+fn enter_rest() -> bool {
+    EXEMPT.with(Cell::get) == 0 && !std::thread::panicking()
 }
 
 /// Marks the calling OS thread as one whose calls are never patched (the
