@@ -26,7 +26,7 @@ fn scrape(req: http::Request<Body>) -> http::Response<Body> {
         Ok(s) => s,
         Err(e) => return http::Response::builder().status(400).body(Body::from(e.to_string())).unwrap(),
     };
-    let mut pile = GreenPile::new(200);
+    let pile = GreenPile::new(200);
     for url in urls.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let url = url.to_string();
         pile.spawn(move || fetch_size(url));

@@ -44,7 +44,7 @@ fn main() -> std::io::Result<()> {
             .expect("accept loop failed");
     });
 
-    let mut pile = GreenPile::new(10);
+    let pile = GreenPile::new(10);
     for i in 0..10 {
         pile.spawn(move || ask(addr, format!("request {i}")));
     }

@@ -13,6 +13,24 @@
 //! Waiting spawners are served first come, first served: a freed slot is
 //! handed straight to the longest waiter, and a spawner that arrives while
 //! others wait queues behind them even if it could barge in.
+//!
+//! A green thread of the pool that spawns into the pool while it is full
+//! does not wait for a slot (it holds one itself, and if every member did
+//! that, none would ever be freed): the function runs inline, on the
+//! calling green thread, as eventlet's `GreenPool.spawn` is reentrant.
+//!
+//! # Differences from eventlet
+//!
+//! A function run inline by [`GreenPool::spawn`] that panics gives its
+//! panic to the returned handle's `join`, as a spawned green thread's
+//! would (eventlet's inline run raises in the caller too); one run inline
+//! by [`GreenPool::spawn_n`] is reported and the caller goes on, as in
+//! eventlet. A kill of the caller, or the expiry of one of its
+//! [`Timeout`](crate::Timeout)s, during an inline run unwinds the caller
+//! as anywhere else. A [`GreenPile`] can be shared (cloned) by several
+//! producers and consumers; eventlet's warns that its iterator "will exit
+//! early" when it is iterated elsewhere than where it is fed, which ours
+//! does not: it waits for spawns in progress.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -24,8 +42,9 @@ use std::pin::pin;
 use std::rc::Rc;
 
 use crate::greenthread::{current, Builder, GreenThread, JoinHandle};
-use crate::hub::{self, Killed};
+use crate::hub::{self, Kill, Killed};
 use crate::stack::MIN_STACK_SIZE;
+use crate::timeout::Elapsed;
 use crate::waitlist::{Status, Wait, WaitList};
 
 /// The size of [`GreenPool::default`], as in eventlet.
@@ -150,6 +169,13 @@ impl Inner {
         }
     }
 
+    /// Whether the running green thread is one of the pool's own and the
+    /// pool is full: a spawn from it runs inline.
+    fn reentered(&self) -> bool {
+        (self.running.get() >= self.size.get() || !self.waiters.is_empty())
+            && hub::with_hub(|h| h.current().pool.0.get()) == self.tag()
+    }
+
     /// Hands free slots to the waiters at the front of the queue.
     fn dispatch(&self) {
         while self.running.get() < self.size.get() {
@@ -175,6 +201,26 @@ impl Inner {
             None => Builder::new(),
         }
     }
+}
+
+/// Runs `f` on the calling green thread for a reentrant spawn. A panic of
+/// `f` comes back as its result, except the caller's own kill or the expiry
+/// of one of the caller's `Timeout`s, which go on unwinding the caller.
+fn run_inline<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    if let Err(p) = &r {
+        let callers = hub::with_hub(|h| {
+            let me = h.current();
+            (p.is::<Killed>() && me.kill.get() == Kill::Delivered)
+                || p.downcast_ref::<Elapsed>().is_some_and(|e| e.is_refusal() || me.timeouts.contains(e.id))
+        });
+        if callers {
+            if let Err(p) = r {
+                panic::resume_unwind(p);
+            }
+        }
+    }
+    r
 }
 
 /// Which pool's job a green thread runs (the address of the pool's `Inner`,
@@ -359,8 +405,25 @@ impl GreenPool {
     /// calling green thread (or the root) while the pool is full. Waiting
     /// spawners get slots in the order they came.
     ///
-    /// A green thread of the pool that spawns into the full pool waits like
-    /// any other caller (eventlet instead runs `f` inline).
+    /// A green thread of the pool that spawns into the full pool runs `f`
+    /// inline instead, as eventlet does: waiting for a slot it holds itself
+    /// could wait forever. The handle it gets has `f`'s result (or panic)
+    /// already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = eventlet::GreenPool::new(1);
+    /// let p = pool.clone();
+    /// let outer = pool.spawn(move || {
+    ///     // The pool is full (this green thread is its one member): `f`
+    ///     // runs here and now.
+    ///     let inner = p.spawn(|| "reenter");
+    ///     assert!(inner.is_finished());
+    ///     inner.join().unwrap()
+    /// });
+    /// assert_eq!(outer.join().unwrap(), "reenter");
+    /// ```
     ///
     /// # Panics
     ///
@@ -371,6 +434,10 @@ impl GreenPool {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
+        if self.inner.reentered() {
+            let result = run_inline(f);
+            return JoinHandle::from_task(hub::with_hub(|h| h.finished(result)));
+        }
         let slot = self.acquire();
         self.start(slot, f).unwrap_or_else(|e| panic!("eventlet: GreenPool::spawn: {e}"))
     }
@@ -397,6 +464,10 @@ impl GreenPool {
     /// waits for. A panic in `f` is reported by the runtime (see
     /// [`spawn_n`](crate::spawn_n)) and only frees the slot.
     ///
+    /// From a green thread of the full pool, `f` runs inline (see
+    /// [`spawn`](Self::spawn)); a panic in it is reported the same way and
+    /// the caller goes on.
+    ///
     /// # Panics
     ///
     /// Panics if no stack can be had for the green thread; the slot is given
@@ -405,6 +476,13 @@ impl GreenPool {
     where
         F: FnOnce() + 'static,
     {
+        if self.inner.reentered() {
+            if let Err(p) = run_inline(f) {
+                hub::with_hub(|h| crate::report::green_panic(&h.current(), p.as_ref()));
+                crate::report::drop_payload(p);
+            }
+            return;
+        }
         let mut slot = self.acquire();
         self.inner
             .builder()
@@ -692,8 +770,15 @@ impl<I: Iterator, T> fmt::Debug for Imap<I, T> {
 /// [`spawn`](Self::spawn) starts a green thread in the pile's pool
 /// (blocking while the pool is full); iterating the pile waits for each
 /// result in turn. A panic of a green thread is resumed in the iterating
-/// context when its turn comes. After the last result the iterator returns
-/// `None`, until more is spawned.
+/// context when its turn comes.
+///
+/// Cloning a `GreenPile` gives another handle to the same pile, so several
+/// producer green threads can feed it while a consumer iterates. Results
+/// come in the order their spawns returned, so each producer's results
+/// keep their order. While a spawn is in progress (waiting for a slot of
+/// the pool), the iterator waits for its result rather than end; when
+/// nothing is pending or being spawned it returns `None`, until more is
+/// spawned.
 ///
 /// # Examples
 ///
@@ -711,9 +796,65 @@ impl<I: Iterator, T> fmt::Debug for Imap<I, T> {
 /// assert_eq!(pile.len(), 3);
 /// assert_eq!(pile.collect::<Vec<_>>(), [30, 10, 20]);
 /// ```
+///
+/// Fed by two producers while the root iterates:
+///
+/// ```
+/// use eventlet::GreenPile;
+///
+/// let pile = GreenPile::new(2); // producers wait for slots
+/// let producers: Vec<_> = ["a", "b"]
+///     .into_iter()
+///     .map(|name| {
+///         let pile = pile.clone();
+///         eventlet::spawn(move || {
+///             for i in 0..3 {
+///                 pile.spawn(move || (name, i));
+///             }
+///         })
+///     })
+///     .collect();
+/// eventlet::yield_now(); // the producers begin to spawn
+/// let got: Vec<(&str, i32)> = (&pile).collect();
+/// for name in ["a", "b"] {
+///     let mine: Vec<i32> = got.iter().filter(|r| r.0 == name).map(|r| r.1).collect();
+///     assert_eq!(mine, [0, 1, 2]);
+/// }
+/// for p in producers {
+///     p.join().unwrap();
+/// }
+/// ```
 pub struct GreenPile<T> {
     pool: GreenPool,
-    pending: VecDeque<JoinHandle<T>>,
+    shared: Rc<PileShared<T>>,
+}
+
+struct PileShared<T> {
+    /// Started green threads, in the order their spawns returned.
+    pending: RefCell<VecDeque<JoinHandle<T>>>,
+    /// Spawns begun and not returned yet (waiting for a slot of the pool).
+    spawning: Cell<usize>,
+    /// Consumers waiting for a result to be queued or the last spawn in
+    /// progress to end.
+    consumers: WaitList<()>,
+}
+
+/// Counts a spawn in progress; when it ends (returns, fails or is
+/// unwound), wakes the consumers to look again.
+struct Spawning<'a, T>(&'a PileShared<T>);
+
+impl<'a, T> Spawning<'a, T> {
+    fn new(pile: &'a PileShared<T>) -> Spawning<'a, T> {
+        pile.spawning.set(pile.spawning.get() + 1);
+        Spawning(pile)
+    }
+}
+
+impl<T> Drop for Spawning<'_, T> {
+    fn drop(&mut self) {
+        self.0.spawning.set(self.0.spawning.get() - 1);
+        self.0.consumers.grant_all();
+    }
 }
 
 impl<T: 'static> GreenPile<T> {
@@ -728,7 +869,9 @@ impl<T: 'static> GreenPile<T> {
 
     /// A pile spawning into `pool` (shared with its other users).
     pub fn with_pool(pool: &GreenPool) -> GreenPile<T> {
-        GreenPile { pool: pool.clone(), pending: VecDeque::new() }
+        let shared =
+            PileShared { pending: RefCell::new(VecDeque::new()), spawning: Cell::new(0), consumers: WaitList::new() };
+        GreenPile { pool: pool.clone(), shared: Rc::new(shared) }
     }
 
     /// The pool the pile spawns into.
@@ -742,22 +885,49 @@ impl<T: 'static> GreenPile<T> {
     /// # Panics
     ///
     /// Panics if no stack can be had for the green thread.
-    pub fn spawn<F>(&mut self, f: F)
+    pub fn spawn<F>(&self, f: F)
     where
         F: FnOnce() -> T + 'static,
     {
-        self.pending.push_back(self.pool.spawn(f));
+        let _spawning = Spawning::new(&self.shared);
+        let h = self.pool.spawn(f);
+        self.shared.pending.borrow_mut().push_back(h);
     }
 
     /// Results not yet taken: green threads spawned and not yet yielded by
-    /// the iterator.
+    /// the iterator (not counting spawns still waiting for a slot).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.shared.pending.borrow().len()
     }
 
     /// Whether every spawned result has been taken.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
+    }
+
+    /// Spawns in progress: [`spawn`](Self::spawn) calls waiting for a slot
+    /// of the pool.
+    pub fn spawning(&self) -> usize {
+        self.shared.spawning.get()
+    }
+
+    /// The next result: waits for the oldest queued green thread, or, with
+    /// none queued, for a spawn in progress to queue one.
+    fn next_result(&self) -> Option<T> {
+        loop {
+            let h = self.shared.pending.borrow_mut().pop_front();
+            if let Some(h) = h {
+                return match h.join() {
+                    Ok(v) => Some(v),
+                    Err(payload) => panic::resume_unwind(payload),
+                };
+            }
+            if self.shared.spawning.get() == 0 {
+                return None;
+            }
+            let wait = pin!(Wait::new(&self.shared.consumers, None, |_, _| {}));
+            wait.enqueue().park(None);
+        }
     }
 }
 
@@ -768,24 +938,44 @@ impl<T: 'static> Default for GreenPile<T> {
     }
 }
 
+impl<T> Clone for GreenPile<T> {
+    /// Another handle to the same pile.
+    fn clone(&self) -> GreenPile<T> {
+        GreenPile { pool: self.pool.clone(), shared: self.shared.clone() }
+    }
+}
+
 impl<T: 'static> Iterator for GreenPile<T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let h = self.pending.pop_front()?;
-        match h.join() {
-            Ok(v) => Some(v),
-            Err(payload) => panic::resume_unwind(payload),
-        }
+        self.next_result()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.pending.len(), Some(self.pending.len()))
+        let queued = self.len();
+        (queued, (self.spawning() == 0).then_some(queued))
+    }
+}
+
+impl<T: 'static> Iterator for &GreenPile<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.next_result()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (**self).size_hint()
     }
 }
 
 impl<T> fmt::Debug for GreenPile<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GreenPile").field("pool", &self.pool).field("pending", &self.pending.len()).finish()
+        f.debug_struct("GreenPile")
+            .field("pool", &self.pool)
+            .field("pending", &self.shared.pending.borrow().len())
+            .field("spawning", &self.shared.spawning.get())
+            .finish()
     }
 }

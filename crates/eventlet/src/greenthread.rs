@@ -237,6 +237,11 @@ pub struct JoinHandle<T> {
 }
 
 impl<T: 'static> JoinHandle<T> {
+    /// A handle to `task`.
+    pub(crate) fn from_task(task: Typed<Packet<T>>) -> JoinHandle<T> {
+        JoinHandle { task, _not_send: PhantomData }
+    }
+
     /// Waits for the green thread to finish and returns its result: `Ok`
     /// with its value, or `Err` with its panic payload. A killed green
     /// thread's payload is [`Killed`](crate::Killed).

@@ -211,6 +211,11 @@ pub fn with_timeout<R>(dur: Duration, f: impl FnOnce() -> R) -> Result<R, Elapse
 pub(crate) struct Deadlines(RefCell<Vec<(Instant, u64, Duration)>>);
 
 impl Deadlines {
+    /// Whether the `Timeout` numbered `id` is among them.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.0.borrow().iter().any(|t| t.1 == id)
+    }
+
     /// The earliest.
     pub(crate) fn earliest(&self) -> Option<(Instant, u64, Duration)> {
         self.0.borrow().iter().copied().min_by_key(|t| t.0)

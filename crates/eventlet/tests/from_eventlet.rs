@@ -10,9 +10,50 @@ mod util;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use std::panic::{self, AssertUnwindSafe};
+
 use eventlet::queue::{GetTimeoutError, PutTimeoutError, TryGetError};
-use eventlet::{Event, Queue};
-use util::{assert_clean, ms};
+use eventlet::{Event, GreenPile, GreenPool, Killed, Queue};
+use util::{assert_clean, ms, Rng};
+
+thread_local! {
+    /// The generator of `passthru` and `pressure` (eventlet's tests seed
+    /// theirs with 0).
+    static RNG: RefCell<Rng> = const { RefCell::new(Rng(0x9e37_79b9_7f4a_7c15)) };
+}
+
+/// A random fraction of a millisecond.
+fn random_sleep() -> bool {
+    let (go_on, d) = RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        (r.chance(50), r.ms(1) / 2)
+    });
+    if go_on {
+        eventlet::sleep(d);
+    }
+    go_on
+}
+
+/// eventlet's `passthru`: sleeps a random while, returns its argument.
+fn passthru<T>(arg: T) -> T {
+    while random_sleep() {}
+    arg
+}
+
+/// eventlet's `StressException`, raised without the panic hook.
+#[derive(Debug)]
+struct StressException<T>(T);
+
+/// eventlet's `pressure`: `passthru`, but a fifth of the calls raise
+/// `StressException(arg)`.
+fn pressure<T: Send + 'static>(arg: T) -> T {
+    while random_sleep() {}
+    if RNG.with(|r| r.borrow_mut().chance(80)) {
+        arg
+    } else {
+        panic::resume_unwind(Box::new(StressException(arg)))
+    }
+}
 
 /// A log of what happened, in order.
 #[derive(Clone, Default)]
@@ -497,5 +538,390 @@ mod queue_test {
         q.close();
         getter.join().unwrap();
         assert_clean();
+    }
+}
+
+/// `tests/greenpool_test.py`: `GreenPool` and `GreenPile`, including a
+/// pile fed by several producers while a consumer iterates, and spawns
+/// into a full pool from its own green threads.
+mod greenpool_test {
+    use super::*;
+
+    /// `GreenPool.test_spawn`
+    #[test]
+    fn spawn() {
+        let p = GreenPool::new(4);
+        let waiters: Vec<_> = (0..10).map(|i| p.spawn(move || passthru(i))).collect();
+        let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(results, (0..10).collect::<Vec<_>>());
+        assert_clean();
+    }
+
+    /// `GreenPool.test_spawn_n`
+    #[test]
+    fn spawn_n() {
+        let p = GreenPool::new(4);
+        let results = Rc::new(RefCell::new(Vec::new()));
+        for i in 0..10 {
+            let r = results.clone();
+            p.spawn(move || {
+                eventlet::sleep(ms(10));
+                r.borrow_mut().push(i);
+            });
+        }
+        p.waitall();
+        assert_eq!(*results.borrow(), (0..10).collect::<Vec<_>>());
+        assert_clean();
+    }
+
+    /// `GreenPool.test_waiting`
+    #[test]
+    fn waiting() {
+        let pool = GreenPool::new(1);
+        let done = Event::new();
+        let waiter = |pool: &GreenPool, done: &Event<()>| {
+            let (pool, done) = (pool.clone(), done.clone());
+            eventlet::spawn(move || pool.spawn(move || done.wait()).join().unwrap())
+        };
+        assert_eq!(pool.running(), 0);
+        let mut waiters = vec![waiter(&pool, &done)];
+        eventlet::yield_now();
+        assert_eq!(pool.waiting(), 0);
+        waiters.push(waiter(&pool, &done));
+        eventlet::yield_now();
+        assert_eq!(pool.waiting(), 1);
+        waiters.push(waiter(&pool, &done));
+        eventlet::yield_now();
+        assert_eq!(pool.waiting(), 2);
+        assert_eq!(pool.running(), 1);
+        done.send(()).unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(pool.waiting(), 0);
+        assert_eq!(pool.running(), 0);
+        assert_clean();
+    }
+
+    /// `GreenPool.test_multiple_coros`
+    #[test]
+    fn multiple_coros() {
+        let evt = Event::new();
+        let results = Log::default();
+        let pool = GreenPool::new(2);
+        let (e, r) = (evt.clone(), results.clone());
+        let done = pool.spawn(move || {
+            r.push("cons1");
+            e.wait();
+            r.push("cons2");
+        });
+        let r = results.clone();
+        pool.spawn_n(move || {
+            r.push("prod");
+            evt.send(()).unwrap();
+        });
+        done.join().unwrap();
+        assert_eq!(results.get(), ["cons1", "prod", "cons2"]);
+        assert_clean();
+    }
+
+    /// `GreenPool.test_reentrant`: a green thread of a full pool that
+    /// spawns into it runs the function inline instead of waiting for the
+    /// slot it holds itself (which deadlocked).
+    #[test]
+    fn reentrant() {
+        let pool = GreenPool::new(1);
+        let p = pool.clone();
+        let outer_waiter = pool.spawn(move || {
+            let waiter = p.spawn(|| "reenter");
+            assert_eq!(waiter.join().unwrap(), "reenter");
+        });
+        outer_waiter.join().unwrap();
+
+        let evt = Event::new();
+        let (p, e) = (pool.clone(), evt.clone());
+        pool.spawn_n(move || {
+            let ran = Rc::new(Cell::new(""));
+            let r = ran.clone();
+            p.spawn_n(move || r.set("reenter"));
+            assert_eq!(ran.get(), "reenter", "ran inline");
+            e.send("done").unwrap();
+        });
+        assert_eq!(evt.wait(), "done");
+        pool.waitall();
+        assert_clean();
+    }
+
+    /// `GreenPool.assert_pool_has_free`: `num_free` spawns go through, the
+    /// next one would block (eventlet: a `Timeout(0)` fires in it).
+    fn assert_pool_has_free(pool: &GreenPool, num_free: usize) {
+        assert_eq!(pool.free(), num_free);
+        let evt = Event::new();
+        let blocked = eventlet::with_timeout(ms(1000), || {
+            for _ in 0..num_free {
+                let e = evt.clone();
+                pool.spawn(move || e.wait());
+            }
+        });
+        assert!(blocked.is_ok(), "the pool had fewer than {num_free} free");
+        let e = evt.clone();
+        let more = eventlet::with_timeout(ms(0), || drop(pool.spawn(move || e.wait())));
+        assert!(more.is_err(), "the pool had more than {num_free} free");
+        evt.send(()).unwrap();
+        eventlet::yield_now();
+        eventlet::yield_now();
+    }
+
+    /// `GreenPool.test_resize`
+    #[test]
+    fn resize() {
+        let pool = GreenPool::new(2);
+        let evt = Event::new();
+        for _ in 0..2 {
+            let e = evt.clone();
+            pool.spawn(move || e.wait());
+        }
+        assert_eq!(pool.free(), 0);
+        assert_eq!(pool.running(), 2);
+        assert_pool_has_free(&pool, 0);
+        pool.resize(1);
+        evt.send(()).unwrap();
+        eventlet::yield_now();
+        eventlet::yield_now();
+        assert_eq!(pool.free(), 1);
+        assert_eq!(pool.running(), 0);
+        assert_pool_has_free(&pool, 1);
+        pool.resize(2);
+        assert_eq!(pool.free(), 2);
+        assert_eq!(pool.running(), 0);
+        assert_pool_has_free(&pool, 2);
+        pool.waitall();
+        assert_clean();
+    }
+
+    /// `GreenPool.test_spawn_n_2`: once the pool is exhausted, spawning
+    /// waits (and so lets the others run).
+    #[test]
+    fn spawn_n_2() {
+        let p = GreenPool::new(2);
+        assert_eq!(p.free(), 2);
+        let r = Rc::new(RefCell::new(Vec::new()));
+        let foo = |a: i32| {
+            let r = r.clone();
+            move || r.borrow_mut().push(a)
+        };
+        let gt = p.spawn(foo(1));
+        assert_eq!(p.free(), 1);
+        gt.join().unwrap();
+        assert_eq!(*r.borrow(), [1]);
+        eventlet::yield_now();
+        assert_eq!(p.free(), 2);
+        p.spawn_n(foo(2));
+        assert_eq!(p.free(), 1);
+        assert_eq!(*r.borrow(), [1]);
+        p.spawn_n(foo(3));
+        assert_eq!(p.free(), 0);
+        assert_eq!(*r.borrow(), [1]);
+        p.spawn_n(foo(4));
+        assert_eq!(*r.borrow(), [1, 2, 3]);
+        eventlet::yield_now();
+        assert_eq!(*r.borrow(), [1, 2, 3, 4]);
+        assert_clean();
+    }
+
+    /// `GreenPool.test_exceptions`
+    #[test]
+    fn exceptions() {
+        let p = GreenPool::new(2);
+        assert_pool_has_free(&p, 2);
+        let h = p.spawn(|| panic::resume_unwind(Box::new("RuntimeError")));
+        assert_pool_has_free(&p, 1);
+        p.waitall();
+        assert_pool_has_free(&p, 2);
+        assert!(h.join().is_err());
+        let h = p.spawn(|| panic::resume_unwind(Box::new(Killed)));
+        assert_pool_has_free(&p, 1);
+        p.waitall();
+        assert_pool_has_free(&p, 2);
+        assert!(h.join().is_err());
+        p.waitall();
+        assert_clean();
+    }
+
+    /// `GreenPool.test_imap`
+    #[test]
+    fn imap() {
+        let p = GreenPool::new(4);
+        let result_list: Vec<_> = p.imap(passthru, 0..10).collect();
+        assert_eq!(result_list, (0..10).collect::<Vec<_>>());
+        assert_clean();
+    }
+
+    /// `GreenPool.test_empty_imap`
+    #[test]
+    fn empty_imap() {
+        let p = GreenPool::new(4);
+        assert_eq!(p.imap(passthru::<i32>, []).next(), None);
+    }
+
+    /// `GreenPool.test_imap_raises`: the iterator goes on after a raise.
+    #[test]
+    fn imap_raises() {
+        let p = GreenPool::new(4);
+        let mut it = p.imap(
+            |item: i32| {
+                if item == 1 || item == 7 {
+                    panic::resume_unwind(Box::new("intentional error"));
+                }
+                item
+            },
+            0..10,
+        );
+        let mut results = Vec::new();
+        loop {
+            match panic::catch_unwind(AssertUnwindSafe(|| it.next())) {
+                Ok(Some(i)) => results.push(i.to_string()),
+                Ok(None) => break,
+                Err(_) => results.push("r".to_string()),
+            }
+        }
+        assert_eq!(results, ["0", "r", "2", "3", "4", "5", "6", "r", "8", "9"]);
+        assert_clean();
+    }
+
+    /// `GreenPool.test_waitall_on_nothing`
+    #[test]
+    fn waitall_on_nothing() {
+        GreenPool::default().waitall();
+    }
+
+    /// `GreenPool.test_recursive_waitall`
+    #[test]
+    fn recursive_waitall() {
+        let p = GreenPool::default();
+        let p2 = p.clone();
+        let gt = p.spawn(move || p2.waitall());
+        let err = gt.join().unwrap_err();
+        let msg = err.downcast_ref::<&str>().copied().or(err.downcast_ref::<String>().map(String::as_str));
+        assert!(msg.is_some_and(|m| m.contains("would never return")), "{msg:?}");
+        assert_clean();
+    }
+
+    /// `GreenPile.test_pile`
+    #[test]
+    fn pile() {
+        let p = GreenPile::new(4);
+        for i in 0..10 {
+            p.spawn(move || passthru(i));
+        }
+        assert_eq!(p.collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        assert_clean();
+    }
+
+    /// `GreenPile.test_pile_spawn_times_out`
+    #[test]
+    fn pile_spawn_times_out() {
+        let p = GreenPile::new(4);
+        for i in 0..4 {
+            p.spawn(move || passthru(i));
+        }
+        // Now it is full, and this times out.
+        assert!(eventlet::with_timeout(ms(0), || p.spawn(|| passthru(-1))).is_err());
+        assert_eq!(p.spawning(), 0, "the spawn that timed out is no longer in progress");
+        // The timed-out spawn did not break the sequence.
+        for i in 4..10 {
+            p.spawn(move || passthru(i));
+        }
+        assert_eq!(p.collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        assert_clean();
+    }
+
+    /// `GreenPile.test_empty_pile`
+    #[test]
+    fn empty_pile() {
+        let p = GreenPile::<i32>::new(4);
+        assert_eq!(p.collect::<Vec<_>>(), []);
+    }
+
+    /// `GreenPile.test_constructing_from_pool`: two piles on one pool, each
+    /// fed by another green thread.
+    #[test]
+    fn constructing_from_pool() {
+        let pool = GreenPool::new(2);
+        let pile1 = GreenPile::with_pool(&pool);
+        let pile2 = GreenPile::with_pool(&pool);
+        let bunch_of_work = |pile: &GreenPile<i32>, unique: i32| {
+            let pile = pile.clone();
+            eventlet::spawn(move || {
+                for i in 0..10 {
+                    pile.spawn(move || passthru(i + unique));
+                }
+            })
+        };
+        let w1 = bunch_of_work(&pile1, 0);
+        let w2 = bunch_of_work(&pile2, 100);
+        eventlet::yield_now();
+        assert_eq!((&pile2).collect::<Vec<_>>(), (100..110).collect::<Vec<_>>());
+        assert_eq!((&pile1).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        w1.join().unwrap();
+        w2.join().unwrap();
+        assert_clean();
+    }
+
+    /// `Stress.spawn_order_check`: three producers feed one pile while the
+    /// root iterates; a fifth of the calls raise; each producer's results
+    /// come in its order, and all of them come.
+    fn spawn_order_check(concurrency: usize) {
+        const ITERS: i32 = 300; // eventlet: 1000
+        let p = GreenPile::new(concurrency);
+        let makework = |unique: usize| {
+            let p = p.clone();
+            eventlet::spawn(move || {
+                for i in 0..ITERS {
+                    p.spawn(move || pressure((unique, i)));
+                }
+            })
+        };
+        let producers = [makework(1), makework(2), makework(3)];
+        p.spawn(|| pressure((0, 0)));
+        let mut latest = [-1; 4];
+        let mut received = 0;
+        loop {
+            let i = match panic::catch_unwind(AssertUnwindSafe(|| (&p).next())) {
+                Ok(Some(i)) => i,
+                Ok(None) => break,
+                Err(e) => match e.downcast::<StressException<(usize, i32)>>() {
+                    Ok(exc) => exc.0,
+                    Err(e) => panic::resume_unwind(e),
+                },
+            };
+            received += 1;
+            if received % 5 == 0 {
+                eventlet::sleep(std::time::Duration::from_micros(100));
+            }
+            let (unique, order) = i;
+            assert!(latest[unique] < order, "producer {unique}: {order} after {}", latest[unique]);
+            latest[unique] = order;
+        }
+        for l in &latest[1..] {
+            assert_eq!(*l, ITERS - 1);
+        }
+        assert_eq!(received, 3 * ITERS + 1);
+        for pr in producers {
+            pr.join().unwrap();
+        }
+        assert_clean();
+    }
+
+    /// `Stress.test_ordering_5`
+    #[test]
+    fn ordering_5() {
+        spawn_order_check(5);
+    }
+
+    /// `Stress.test_ordering_50`
+    #[test]
+    fn ordering_50() {
+        spawn_order_check(50);
     }
 }

@@ -518,3 +518,143 @@ fn clones_share_the_pool() {
     assert_eq!(format!("{a:?}"), "GreenPool { size: 5, running: 0, waiting: 0 }");
     assert_no_green_threads();
 }
+
+/// Spawns into a full pool from one of its own green threads run inline:
+/// the handle is finished at once and carries the result or the panic.
+#[test]
+fn spawn_from_a_member_of_the_full_pool_runs_inline() {
+    let pool = GreenPool::new(1);
+    let p = pool.clone();
+    let outer = pool.spawn(move || {
+        let me = eventlet::current().id();
+        let ran_on = Rc::new(Cell::new(0));
+        let r = ran_on.clone();
+        let h = p.spawn(move || {
+            r.set(eventlet::current().id());
+            "inline"
+        });
+        assert_eq!(ran_on.get(), me, "ran on the caller's green thread, before spawn returned");
+        assert!(h.is_finished());
+        assert_ne!(h.thread().id(), me);
+        h.kill(); // does nothing to a finished green thread
+        assert_eq!(h.join().unwrap(), "inline");
+        let h = p.spawn(|| -> u8 { panic::resume_unwind(Box::new("inline failure")) });
+        assert_eq!(h.join().unwrap_err().downcast_ref::<&str>(), Some(&"inline failure"));
+        // spawn_n: a panic is reported, the caller goes on.
+        p.spawn_n(|| panic::resume_unwind(Box::new("inline spawn_n failure")));
+        // A dropped handle drops its result.
+        let dropped = Rc::new(Cell::new(false));
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let d = dropped.clone();
+        drop(p.spawn(move || Flag(d)));
+        assert!(dropped.get());
+        assert_eq!(p.running(), 1, "inline runs take no slot");
+        "outer"
+    });
+    assert_eq!(outer.join().unwrap(), "outer");
+    assert_eq!(pool.running(), 0);
+    assert_no_green_threads();
+}
+
+#[test]
+fn spawn_from_a_member_of_a_pool_with_room_or_of_another_pool_does_not_run_inline() {
+    let pool = GreenPool::new(2);
+    let other = GreenPool::new(1);
+    let (p, o) = (pool.clone(), other.clone());
+    let member = pool.spawn(move || {
+        let me = eventlet::current().id();
+        // Room left: a green thread of its own.
+        let h = p.spawn(move || eventlet::current().id());
+        assert!(!h.is_finished());
+        assert_ne!(h.join().unwrap(), me);
+        // The other pool is full (held below): this waits for its slot.
+        let started = Instant::now();
+        let h = o.spawn(move || eventlet::current().id());
+        assert!(started.elapsed() >= ms(20), "waited for the other pool's slot");
+        assert_ne!(h.join().unwrap(), me);
+    });
+    let holder = other.spawn(|| eventlet::sleep(ms(30)));
+    member.join().unwrap();
+    holder.join().unwrap();
+    assert_no_green_threads();
+}
+
+#[test]
+fn a_kill_or_timeout_of_the_caller_during_an_inline_run_unwinds_the_caller() {
+    let pool = GreenPool::new(1);
+    let p = pool.clone();
+    let reached = Rc::new(Cell::new(false));
+    let r = reached.clone();
+    let killed = pool.spawn(move || {
+        let _h = p.spawn(|| eventlet::sleep(Duration::from_secs(60)));
+        r.set(true); // not reached: the kill goes on unwinding the caller
+    });
+    eventlet::yield_now();
+    killed.kill();
+    assert!(killed.join().unwrap_err().is::<Killed>());
+    assert!(!reached.get());
+
+    let p = pool.clone();
+    let timed = pool
+        .spawn(move || eventlet::with_timeout(ms(5), || p.spawn(|| eventlet::sleep(Duration::from_secs(60))).join()));
+    assert!(timed.join().unwrap().is_err(), "the caller's Timeout fired through the inline run");
+    assert_no_green_threads();
+}
+
+#[test]
+fn a_shared_pile_waits_for_spawns_in_progress_and_delivers_each_result_once() {
+    let pile = GreenPile::new(2);
+    let gate = eventlet::Event::new();
+    // Fill the pool: the producers' spawns wait for slots.
+    for _ in 0..2 {
+        let g = gate.clone();
+        pile.spawn(move || {
+            g.wait();
+            0
+        });
+    }
+    let producers: Vec<_> = (1..=2)
+        .map(|k| {
+            let pile = pile.clone();
+            eventlet::spawn(move || {
+                for i in 0..5 {
+                    pile.spawn(move || k * 10 + i);
+                }
+            })
+        })
+        .collect();
+    eventlet::yield_now();
+    assert_eq!(pile.spawning(), 2, "both producers wait for a slot");
+    // Two consumers share the pile; each result goes to exactly one.
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let pile = pile.clone();
+            eventlet::spawn(move || (&pile).collect::<Vec<_>>())
+        })
+        .collect();
+    // A third consumer is killed while it waits: it leaves no trace.
+    let doomed = {
+        let pile = pile.clone();
+        eventlet::spawn(move || (&pile).count())
+    };
+    eventlet::yield_now();
+    doomed.kill();
+    assert!(doomed.join().unwrap_err().is::<Killed>());
+    gate.send(()).unwrap();
+    let mut all: Vec<_> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    all.sort();
+    let mut want = vec![0, 0];
+    want.extend((1..=2).flat_map(|k| (0..5).map(move |i| k * 10 + i)));
+    assert_eq!(all, want);
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert!(pile.is_empty());
+    assert_eq!(pile.spawning(), 0);
+    assert_no_green_threads();
+}

@@ -15,6 +15,8 @@
 //! `EVENTLET_STRESS_SEED` replays a seed (the test prints the one it used);
 //! `EVENTLET_STRESS_SECS` sets how long it runs (default 3 s).
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 
@@ -24,33 +26,7 @@ use std::time::{Duration, Instant};
 
 use eventlet::net::unix::UnixStream;
 use eventlet::{Lock, Queue, Semaphore};
-
-/// xorshift64*: small, seeded, good enough to pick operations.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn ms(&mut self, max: u64) -> Duration {
-        Duration::from_micros(self.below(max * 1000 + 1))
-    }
-}
+use util::Rng;
 
 /// Counts every value made and checks each is dropped exactly once.
 struct Ledger {

@@ -97,6 +97,17 @@ impl Hub {
         }
     }
 
+    /// A task that has already ended with `result`: no stack, never run,
+    /// not among the hub's green threads. What `GreenPool::spawn` returns
+    /// for a call it ran inline.
+    pub(crate) fn finished<T: 'static>(&self, result: std::thread::Result<T>) -> Typed<Packet<T>> {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        let task = Typed::new((self.id << 40) | n, None, RefCell::new(Some(result)), Some(&self.blocks));
+        task.state.set(State::Done);
+        task
+    }
+
     /// Removes a finished green thread and wakes its joiner.
     pub(super) fn retire(&self, t: &TaskRef) {
         self.drop_spare(t);

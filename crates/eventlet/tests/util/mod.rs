@@ -51,3 +51,30 @@ pub fn assert_clean() {
     assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
     assert_eq!(s.timers, 0, "timers left: {s:?}");
 }
+
+/// xorshift64*: small, seeded, good enough to pick operations.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn ms(&mut self, max: u64) -> std::time::Duration {
+        std::time::Duration::from_micros(self.below(max * 1000 + 1))
+    }
+}
