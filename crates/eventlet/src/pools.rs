@@ -17,13 +17,22 @@
 //! the next `get`, makes a new one. A waiter killed after it was handed an
 //! item (or a place) passes it on.
 //!
+//! Free items are handed out oldest first (round robin, so each is used
+//! about as often), or, with [`order_as_stack`](Pool::order_as_stack),
+//! most recently given back first (a stack, which keeps reusing the
+//! warmest items). [`resize`](Pool::resize) changes `max_size` of a live
+//! pool: growing lets waiters make new items at once; shrinking drops free
+//! items beyond the new size now, and items given back while the pool
+//! still holds more than that are dropped instead of kept.
+//!
 //! # Differences from eventlet
 //!
-//! Items come back through the guard, not through `put`. There is no
-//! `resize` and no `order_as_stack`: free items are handed out oldest
-//! first. The create function is an `Fn`, called by whichever green thread
-//! needs a new item, possibly by several at once (make it a `Cell`-based
-//! counter, not an `FnMut`).
+//! Items come back through the guard, not through `put`. The create
+//! function is an `Fn`, called by whichever green thread needs a new item,
+//! possibly by several at once (make it a `Cell`-based counter, not an
+//! `FnMut`). `order_as_stack` is a method, not a constructor argument.
+//! Shrinking drops free items beyond the new size at once (eventlet hands
+//! them out until they come back, then drops them).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -44,10 +53,13 @@ struct Slots<T> {
     /// anyone waits.
     free: RefCell<VecDeque<T>>,
     /// Places taken: items out, items free, items being made, and places
-    /// granted to a waiter that has not woken yet. Never above `max`.
-    /// Invariant: `max` while anyone waits.
+    /// granted to a waiter that has not woken yet. Above `max` only after a
+    /// shrinking `resize`, until enough items come back.
+    /// Invariant: at least `max` while anyone waits.
     size: Cell<usize>,
-    max: usize,
+    max: Cell<usize>,
+    /// Free items are handed out last given back first.
+    stack: Cell<bool>,
     /// Waiters; one handed an item gets it in its slot, one handed an
     /// empty slot may make a new item in that place.
     waiters: WaitList<T>,
@@ -68,10 +80,12 @@ impl<T> Slots<T> {
         if !self.waiters.is_empty() {
             return Take::Nothing;
         }
-        if let Some(item) = self.free.borrow_mut().pop_front() {
+        let free =
+            if self.stack.get() { self.free.borrow_mut().pop_back() } else { self.free.borrow_mut().pop_front() };
+        if let Some(item) = free {
             return Take::Item(item);
         }
-        if self.size.get() < self.max {
+        if self.size.get() < self.max.get() {
             self.size.set(self.size.get() + 1);
             return Take::Make;
         }
@@ -102,8 +116,14 @@ impl<T> Slots<T> {
         }
     }
 
-    /// Gives a free item to the longest waiter, or to the free list.
+    /// Gives a free item to the longest waiter, or to the free list; drops
+    /// it if the pool holds more items than its size.
     fn give_back(&self, item: T) {
+        if self.size.get() > self.max.get() {
+            self.size.set(self.size.get() - 1);
+            drop(item);
+            return;
+        }
         match self.waiters.pop_front() {
             Some(w) => w.grant_with(item),
             None => self.free.borrow_mut().push_back(item),
@@ -111,11 +131,32 @@ impl<T> Slots<T> {
     }
 
     /// Frees the place of an item that is gone: the longest waiter may
-    /// make a new item in it.
+    /// make a new item in it (unless the pool holds more than its size).
     fn free_place(&self) {
+        if self.size.get() > self.max.get() {
+            self.size.set(self.size.get() - 1);
+            return;
+        }
         match self.waiters.pop_front() {
             Some(w) => w.grant(),
             None => self.size.set(self.size.get() - 1),
+        }
+    }
+
+    /// Sets the most items that may exist: the places made lets waiters
+    /// make new items, oldest first; free items beyond it are dropped now
+    /// (those given back longest ago first).
+    fn resize(&self, max: usize) {
+        self.max.set(max);
+        while self.size.get() > max {
+            let Some(item) = self.free.borrow_mut().pop_front() else { break };
+            self.size.set(self.size.get() - 1);
+            drop(item);
+        }
+        while self.size.get() < max {
+            let Some(w) = self.waiters.pop_front() else { break };
+            self.size.set(self.size.get() + 1);
+            w.grant();
         }
     }
 }
@@ -144,7 +185,8 @@ impl<T, E> Shared<T, E> {
         let slots = Rc::new(Slots {
             free: RefCell::new(VecDeque::with_capacity(min_size)),
             size: Cell::new(0),
-            max: max_size,
+            max: Cell::new(max_size),
+            stack: Cell::new(false),
             waiters: WaitList::new(),
         });
         let shared = Rc::new(Shared { slots, create });
@@ -183,7 +225,7 @@ impl<T, E> Shared<T, E> {
 
     fn free(&self) -> usize {
         let s = &self.slots;
-        s.free.borrow().len() + (s.max - s.size.get())
+        s.free.borrow().len() + s.max.get().saturating_sub(s.size.get())
     }
 }
 
@@ -300,7 +342,52 @@ impl<T> Pool<T> {
 
     /// The most items that may exist at once.
     pub fn max_size(&self) -> usize {
-        self.shared.slots.max
+        self.shared.slots.max.get()
+    }
+
+    /// Changes [`max_size`](Self::max_size) (eventlet's `resize`). Growing
+    /// lets waiting green threads make new items at once, oldest first.
+    /// Shrinking drops free items beyond the new size now (the ones given
+    /// back longest ago first, their destructors running here); items out
+    /// are dropped when they come back while the pool still holds more
+    /// than `max_size`.
+    ///
+    /// ```
+    /// let pool = eventlet::pools::Pool::new(0, 2, || ());
+    /// let (a, b) = (pool.get(), pool.get());
+    /// assert_eq!(pool.free(), 0);
+    /// pool.resize(1);
+    /// drop((a, b)); // one of them is dropped, not kept
+    /// assert_eq!((pool.len(), pool.free()), (1, 1));
+    /// pool.resize(2);
+    /// assert_eq!(pool.free(), 2);
+    /// ```
+    pub fn resize(&self, max_size: usize) {
+        self.shared.slots.resize(max_size);
+    }
+
+    /// Hands out the free item given back most recently first (a stack),
+    /// instead of the one given back longest ago (eventlet's
+    /// `order_as_stack=True`): the same few items are reused while the
+    /// others idle. Applies to every handle of the pool.
+    ///
+    /// ```
+    /// let pool = eventlet::pools::Pool::new(0, 3, {
+    ///     let n = std::cell::Cell::new(0);
+    ///     move || {
+    ///         n.set(n.get() + 1);
+    ///         n.get()
+    ///     }
+    /// })
+    /// .order_as_stack();
+    /// let (one, two) = (pool.get(), pool.get());
+    /// drop(one);
+    /// drop(two);
+    /// assert_eq!(*pool.get(), 2, "the last one given back");
+    /// ```
+    pub fn order_as_stack(self) -> Pool<T> {
+        self.shared.slots.stack.set(true);
+        self
     }
 }
 
@@ -420,7 +507,18 @@ impl<T, E> TryPool<T, E> {
 
     /// The most items that may exist at once.
     pub fn max_size(&self) -> usize {
-        self.shared.slots.max
+        self.shared.slots.max.get()
+    }
+
+    /// As [`Pool::resize`].
+    pub fn resize(&self, max_size: usize) {
+        self.shared.slots.resize(max_size);
+    }
+
+    /// As [`Pool::order_as_stack`].
+    pub fn order_as_stack(self) -> TryPool<T, E> {
+        self.shared.slots.stack.set(true);
+        self
     }
 }
 

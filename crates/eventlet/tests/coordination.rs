@@ -108,7 +108,7 @@ mod event {
         assert_eq!(err.to_string(), "event was already sent");
         assert_eq!(err.into_inner(), [2]);
         assert!(ev.ready());
-        assert_eq!(ev.get(), Some(&vec![1]));
+        assert_eq!(ev.get(), Some(vec![1]));
         // Waiting on a sent event returns at once (the root would report a
         // deadlock if it parked here).
         assert_eq!(ev.wait(), [1]);

@@ -925,3 +925,347 @@ mod greenpool_test {
         spawn_order_check(50);
     }
 }
+
+/// `tests/pools_test.py`: resource pools, including `resize` and
+/// `order_as_stack`. Eventlet's `put` is the drop of our guard.
+mod pools_test {
+    use super::*;
+    use eventlet::pools::{Pool, TryPool};
+
+    /// eventlet's `IntPool`: items are 1, 2, 3, ... as they are made.
+    fn int_pool(min_size: usize, max_size: usize) -> Pool<i32> {
+        let current_integer = Cell::new(0);
+        Pool::new(min_size, max_size, move || {
+            current_integer.set(current_integer.get() + 1);
+            current_integer.get()
+        })
+    }
+
+    /// `TestIntPool.test_integers`
+    #[test]
+    fn integers() {
+        let pool = int_pool(0, 4);
+        let got: Vec<_> = (0..4).map(|_| pool.get()).collect();
+        assert_eq!(got.iter().map(|g| **g).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    }
+
+    /// `TestIntPool.test_free`
+    #[test]
+    fn free() {
+        let pool = int_pool(0, 4);
+        assert_eq!(pool.free(), 4);
+        let gotten = pool.get();
+        assert_eq!(pool.free(), 3);
+        drop(gotten);
+        assert_eq!(pool.free(), 4);
+    }
+
+    /// `TestIntPool.test_exhaustion`
+    #[test]
+    fn exhaustion() {
+        let pool = int_pool(0, 4);
+        let waiter = Queue::bounded(0);
+        let (p, w) = (pool.clone(), waiter.clone());
+        eventlet::spawn_n(move || {
+            let gotten = p.get();
+            w.put(*gotten).unwrap();
+        });
+        let (one, _two, _three, _four) = (pool.get(), pool.get(), pool.get(), pool.get());
+        assert_eq!(pool.free(), 0);
+        // The consumer runs; nothing is in the pool, so it waits.
+        eventlet::yield_now();
+        let one_value = *one;
+        drop(one); // wakes the consumer
+        assert_eq!(waiter.get(), Ok(one_value));
+        eventlet::yield_now(); // the consumer ends
+        assert_clean();
+    }
+
+    /// `TestIntPool.test_blocks_on_pool`
+    #[test]
+    fn blocks_on_pool() {
+        let pool = int_pool(0, 4);
+        let waiter = Queue::bounded(0);
+        let (p, w) = (pool.clone(), waiter.clone());
+        let killable = eventlet::spawn(move || {
+            let _held: Vec<_> = (0..4).map(|_| p.get()).collect();
+            assert_eq!(p.waiting(), 0, "no one should be waiting yet");
+            let _fifth = p.get(); // waits for good
+            w.put("Failed!").unwrap(); // never reached
+        });
+        assert_eq!(pool.waiting(), 0);
+        eventlet::yield_now();
+        assert_eq!(pool.waiting(), 1, "greedy waits on the last get");
+        assert!(waiter.is_full());
+        assert_eq!(waiter.putting(), 0, "put was never called");
+        killable.kill();
+        assert!(killable.join().unwrap_err().is::<Killed>());
+        assert_eq!((pool.waiting(), pool.free()), (0, 4));
+        assert_clean();
+    }
+
+    /// `TestIntPool.test_ordering`: items come back out in the order they
+    /// were put.
+    #[test]
+    fn ordering() {
+        let pool = int_pool(0, 4);
+        let (one, two) = (pool.get(), pool.get());
+        drop(one);
+        drop(two);
+        let (first, second) = (pool.get(), pool.get());
+        assert_eq!((*first, *second), (1, 2));
+    }
+
+    /// `TestIntPool.test_putting_to_queue`
+    #[test]
+    fn putting_to_queue() {
+        let size = 2;
+        let pool = int_pool(0, size);
+        let queue = Queue::new();
+        let done = eventlet::with_timeout(ms(100), || {
+            for index in 0..=size {
+                let pool_item = pool.get();
+                let q = queue.clone();
+                eventlet::spawn_n(move || {
+                    drop(pool_item);
+                    q.put(index).unwrap();
+                });
+            }
+            let mut results: Vec<_> = (0..=size).map(|_| queue.get().unwrap()).collect();
+            results.sort();
+            results
+        });
+        assert_eq!(done.unwrap(), (0..=size).collect::<Vec<_>>());
+        assert_clean();
+    }
+
+    /// `TestIntPool.test_resize`: the pool drops excess items put into it.
+    #[test]
+    fn resize() {
+        let pool = int_pool(0, 2);
+        let (a, b) = (pool.get(), pool.get());
+        assert_eq!(pool.free(), 0);
+        pool.resize(1);
+        drop(a);
+        drop(b);
+        assert_eq!(pool.free(), 1);
+        pool.resize(2);
+        assert_eq!(pool.free(), 2);
+    }
+
+    /// `TestIntPool.test_create_contention`: a hundred green threads of a
+    /// pool, four items made (the create function yields).
+    #[test]
+    fn create_contention() {
+        let creates = Rc::new(Cell::new(0));
+        let c = creates.clone();
+        let p = Pool::new(0, 4, move || {
+            c.set(c.get() + 1);
+            eventlet::yield_now();
+            "slept"
+        });
+        let gp = GreenPool::default();
+        for _ in 0..100 {
+            let p = p.clone();
+            gp.spawn_n(move || assert_eq!(*p.get(), "slept"));
+        }
+        gp.waitall();
+        assert_eq!(creates.get(), 4);
+        assert_clean();
+    }
+
+    /// `TestIntPool.test_put_with_timed_out_getters`: getters that timed
+    /// out are gone; an item put back is kept, without blocking.
+    #[test]
+    fn put_with_timed_out_getters() {
+        let p = int_pool(0, 2);
+        let (_a, b) = (p.get(), p.get());
+        let getters: Vec<_> = (0..5)
+            .map(|_| {
+                let p = p.clone();
+                eventlet::spawn(move || p.get_timeout(ms(1)).map(|g| *g))
+            })
+            .collect();
+        eventlet::yield_now();
+        assert_eq!(p.waiting(), 5);
+        eventlet::sleep(ms(20)); // their timeouts fire
+        let put = eventlet::with_timeout(ms(10_000), || drop(b));
+        assert!(put.is_ok());
+        assert_eq!(p.free(), 1);
+        assert_eq!(p.waiting(), 0);
+        for g in getters {
+            assert_eq!(g.join().unwrap(), None);
+        }
+        assert_clean();
+    }
+
+    /// `TestIntPool2.test_something`
+    #[test]
+    fn min_size_items_are_there() {
+        let pool = int_pool(3, 3);
+        assert_eq!(pool.free(), 3);
+        assert_eq!(*pool.get(), 1);
+    }
+
+    /// `TestOrderAsStack.test_ordering`: items come out in the reverse
+    /// order they were put.
+    #[test]
+    fn order_as_stack() {
+        let pool = int_pool(0, 3).order_as_stack();
+        let (one, two) = (pool.get(), pool.get());
+        drop(one);
+        drop(two);
+        let (first, second) = (pool.get(), pool.get());
+        assert_eq!((*first, *second), (2, 1));
+    }
+
+    /// `TestCreateRaises.test_it`
+    #[test]
+    fn create_raises() {
+        let pool = TryPool::<i32, &str>::new(0, 3, || Err("RuntimeError")).unwrap();
+        assert_eq!(pool.free(), 3);
+        assert_eq!(pool.get().unwrap_err(), "RuntimeError");
+        assert_eq!(pool.free(), 3);
+    }
+}
+
+/// `tests/event_test.py`: `Event`, including `reset`.
+mod event_test {
+    use super::*;
+
+    /// `test_waiting_for_event`
+    #[test]
+    fn waiting_for_event() {
+        let evt = Event::new();
+        let value = "some stuff";
+        let e = evt.clone();
+        eventlet::spawn_n(move || e.send(value).unwrap());
+        assert_eq!(evt.wait(), value);
+        assert_clean();
+    }
+
+    /// `_test_multiple_waiters`, with and without the waiters raising.
+    fn multiple_waiters(exception: bool) {
+        let evt = Event::new();
+        let results = Rc::new(Cell::new(0));
+        let count = 5;
+        let waiters: Vec<Event<()>> = (0..count).map(|_| Event::new()).collect();
+        for i_am_done in &waiters {
+            let (evt, r, done) = (evt.clone(), results.clone(), i_am_done.clone());
+            eventlet::spawn_n(move || {
+                evt.wait();
+                r.set(r.get() + 1);
+                done.send(()).unwrap();
+                if exception {
+                    panic::resume_unwind(Box::new("Exception"));
+                }
+            });
+        }
+        eventlet::yield_now(); // the spawns start waiting
+        evt.send(()).unwrap();
+        for w in &waiters {
+            w.wait();
+        }
+        assert_eq!(results.get(), count);
+        eventlet::yield_now();
+        assert_clean();
+    }
+
+    /// `test_multiple_waiters`
+    #[test]
+    fn multiple_waiters_without_exception() {
+        multiple_waiters(false);
+    }
+
+    /// `test_multiple_waiters_with_exception`
+    #[test]
+    fn multiple_waiters_with_exception() {
+        multiple_waiters(true);
+    }
+
+    /// `test_reset`
+    #[test]
+    fn reset() {
+        let evt = Event::new();
+        // Resetting before a send is refused (eventlet: AssertionError).
+        assert!(!evt.reset());
+        let value = "some stuff";
+        let e = evt.clone();
+        eventlet::spawn_n(move || e.send(value).unwrap());
+        assert_eq!(evt.wait(), value);
+        // The same exact value again, and no second send without a reset.
+        let value2 = "second stuff";
+        assert!(evt.send(value2).is_err());
+        assert_eq!(evt.wait(), value);
+        // Reset, and everything is happy.
+        assert!(evt.reset());
+        let e = evt.clone();
+        eventlet::spawn_n(move || e.send(value2).unwrap());
+        assert_eq!(evt.wait(), value2);
+        assert_clean();
+    }
+
+    /// `test_double_exception`: after a reset the old error is not seen
+    /// again; the wait times out.
+    #[test]
+    fn double_exception() {
+        let evt: Event<Result<(), &str>> = Event::new();
+        evt.send(Err("from test_double_exception")).unwrap();
+        assert_eq!(evt.wait(), Err("from test_double_exception"));
+        assert!(evt.reset());
+        assert!(evt.wait_timeout(ms(1)).is_err());
+        assert_clean();
+    }
+
+    /// `test_wait_timeout_ok`
+    #[test]
+    fn wait_timeout_ok() {
+        let evt = Event::new();
+        let delay = ms(100);
+        let e = evt.clone();
+        let sender = eventlet::spawn_after(delay, move || e.send(true).unwrap());
+        let t1 = std::time::Instant::now();
+        let result = evt.wait_timeout(delay * 2);
+        assert_eq!(result, Ok(true));
+        assert!(t1.elapsed() >= delay);
+        sender.join().unwrap();
+        assert_clean();
+    }
+
+    /// `test_wait_timeout_exceed`
+    #[test]
+    fn wait_timeout_exceed() {
+        let evt = Event::new();
+        let delay = ms(100);
+        let e = evt.clone();
+        let sender = eventlet::spawn_after(delay * 2, move || e.send(true).unwrap());
+        let t1 = std::time::Instant::now();
+        assert!(evt.wait_timeout(delay).is_err());
+        assert!(t1.elapsed() >= delay);
+        sender.kill();
+        assert_clean();
+    }
+
+    /// A reset between a send and the waiters' wake-up does not take the
+    /// value from them (eventlet's waiters get it through their own timer
+    /// call): each gets what was sent.
+    #[test]
+    fn waiters_woken_by_a_send_get_its_value_even_after_a_reset() {
+        let evt = Event::new();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let e = evt.clone();
+                eventlet::spawn(move || e.wait())
+            })
+            .collect();
+        eventlet::yield_now();
+        evt.send(1).unwrap();
+        assert!(evt.reset());
+        evt.send(2).unwrap();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), 1);
+        }
+        assert_eq!(evt.wait(), 2);
+        assert_clean();
+    }
+}

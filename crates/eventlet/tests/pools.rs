@@ -225,3 +225,97 @@ fn a_failed_create_hands_its_place_to_the_next_waiter() {
 fn min_above_max_panics() {
     let _ = Pool::new(3, 2, || ());
 }
+
+/// Counts the items dropped.
+struct Item(usize, Rc<Cell<usize>>);
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() + 1);
+    }
+}
+
+fn dropping_pool(min: usize, max: usize) -> (Pool<Item>, Rc<Cell<usize>>) {
+    let dropped = Rc::new(Cell::new(0));
+    let (made, d) = (Cell::new(0), dropped.clone());
+    let pool = Pool::new(min, max, move || {
+        made.set(made.get() + 1);
+        Item(made.get(), d.clone())
+    });
+    (pool, dropped)
+}
+
+#[test]
+fn shrinking_drops_free_items_now_and_items_out_as_they_come_back() {
+    let (pool, dropped) = dropping_pool(4, 4);
+    let (a, b) = (pool.get(), pool.get());
+    assert_eq!((a.0, b.0), (1, 2));
+    pool.resize(1);
+    assert_eq!(dropped.get(), 2, "the two free items beyond the new size were dropped at once");
+    assert_eq!((pool.len(), pool.free(), pool.max_size()), (2, 0, 1));
+    // A waiter waits until the pool is back within its size.
+    let p = pool.clone();
+    let waiter = eventlet::spawn(move || p.get().0);
+    eventlet::yield_now();
+    assert_eq!(pool.waiting(), 1);
+    drop(a);
+    assert_eq!(dropped.get(), 3, "given back above the size: dropped");
+    assert_eq!((pool.len(), pool.waiting()), (1, 1));
+    drop(b);
+    assert_eq!(waiter.join().unwrap(), 2, "within the size again: handed to the waiter");
+    assert_eq!(dropped.get(), 3);
+    assert_eq!((pool.len(), pool.free()), (1, 1));
+    drop(pool);
+    assert_eq!(dropped.get(), 4, "nothing leaked");
+    assert_clean();
+}
+
+#[test]
+fn growing_lets_waiters_make_new_items_oldest_first() {
+    let (pool, made) = counting_pool(0, 1);
+    let held = pool.get();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let waiters: Vec<_> = (0..3)
+        .map(|i| {
+            let (p, o) = (pool.clone(), order.clone());
+            eventlet::spawn(move || {
+                let item = p.get();
+                o.borrow_mut().push(i);
+                eventlet::sleep(ms(5));
+                *item
+            })
+        })
+        .collect();
+    eventlet::yield_now();
+    assert_eq!(pool.waiting(), 3);
+    pool.resize(3);
+    assert_eq!(pool.waiting(), 1, "two new places, to the two oldest waiters");
+    eventlet::yield_now();
+    assert_eq!(*order.borrow(), [0, 1]);
+    drop(held);
+    let got: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(*order.borrow(), [0, 1, 2]);
+    assert_eq!(got, [2, 3, 1], "two made anew, then the first item handed over");
+    assert_eq!(made.get(), 3);
+    assert_clean();
+}
+
+#[test]
+fn order_as_stack_reuses_the_warmest_items_for_try_pools_too() {
+    let made = Rc::new(Cell::new(0));
+    let m = made.clone();
+    let pool = TryPool::new(0, 3, move || {
+        m.set(m.get() + 1);
+        Ok::<_, ()>(m.get())
+    })
+    .unwrap()
+    .order_as_stack();
+    let (a, b, c) = (pool.get().unwrap(), pool.get().unwrap(), pool.get().unwrap());
+    drop(b);
+    drop(a);
+    drop(c);
+    let got: Vec<usize> = (0..3).map(|_| pool.get().unwrap().into_inner()).collect();
+    assert_eq!(got, [3, 1, 2], "last given back first");
+    pool.resize(4);
+    assert_eq!(pool.max_size(), 4);
+}
