@@ -176,3 +176,39 @@ fn a_plain_thread_and_a_tpool_worker_still_block() {
     watcher.join().unwrap();
     assert!(POLLS.contains(&rx.recv().unwrap()));
 }
+
+/// Sleeps in its destructor: run while its green thread unwinds.
+struct SleepsOnDrop(std::rc::Rc<std::cell::Cell<u32>>, std::rc::Rc<std::cell::Cell<Option<u32>>>);
+
+impl Drop for SleepsOnDrop {
+    fn drop(&mut self) {
+        assert!(std::thread::panicking());
+        let before = self.0.get();
+        std::thread::sleep(Duration::from_millis(100));
+        self.1.set(Some(self.0.get() - before));
+    }
+}
+
+#[test]
+fn code_running_while_a_green_thread_unwinds_gets_the_original_call() {
+    assert!(patch());
+    let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let t = ticks.clone();
+    let ticker = eventlet::spawn(move || loop {
+        t.set(t.get() + 1);
+        eventlet::sleep(Duration::from_millis(5));
+    });
+    let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    let guard = SleepsOnDrop(ticks.clone(), seen.clone());
+    let start = Instant::now();
+    let h = eventlet::spawn(move || {
+        let _g = guard;
+        panic!("unwinding on purpose");
+    });
+    assert!(h.join().is_err());
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    // The sleep blocked the OS thread (the original call): the ticker did
+    // not run during it.
+    assert_eq!(seen.get(), Some(0));
+    ticker.kill();
+}
