@@ -14,8 +14,8 @@ mod util;
 #[test]
 fn libpq_tests_are_built_with_the_libpq_feature() {
     util::tools::missing(
-        "the libpq feature of eventlet-greening (these tests link libpq)",
-        "apt-get install -y libpq-dev postgresql, then cargo test -p eventlet-greening --features libpq",
+        "libpq (these tests link it, with eventlet-greening's `libpq` feature)",
+        "apt-get install -y libpq-dev postgresql, then run cargo test -p eventlet-greening --features libpq",
     );
 }
 
