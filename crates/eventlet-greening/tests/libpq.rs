@@ -13,6 +13,12 @@ mod util;
 #[cfg(not(feature = "libpq"))]
 #[test]
 fn libpq_tests_are_built_with_the_libpq_feature() {
+    if util::tools::in_ci() {
+        // `.ci/run` runs this file again with the feature, in a step of its
+        // own, where a missing libpq fails the build.
+        eprintln!("libpq tests: run by .ci/run's libpq step (--features libpq)");
+        return;
+    }
     util::tools::missing(
         "libpq (these tests link it, with eventlet-greening's `libpq` feature)",
         "apt-get install -y libpq-dev postgresql, then run cargo test -p eventlet-greening --features libpq",
