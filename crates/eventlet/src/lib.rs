@@ -80,6 +80,7 @@ pub mod lock;
 pub mod net;
 #[cfg(all(feature = "monkey-patch", target_os = "linux"))]
 pub mod patcher;
+pub mod pipe;
 pub mod pools;
 pub mod process;
 pub mod queue;

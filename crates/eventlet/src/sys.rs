@@ -24,6 +24,22 @@ macro_rules! syscall {
 }
 pub(crate) use syscall;
 
+/// Sets or clears `O_NONBLOCK` on `fd` (for descriptors whose std type
+/// has no `set_nonblocking`, such as a `File` over a pipe).
+pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_raw_fd();
+    // SAFETY: `fd` is open (borrowed for this call); F_GETFL takes no
+    // argument.
+    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
+    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    if new != flags {
+        // SAFETY: as above; F_SETFL takes the new flags as an int.
+        syscall!(fcntl(fd, libc::F_SETFL, new))?;
+    }
+    Ok(())
+}
+
 /// The size of a memory page.
 pub(crate) fn page_size() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();

@@ -1269,3 +1269,123 @@ mod event_test {
         assert_clean();
     }
 }
+
+/// `tests/greenio_test.py`, `TestGreenPipe`: green pipes.
+mod greenio_test {
+    use super::*;
+    use eventlet::pipe::pipe;
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    /// `test_pipe`: a sender writes a byte at a time, then closes; the
+    /// reader gets whole lines, then end of file.
+    #[test]
+    fn pipe_lines() {
+        let (r, wf) = pipe().unwrap();
+        let one_line = b"12345\n";
+        let content: Vec<u8> = one_line.repeat(5);
+        let sender = eventlet::spawn(move || {
+            for ch in content {
+                eventlet::sleep(std::time::Duration::from_micros(100));
+                (&wf).write_all(&[ch]).unwrap();
+            }
+            // wf is closed here
+        });
+        let mut rf = BufReader::new(r);
+        for _ in 0..5 {
+            let mut line = Vec::new();
+            rf.read_until(b'\n', &mut line).unwrap();
+            eventlet::sleep(ms(10));
+            assert_eq!(line, one_line);
+        }
+        let mut line = Vec::new();
+        rf.read_until(b'\n', &mut line).unwrap();
+        assert_eq!(line, b"");
+        sender.join().unwrap();
+        assert_clean();
+    }
+
+    /// `test_pipe_read`: `readline` waits for data that is not there yet,
+    /// and ends on `\n` and `\r\n` alike.
+    #[test]
+    fn pipe_read() {
+        let (r, mut w) = pipe().unwrap();
+        let gt = eventlet::spawn(move || {
+            eventlet::sleep(ms(100));
+            w.write_all(b"line\n").unwrap();
+            w.flush().unwrap();
+            w.write_all(b"line\r\n").unwrap();
+            w.flush().unwrap();
+            w
+        });
+        eventlet::yield_now();
+        let mut r = BufReader::new(r);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "line\n");
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "line\r\n");
+        drop(gt.join().unwrap());
+        assert_clean();
+    }
+
+    /// `test_pip_read_until_end`: a read with no size reads to the end.
+    #[test]
+    fn pipe_read_until_end() {
+        let (mut r, mut w) = pipe().unwrap();
+        let data = b"abcd".repeat(8192 / 2);
+        let expected = data.clone();
+        eventlet::spawn_n(move || {
+            w.write_all(&data).unwrap();
+            // w is closed here
+        });
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, expected);
+        assert_clean();
+    }
+
+    /// `test_pipe_read_unbuffered`
+    #[test]
+    fn pipe_read_unbuffered() {
+        let (r, mut w) = pipe().unwrap();
+        w.write_all(b"line\n").unwrap();
+        // Unbuffered: a byte at a time.
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while line.last() != Some(&b'\n') {
+            assert_eq!((&r).read(&mut byte).unwrap(), 1);
+            line.push(byte[0]);
+        }
+        assert_eq!(line, b"line\n");
+    }
+
+    /// `test_pipe_writes_large_messages`: a write larger than the pipe
+    /// holds waits for the reader, which reads 1024 bytes at a time.
+    #[test]
+    fn pipe_writes_large_messages() {
+        let (r, mut w) = pipe().unwrap();
+        let large_message: Vec<u8> = (0..65u8).flat_map(|i| [i; 1024]).collect();
+        let gt = eventlet::spawn(move || {
+            w.write_all(&large_message).unwrap();
+        });
+        for i in 0..65u8 {
+            let mut buf = [0u8; 1024];
+            (&r).read_exact(&mut buf).unwrap();
+            assert_eq!(buf, [i; 1024], "iter={i}");
+        }
+        gt.join().unwrap();
+        assert_clean();
+    }
+
+    /// `test_pipe_context`: closing one end leaves the other open.
+    #[test]
+    fn pipe_context() {
+        let (r, w) = pipe().unwrap();
+        drop(r);
+        // `w` is still open (it can be duplicated), its reader gone.
+        let w2 = w.try_clone().unwrap();
+        assert_eq!((&w2).write(b"x").unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        drop((w, w2));
+    }
+}

@@ -1,14 +1,15 @@
-//! The descriptor traits every green socket has, from one macro (as mio
-//! gives its sockets theirs): `AsFd`, `AsRawFd`, `IntoRawFd`, `FromRawFd`,
-//! `From<OwnedFd>` and `From<T> for OwnedFd`.
+//! The descriptor traits every green socket (and [`GreenPipe`](crate::pipe::GreenPipe))
+//! has, from one macro (as mio gives its sockets theirs): `AsFd`,
+//! `AsRawFd`, `IntoRawFd`, `FromRawFd`, `From<OwnedFd>` and
+//! `From<T> for OwnedFd`.
 
-/// Implements the descriptor traits for `$t`, a green socket with an
-/// `inner: Evented<$std>` field and no `Drop` of its own; `$wrap` turns a
-/// non-blocking `$std` into a `$t`.
+/// Implements the descriptor traits for `$t`, a green descriptor type with
+/// an `inner: Evented<$std>` field and no `Drop` of its own; `$wrap` turns
+/// a non-blocking `$std` into a `$t`.
 ///
 /// A descriptor that comes in (`From<OwnedFd>`, `FromRawFd`) is made
-/// non-blocking, as every green socket's is; one that goes out leaves the
-/// hub's reactor first, and stays non-blocking.
+/// non-blocking, as every green descriptor's is; one that goes out leaves
+/// the hub's reactor first, and stays non-blocking.
 macro_rules! descriptor_traits {
     ($t:ident, $std:ty, $wrap:expr) => {
         impl std::os::fd::AsRawFd for $t {
@@ -37,8 +38,8 @@ macro_rules! descriptor_traits {
         }
 
         impl From<std::os::fd::OwnedFd> for $t {
-            /// Takes over `fd`, an open socket of this kind, and makes it
-            /// non-blocking.
+            /// Takes over `fd`, an open descriptor of this kind, and makes
+            /// it non-blocking.
             fn from(fd: std::os::fd::OwnedFd) -> $t {
                 let s = <$std>::from(fd);
                 // Setting O_NONBLOCK on an open descriptor does not fail;
@@ -54,8 +55,8 @@ macro_rules! descriptor_traits {
             ///
             /// # Safety
             ///
-            /// `fd` is an open socket of this kind that nothing else owns
-            /// (the contract of `FromRawFd` for `OwnedFd`).
+            /// `fd` is an open descriptor of this kind that nothing else
+            /// owns (the contract of `FromRawFd` for `OwnedFd`).
             unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> $t {
                 // SAFETY: the caller hands over an open descriptor that
                 // nothing else owns, which is `OwnedFd::from_raw_fd`'s
@@ -65,3 +66,4 @@ macro_rules! descriptor_traits {
         }
     };
 }
+pub(crate) use descriptor_traits;

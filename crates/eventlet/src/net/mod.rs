@@ -21,6 +21,7 @@
 
 #[macro_use]
 mod fd;
+pub(crate) use fd::descriptor_traits;
 mod serve;
 pub mod unix;
 mod workers;
