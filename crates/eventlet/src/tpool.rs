@@ -12,6 +12,21 @@
 //! The pool starts threads on demand up to [`max_threads`] (default 20,
 //! configurable with [`set_max_threads`] or the `EVENTLET_THREADPOOL_SIZE`
 //! environment variable); idle threads exit after ten seconds.
+//!
+//! An `EVENTLET_THREADPOOL_SIZE` that is not a whole number of at least 1
+//! (`0`, `-3`, `abc`, empty) is reported once on stderr (and through
+//! `log`), naming the value, when the pool is first used; the pool then
+//! has the default size.
+//!
+//! # Differences from eventlet
+//!
+//! eventlet raises on a size that is not a number and asserts on a
+//! negative one; a size of 0 makes every `tpool.execute` run in the
+//! calling thread, with a warning. Here none of them stops the program
+//! (the setting is read on first use, deep inside whatever call needed
+//! the pool, which has no error to return), and 0 is refused as the
+//! others are: running blocking calls on the hub's own thread would stall
+//! every green thread of it, which is what the pool is for avoiding.
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -38,14 +53,34 @@ struct PoolState {
 
 const IDLE_EXIT: Duration = Duration::from_secs(10);
 
+/// The pool's size unless `EVENTLET_THREADPOOL_SIZE` says otherwise.
+const DEFAULT_THREADS: usize = 20;
+
+/// The size `EVENTLET_THREADPOOL_SIZE` asks for: `Ok(None)` when it is not
+/// set, `Err` with what it holds when that is not a size.
+fn size_from_env(var: Option<std::ffi::OsString>) -> Result<Option<usize>, String> {
+    let Some(v) = var else { return Ok(None) };
+    match v.to_str().map(|s| s.trim().parse::<usize>()) {
+        Some(Ok(n)) if n > 0 => Ok(Some(n)),
+        _ => Err(v.to_string_lossy().into_owned()),
+    }
+}
+
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let max = std::env::var("EVENTLET_THREADPOOL_SIZE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or(20);
+        let max = match size_from_env(std::env::var_os("EVENTLET_THREADPOOL_SIZE")) {
+            Ok(n) => n.unwrap_or(DEFAULT_THREADS),
+            Err(bad) => {
+                let msg = format!(
+                    "EVENTLET_THREADPOOL_SIZE={bad:?} is not a number of threads (a whole number, at least 1); \
+                     the thread pool has the default size, {DEFAULT_THREADS}"
+                );
+                crate::report::stderr_line(format_args!("{msg}"));
+                crate::report::log_warn(format_args!("{msg}"));
+                DEFAULT_THREADS
+            }
+        };
         Pool {
             state: Mutex::new(PoolState { jobs: VecDeque::new(), threads: 0, idle: 0 }),
             cond: Condvar::new(),
@@ -164,6 +199,22 @@ fn worker() {
         if timeout.timed_out() && st.jobs.is_empty() {
             st.threads -= 1;
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_from_env;
+
+    #[test]
+    fn the_pool_size_from_the_environment_is_a_whole_number_of_at_least_one() {
+        let env = |s: &str| size_from_env(Some(s.into()));
+        assert_eq!(size_from_env(None), Ok(None));
+        assert_eq!(env("7"), Ok(Some(7)));
+        assert_eq!(env(" 12\n"), Ok(Some(12)));
+        for bad in ["0", "-3", "abc", "", "2.5", "99999999999999999999999"] {
+            assert_eq!(env(bad), Err(bad.to_owned()), "{bad:?}");
         }
     }
 }

@@ -156,3 +156,41 @@ fn execute_from_a_plain_thread() {
     });
     assert_eq!(t.join().unwrap(), 42);
 }
+
+#[test]
+fn pool_size_child() {
+    let Some(expect) = std::env::var_os("EVENTLET_POOL_SIZE_CHILD") else {
+        return; // only runs as the child of the test below
+    };
+    for _ in 0..3 {
+        assert_eq!(tpool::execute(|| 6 * 7), 42);
+    }
+    tpool::set_max_threads(tpool::max_threads());
+    assert_eq!(tpool::max_threads().to_string(), expect.to_string_lossy());
+    eprintln!("the child ran its calls");
+}
+
+/// An `EVENTLET_THREADPOOL_SIZE` that is not a size is reported once, with
+/// its value, and the pool keeps its default size; a good one is used
+/// without a word.
+#[test]
+fn an_invalid_pool_size_in_the_environment_is_reported_once() {
+    for bad in ["0", "-3", "abc", ""] {
+        let (status, stderr) = util::run_child_test(
+            "pool_size_child",
+            &[("EVENTLET_POOL_SIZE_CHILD", "20"), ("EVENTLET_THREADPOOL_SIZE", bad)],
+        );
+        assert!(status.success() && stderr.contains("the child ran its calls"), "{bad:?}: {stderr}");
+        let report = format!(
+            "eventlet: EVENTLET_THREADPOOL_SIZE={bad:?} is not a number of threads (a whole number, at least 1); the \
+             thread pool has the default size, 20"
+        );
+        assert_eq!(stderr.matches(&report).count(), 1, "{bad:?}: {stderr}");
+    }
+    let (status, stderr) = util::run_child_test(
+        "pool_size_child",
+        &[("EVENTLET_POOL_SIZE_CHILD", "7"), ("EVENTLET_THREADPOOL_SIZE", "7")],
+    );
+    assert!(status.success() && stderr.contains("the child ran its calls"), "{stderr}");
+    assert!(!stderr.contains("EVENTLET_THREADPOOL_SIZE"), "{stderr}");
+}
