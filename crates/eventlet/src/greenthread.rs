@@ -4,7 +4,27 @@
 //! and never leaves it, so its closure need not be `Send` and may use `Rc`,
 //! `RefCell` and thread-locals. It runs until it blocks (green I/O, `sleep`,
 //! `join`, a pool or queue wait); then the hub runs the next ready one.
+//!
+//! A [`JoinHandle`] joins, kills or [`cancel`](JoinHandle::cancel)s its
+//! green thread, and [`link`](JoinHandle::link)s callbacks to its end;
+//! [`spawn_after_local`] schedules one that is canceled if the caller ends
+//! first.
+//!
+//! # Differences from eventlet
+//!
+//! A linked callback gets the green thread's result by reference (a
+//! `JoinHandle` is not shared, so there is no green thread to call `wait`
+//! on, as eventlet's callbacks do); [`unlink`](JoinHandle::unlink) takes
+//! the key [`link`](JoinHandle::link) returned, not the function (closures
+//! cannot be compared). `join` returns once every callback has, even one
+//! that blocks (eventlet's waiters may run while a callback waits). A
+//! green thread of [`spawn_after_local`] is canceled when the caller ends
+//! (if it has not started by then, even if its delay has passed);
+//! eventlet's timer looks whether the caller is dead when it fires.
+//! [`cancel`](JoinHandle::cancel) says whether it canceled, and, like
+//! `kill`, lets the canceled green thread end before it returns.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -64,6 +84,54 @@ where
     T: 'static,
 {
     Builder::new().spawn_after(delay, f).unwrap_or_else(|e| panic!("eventlet::spawn_after: {e}"))
+}
+
+/// Spawns a green thread that starts after `delay`, unless the green
+/// thread that called this has ended by then (eventlet's
+/// `spawn_after_local`): when the caller ends (returns, panics or is
+/// killed), the delayed green thread is [`cancel`](JoinHandle::cancel)ed
+/// if it has not started. One that has started goes on.
+///
+/// Called from the root context, which does not end while its hub runs,
+/// it is [`spawn_after`].
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let scheduler = eventlet::spawn(|| {
+///     eventlet::spawn_after_local(Duration::from_millis(20), || "too late")
+/// });
+/// let later = scheduler.join().unwrap(); // the scheduler has ended
+/// assert!(later.join().unwrap_err().is::<eventlet::Killed>(), "never ran");
+/// ```
+///
+/// # Panics
+///
+/// Panics if no stack can be had; see [`Builder::spawn_after_local`].
+pub fn spawn_after_local<F, T>(delay: Duration, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().spawn_after_local(delay, f).unwrap_or_else(|e| panic!("eventlet::spawn_after_local: {e}"))
+}
+
+crate::green_local! {
+    /// The green threads this one spawned with `spawn_after_local` that
+    /// may not have started: canceled when this one ends (and its
+    /// green-locals are dropped).
+    static LOCAL_SPAWNS: RefCell<Vec<CancelOnEnd>> = RefCell::new(Vec::new());
+}
+
+/// Cancels a green thread when dropped, if it has not started.
+struct CancelOnEnd(TaskRef);
+
+impl Drop for CancelOnEnd {
+    fn drop(&mut self) {
+        // No hub (the OS thread exiting): its unstarted green threads are
+        // ended by the hub's own drop.
+        hub::peek_hub(|h| h.cancel(&self.0));
+    }
 }
 
 /// Blocks the current green thread (or the root context) for `dur`, letting
@@ -210,6 +278,29 @@ impl Builder {
         self.spawn_inner(f, Some(delay), false)
     }
 
+    /// Spawns a green thread that starts after `delay` unless the caller
+    /// has ended; see [`spawn_after_local`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::spawn`].
+    pub fn spawn_after_local<F, T>(self, delay: Duration, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let h = self.spawn_inner(f, Some(delay), false)?;
+        if !with_hub(|hub| hub.current().is_root()) {
+            let task = h.task.task().clone();
+            LOCAL_SPAWNS.with_borrow_mut(|spawned| {
+                // Those that started or ended need no canceling.
+                spawned.retain(|c| !c.0.is_done() && !c.0.started());
+                spawned.push(CancelOnEnd(task));
+            });
+        }
+        Ok(h)
+    }
+
     fn spawn_inner<F, T>(self, f: F, delay: Option<Duration>, report: bool) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + 'static,
@@ -296,8 +387,108 @@ impl<T: 'static> JoinHandle<T> {
         }
     }
 
+    /// Kills the green thread only if it has not started yet (eventlet's
+    /// `cancel`), and returns whether it did. A canceled green thread never
+    /// runs its closure: its own body drops the closure unrun (and runs its
+    /// [`link`](Self::link)ed callbacks), which this call lets happen
+    /// before it returns, as [`kill`](Self::kill) does; its `join` returns
+    /// `Err` with [`Killed`](crate::Killed). One that has started, ended,
+    /// or already been killed is left alone (`false`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let later = eventlet::spawn_after(Duration::from_secs(60), || "ran");
+    /// assert!(later.cancel());
+    /// assert!(later.is_finished());
+    /// assert!(later.join().unwrap_err().is::<eventlet::Killed>());
+    ///
+    /// let started = eventlet::spawn(|| eventlet::sleep(Duration::from_millis(5)));
+    /// eventlet::yield_now(); // it starts, and sleeps
+    /// assert!(!started.cancel(), "started: left to finish");
+    /// assert!(started.join().is_ok());
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let canceled = with_hub(|h| h.cancel(self.task.task()));
+        if canceled {
+            yield_now();
+        }
+        canceled
+    }
+
+    /// Links `f` to the green thread's end (eventlet's `link`): when the
+    /// green thread finishes (returns, panics, or is killed, even before it
+    /// started), `f` runs with its result, on that green thread, before
+    /// [`join`](Self::join) returns the result (which `f` sees by
+    /// reference). If it has finished already, `f` runs at once, here.
+    ///
+    /// Callbacks run in the order they were linked; one linked by a
+    /// callback while they run runs after those linked before it. They run
+    /// after the green thread's closure and before its green-locals are
+    /// dropped, whether or not the `JoinHandle` is kept (a dropped handle's
+    /// result is dropped after them). A callback that panics is reported
+    /// on stderr and the next one still runs; one that blocks (it may:
+    /// it runs on a green thread) delays the end of the green thread, so
+    /// its `join`, until it returns.
+    ///
+    /// Returns a key for [`unlink`](Self::unlink).
+    ///
+    /// # Examples
+    ///
+    /// Results in the order the green threads finish:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let done = eventlet::Queue::new();
+    /// let handles: Vec<_> = [30u64, 10, 20]
+    ///     .into_iter()
+    ///     .map(|ms| {
+    ///         let h = eventlet::spawn(move || {
+    ///             eventlet::sleep(Duration::from_millis(ms));
+    ///             ms
+    ///         });
+    ///         let done = done.clone();
+    ///         h.link(move |r| done.put(*r.as_ref().unwrap()).unwrap());
+    ///         h
+    ///     })
+    ///     .collect();
+    /// let order: Vec<u64> = (0..3).map(|_| done.get().unwrap()).collect();
+    /// assert_eq!(order, [10, 20, 30]);
+    /// for h in handles {
+    ///     h.join().unwrap();
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// A callback run at once (the green thread has finished) is an
+    /// ordinary call: its panic unwinds here.
+    pub fn link<F>(&self, f: F) -> LinkKey
+    where
+        F: FnOnce(&std::thread::Result<T>) + 'static,
+    {
+        if self.task.is_done() {
+            // Ended: run it now, here (a key `unlink` never finds).
+            let result = self.task.slot().borrow();
+            match result.as_ref() {
+                Some(r) => f(r),
+                None => f(&Err(Box::new(hub::Killed))),
+            }
+            return LinkKey(0);
+        }
+        LinkKey(crate::link::link(&self.task, Box::new(f)))
+    }
+
+    /// Removes a callback linked with [`link`](Self::link) (eventlet's
+    /// `unlink`). Returns whether it was still linked: `false` if it has
+    /// run (or is running), or was unlinked before.
+    pub fn unlink(&self, key: LinkKey) -> bool {
+        key.0 != 0 && !self.task.is_done() && crate::link::unlink(&self.task, key.0)
+    }
+
     /// Whether the green thread has finished (returned, panicked or been
-    /// killed).
+    /// killed) and run its linked callbacks.
     pub fn is_finished(&self) -> bool {
         self.task.is_done()
     }
@@ -307,6 +498,11 @@ impl<T: 'static> JoinHandle<T> {
         GreenThread { task: self.task.task().clone() }
     }
 }
+
+/// The key of a callback linked with [`JoinHandle::link`], to
+/// [`unlink`](JoinHandle::unlink) it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkKey(u64);
 
 impl<T> Drop for JoinHandle<T> {
     /// Detaches the green thread: it goes on, and drops its own result when
@@ -318,7 +514,11 @@ impl<T> Drop for JoinHandle<T> {
             let result = t.slot().borrow_mut().take();
             drop(result);
         } else {
-            t.detached.set(true);
+            // With callbacks linked, it is detached once they have run
+            // (they see the result first).
+            if !crate::link::handle_dropped(t) {
+                t.detached.set(true);
+            }
             drop(t.take_joiner());
         }
     }

@@ -75,6 +75,7 @@ mod greenpool;
 mod greenthread;
 pub mod guide;
 pub mod hub;
+mod link;
 pub mod local;
 pub mod lock;
 pub mod net;
@@ -97,8 +98,8 @@ mod waitlist;
 pub use event::Event;
 pub use greenpool::{GreenPile, GreenPool, Imap, PoolSizeError, TrySpawnError};
 pub use greenthread::{
-    current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
-    JoinHandle,
+    current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_after_local, spawn_n, yield_now,
+    Builder, GreenThread, JoinHandle, LinkKey,
 };
 pub use hub::{Killed, Unparker, Wakeup};
 pub use lock::{Condvar, Lock, LockGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -1389,3 +1389,196 @@ mod greenio_test {
         drop((w, w2));
     }
 }
+
+/// `tests/greenthread_test.py`: spawning, `link`, `cancel`, and
+/// `spawn_after_local`.
+mod greenthread_test {
+    use super::*;
+    use std::time::Duration;
+
+    /// eventlet's `passthru`, recording its calls in `_g_results`.
+    fn passthru(results: &Log, a: i32) -> i32 {
+        results.push(a.to_string());
+        a
+    }
+
+    /// `Asserts.assert_dead`: `wait` raises `GreenletExit`, the green
+    /// thread is dead.
+    fn assert_dead<T: 'static>(gt: eventlet::JoinHandle<T>) {
+        assert!(gt.is_finished());
+        assert!(gt.join().err().is_some_and(|e| e.is::<Killed>()));
+    }
+
+    /// `Spawn.test_simple`
+    #[test]
+    fn simple() {
+        let results = Log::default();
+        let r = results.clone();
+        let gt = eventlet::spawn(move || passthru(&r, 1));
+        assert_eq!(gt.join().unwrap(), 1);
+        assert_eq!(results.get(), ["1"]);
+    }
+
+    /// `Spawn.test_kill`: killed before it ran, it never runs.
+    #[test]
+    fn kill() {
+        let results = Log::default();
+        let r = results.clone();
+        let gt = eventlet::spawn(move || passthru(&r, 6));
+        gt.kill();
+        assert!(gt.is_finished());
+        eventlet::sleep(ms(1));
+        assert_eq!(results.get(), Vec::<String>::new());
+        gt.kill(); // again: nothing happens
+        assert_dead(gt);
+        assert_clean();
+    }
+
+    /// `Spawn.test_link`: the linked function gets the result when the
+    /// green thread ends.
+    #[test]
+    fn link() {
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let log = Log::default();
+        let l = log.clone();
+        let gt = eventlet::spawn(move || passthru(&l, 5));
+        let (r, id) = (results.clone(), gt.thread().id());
+        let (a, b) = (4, 5); // eventlet's curried arguments
+        gt.link(move |result| r.borrow_mut().push((id, *result.as_ref().unwrap(), a, b)));
+        assert_eq!(gt.join().unwrap(), 5);
+        assert_eq!(*results.borrow(), [(id, 5, 4, 5)]);
+        assert_clean();
+    }
+
+    /// `Spawn.test_link_after_exited`: linked after the end, it runs at
+    /// once.
+    #[test]
+    fn link_after_exited() {
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let log = Log::default();
+        let l = log.clone();
+        let gt = eventlet::spawn(move || passthru(&l, 5));
+        while !gt.is_finished() {
+            eventlet::yield_now(); // eventlet: gt.wait(), which keeps the result
+        }
+        let r = results.clone();
+        gt.link(move |result| r.borrow_mut().push(*result.as_ref().unwrap()));
+        assert_eq!(*results.borrow(), [5], "ran at once");
+        assert_eq!(gt.join().unwrap(), 5);
+        assert_clean();
+    }
+
+    /// `Spawn.test_link_relinks`: a linked function that links another
+    /// does not recurse; the other runs once.
+    #[test]
+    fn link_relinks() {
+        let called = Rc::new(Cell::new(0));
+        let gt = Rc::new(eventlet::spawn(|| ()));
+        let (g, c) = (gt.clone(), called.clone());
+        gt.link(move |_| {
+            let c = c.clone();
+            g.link(move |_| c.set(c.get() + 1));
+        });
+        while !gt.is_finished() {
+            eventlet::yield_now();
+        }
+        assert_eq!(called.get(), 1);
+        Rc::try_unwrap(gt).ok().unwrap().join().unwrap();
+        assert_clean();
+    }
+
+    /// `SpawnAfter.test_basic`
+    #[test]
+    fn spawn_after_basic() {
+        let log = Log::default();
+        let l = log.clone();
+        let gt = eventlet::spawn_after(ms(100), move || passthru(&l, 20));
+        assert_eq!(gt.join().unwrap(), 20);
+    }
+
+    /// `SpawnAfter.test_cancel`
+    #[test]
+    fn spawn_after_cancel() {
+        let log = Log::default();
+        let l = log.clone();
+        let gt = eventlet::spawn_after(ms(100), move || passthru(&l, 21));
+        assert!(gt.cancel());
+        assert_dead(gt);
+        assert!(log.get().is_empty());
+        assert_clean();
+    }
+
+    /// `SpawnAfter.test_cancel_already_started`: a started green thread
+    /// is not canceled.
+    #[test]
+    fn spawn_after_cancel_already_started() {
+        let gt = eventlet::spawn_after(Duration::ZERO, || {
+            eventlet::sleep(ms(100)); // eventlet's `waiter`
+            22
+        });
+        eventlet::yield_now();
+        assert!(!gt.cancel());
+        assert_eq!(gt.join().unwrap(), 22);
+        assert_clean();
+    }
+
+    /// `SpawnAfter.test_kill_already_started`
+    #[test]
+    fn spawn_after_kill_already_started() {
+        let gt = eventlet::spawn_after(Duration::ZERO, || {
+            eventlet::sleep(ms(100));
+            22
+        });
+        eventlet::yield_now();
+        gt.kill();
+        assert_dead(gt);
+        assert_clean();
+    }
+
+    /// `SpawnAfterLocal.test_timer_fired`
+    #[test]
+    fn spawn_after_local_timer_fired() {
+        let lst = Rc::new(RefCell::new(vec![1]));
+        let l = lst.clone();
+        let gt = eventlet::spawn(move || {
+            let later = eventlet::spawn_after_local(ms(100), move || l.borrow_mut().pop());
+            eventlet::sleep(ms(200));
+            later
+        });
+        assert_eq!(*lst.borrow(), [1]);
+        eventlet::sleep(ms(300));
+        assert_eq!(*lst.borrow(), Vec::<i32>::new());
+        assert_eq!(gt.join().unwrap().join().unwrap(), Some(1));
+        assert_clean();
+    }
+
+    /// `SpawnAfterLocal.test_timer_cancelled_upon_greenlet_exit`
+    #[test]
+    fn spawn_after_local_timer_cancelled_upon_greenlet_exit() {
+        let lst = Rc::new(RefCell::new(vec![1]));
+        let l = lst.clone();
+        let gt = eventlet::spawn(move || eventlet::spawn_after_local(ms(100), move || l.borrow_mut().pop()));
+        assert_eq!(*lst.borrow(), [1]);
+        eventlet::sleep(ms(200));
+        assert_eq!(*lst.borrow(), [1]);
+        assert_dead(gt.join().unwrap());
+        assert_clean();
+    }
+
+    /// `SpawnAfterLocal.test_spawn_is_not_cancelled`: a plain spawn of a
+    /// green thread that ends at once still runs.
+    #[test]
+    fn spawn_is_not_cancelled() {
+        let lst = Rc::new(RefCell::new(vec![1]));
+        let l = lst.clone();
+        eventlet::spawn_n(move || {
+            eventlet::spawn_n(move || {
+                l.borrow_mut().pop();
+            });
+            // ends at once, but the pop must be called
+        });
+        eventlet::sleep(ms(100));
+        assert_eq!(*lst.borrow(), Vec::<i32>::new());
+        assert_clean();
+    }
+}

@@ -296,3 +296,282 @@ fn many_green_threads() {
     let sum: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(sum, n * (n - 1) / 2);
 }
+
+/// An order of events, shared by a test and its green threads.
+#[derive(Clone, Default)]
+struct Events(Rc<RefCell<Vec<String>>>);
+
+impl Events {
+    fn push(&self, e: impl Into<String>) {
+        self.0.borrow_mut().push(e.into());
+    }
+
+    fn get(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+}
+
+eventlet::green_local! {
+    /// A green-local whose destructor notes when it ran.
+    static NOTE_ON_DROP: RefCell<Option<NoteOnDrop>> = RefCell::new(None);
+}
+
+struct NoteOnDrop(Events, &'static str);
+
+impl Drop for NoteOnDrop {
+    fn drop(&mut self) {
+        self.0.push(self.1);
+    }
+}
+
+#[test]
+fn linked_callbacks_run_in_order_on_the_green_thread_before_join_returns_and_its_locals_drop() {
+    let ev = Events::default();
+    let e = ev.clone();
+    let h = eventlet::spawn(move || {
+        NOTE_ON_DROP.set(Some(NoteOnDrop(e.clone(), "green-local dropped")));
+        e.push("body");
+        7
+    });
+    let id = h.thread().id();
+    for n in 1..=3 {
+        let e = ev.clone();
+        h.link(move |r| {
+            assert_eq!(eventlet::current().id(), id, "runs on the green thread that ends");
+            e.push(format!("link {n} got {}", r.as_ref().unwrap()));
+        });
+    }
+    assert!(!h.is_finished());
+    assert_eq!(h.join().unwrap(), 7, "the callbacks saw the result by reference; join still gets it");
+    assert_eq!(ev.get(), ["body", "link 1 got 7", "link 2 got 7", "link 3 got 7", "green-local dropped"]);
+}
+
+#[test]
+fn unlink_removes_a_callback_that_has_not_run() {
+    let ev = Events::default();
+    let h = eventlet::spawn(|| ());
+    let (e1, e2) = (ev.clone(), ev.clone());
+    let k1 = h.link(move |_| e1.push("first"));
+    let k2 = h.link(move |_| e2.push("second"));
+    assert_ne!(k1, k2);
+    assert!(h.unlink(k1));
+    assert!(!h.unlink(k1), "unlinked already");
+    h.join().unwrap();
+    assert_eq!(ev.get(), ["second"]);
+}
+
+#[test]
+fn a_callback_that_panics_is_reported_and_the_next_runs() {
+    let ev = Events::default();
+    let h = eventlet::spawn(|| "result");
+    h.link(|_| panic!("a link callback panics"));
+    let e = ev.clone();
+    h.link(move |r| e.push(*r.as_ref().unwrap()));
+    assert_eq!(h.join().unwrap(), "result");
+    assert_eq!(ev.get(), ["result"]);
+}
+
+#[test]
+fn a_callback_may_block_and_join_waits_for_it() {
+    let h = eventlet::spawn(|| 1);
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    h.link(move |_| {
+        eventlet::sleep(Duration::from_millis(20));
+        d.set(true);
+    });
+    let started = Instant::now();
+    assert_eq!(h.join().unwrap(), 1);
+    assert!(done.get(), "join returned before the callback did");
+    assert!(started.elapsed() >= Duration::from_millis(20));
+}
+
+#[test]
+fn a_kill_during_a_blocking_callback_cuts_that_one_short_and_the_others_run() {
+    let ev = Events::default();
+    let h = eventlet::spawn(|| 5);
+    let e = ev.clone();
+    h.link(move |_| {
+        e.push("sleeping");
+        eventlet::sleep(Duration::from_secs(60));
+        e.push("not reached");
+    });
+    let e = ev.clone();
+    h.link(move |r| e.push(format!("next got {}", r.as_ref().unwrap())));
+    while ev.get().is_empty() {
+        eventlet::yield_now();
+    }
+    h.kill();
+    assert_eq!(h.join().unwrap(), 5, "the result stays what the closure returned");
+    assert_eq!(ev.get(), ["sleeping", "next got 5"]);
+}
+
+#[test]
+fn callbacks_get_killed_for_a_green_thread_killed_or_canceled_before_it_started() {
+    let got = Rc::new(RefCell::new(Vec::new()));
+    for cancel in [false, true] {
+        let h = eventlet::spawn(|| 1);
+        let g = got.clone();
+        h.link(move |r| g.borrow_mut().push(r.as_ref().unwrap_err().is::<Killed>()));
+        if cancel {
+            assert!(h.cancel());
+        } else {
+            h.kill();
+        }
+        assert!(h.is_finished());
+        assert!(h.join().unwrap_err().is::<Killed>());
+    }
+    assert_eq!(*got.borrow(), [true, true]);
+}
+
+#[test]
+fn a_dropped_handle_still_runs_its_callbacks_with_the_result_then_drops_it() {
+    struct Counted(Rc<Cell<u32>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = Rc::new(Cell::new(0));
+    let saw = Rc::new(Cell::new(false));
+    let d = drops.clone();
+    let h = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(5));
+        Counted(d)
+    });
+    let (s, d) = (saw.clone(), drops.clone());
+    h.link(move |r| s.set(r.is_ok() && d.get() == 0));
+    drop(h);
+    eventlet::sleep(Duration::from_millis(20));
+    assert!(saw.get(), "the callback saw the result, not yet dropped");
+    assert_eq!(drops.get(), 1, "then the result was dropped, once");
+    assert_eq!(eventlet::hub::stats().green_threads, 0);
+}
+
+#[test]
+fn results_in_completion_order_through_links() {
+    // eventlet's fan-out: collect results as they finish, not in spawn
+    // order.
+    let done = eventlet::Queue::new();
+    let handles: Vec<_> = [40u64, 10, 30, 20]
+        .into_iter()
+        .map(|ms| {
+            let h = eventlet::spawn(move || {
+                eventlet::sleep(Duration::from_millis(ms));
+                ms
+            });
+            let done = done.clone();
+            h.link(move |r| done.put(*r.as_ref().unwrap()).unwrap());
+            h
+        })
+        .collect();
+    let order: Vec<u64> = (0..4).map(|_| done.get().unwrap()).collect();
+    assert_eq!(order, [10, 20, 30, 40]);
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn cancel_kills_only_green_threads_that_have_not_started() {
+    let ran = Rc::new(Cell::new(0));
+    let dropped = Rc::new(Cell::new(false));
+    struct Flag(Rc<Cell<bool>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    // Ready, not started: canceled, its closure dropped unrun.
+    let (r, f) = (ran.clone(), Flag(dropped.clone()));
+    let h = eventlet::spawn(move || {
+        let _f = f;
+        r.set(r.get() + 1);
+    });
+    assert!(h.cancel());
+    assert!(dropped.get(), "the closure was dropped (by its own green thread) before cancel returned");
+    assert!(!h.cancel(), "canceled already");
+    h.kill(); // nothing more to do
+    assert!(h.join().unwrap_err().is::<Killed>());
+    assert_eq!(ran.get(), 0);
+    // Started (now sleeping): left alone.
+    let h = eventlet::spawn(|| eventlet::sleep(Duration::from_millis(5)));
+    eventlet::yield_now();
+    assert!(!h.cancel());
+    assert!(h.join().is_ok());
+    // Finished: left alone.
+    let h = eventlet::spawn(|| 3);
+    eventlet::yield_now();
+    assert!(h.is_finished());
+    assert!(!h.cancel());
+    assert_eq!(h.join().unwrap(), 3);
+    // Killed: not canceled again.
+    let h = eventlet::spawn(|| 4);
+    h.kill();
+    assert!(!h.cancel());
+    assert_eq!(eventlet::hub::stats().green_threads, 0);
+}
+
+#[test]
+fn a_green_thread_cannot_cancel_itself() {
+    type Own = Rc<RefCell<Option<eventlet::JoinHandle<Option<bool>>>>>;
+    let own: Own = Rc::new(RefCell::new(None));
+    let o = own.clone();
+    let h = eventlet::spawn(move || {
+        eventlet::yield_now(); // its own handle is put in `own` meanwhile
+        let canceled = o.borrow().as_ref().map(|me| me.cancel());
+        canceled
+    });
+    *own.borrow_mut() = Some(h);
+    while !own.borrow().as_ref().unwrap().is_finished() {
+        eventlet::yield_now();
+    }
+    let h = own.borrow_mut().take().unwrap();
+    assert_eq!(h.join().unwrap(), Some(false), "running: it goes on");
+}
+
+#[test]
+fn spawn_after_local_is_canceled_when_the_scheduler_ends_however_it_ends() {
+    let ran = Rc::new(Cell::new(0));
+    // Ends by a kill.
+    let r = ran.clone();
+    let scheduler = eventlet::spawn(move || {
+        let later = eventlet::spawn_after_local(Duration::from_millis(10), move || r.set(r.get() + 1));
+        drop(later);
+        eventlet::sleep(Duration::from_secs(60));
+    });
+    eventlet::yield_now();
+    scheduler.kill();
+    // Ends by a panic.
+    let r = ran.clone();
+    let panicker = eventlet::spawn(move || {
+        drop(eventlet::spawn_after_local(Duration::from_millis(10), move || r.set(r.get() + 1)));
+        std::panic::resume_unwind(Box::new("quietly"));
+    });
+    assert!(panicker.join().is_err());
+    // One that has not started when its scheduler returns does not run.
+    let r = ran.clone();
+    let scheduler =
+        eventlet::spawn(move || eventlet::spawn_after_local(Duration::from_millis(1), move || r.set(r.get() + 1)));
+    let unstarted = scheduler.join().unwrap();
+    // One that started before its scheduler ended goes on.
+    let r = ran.clone();
+    let scheduler = eventlet::spawn(move || {
+        let h = eventlet::spawn_after_local(Duration::from_millis(1), move || {
+            eventlet::sleep(Duration::from_millis(10));
+            r.set(r.get() + 10);
+        });
+        eventlet::sleep(Duration::from_millis(5));
+        h
+    });
+    let started = scheduler.join().unwrap();
+    // From the root, which does not end: it runs.
+    let r = ran.clone();
+    let from_root = eventlet::spawn_after_local(Duration::from_millis(1), move || r.set(r.get() + 100));
+    eventlet::sleep(Duration::from_millis(30));
+    assert_eq!(ran.get(), 110, "the started one and the root's ran, none of the others");
+    assert!(unstarted.join().unwrap_err().is::<Killed>());
+    started.join().unwrap();
+    from_root.join().unwrap();
+    assert_eq!(eventlet::hub::stats().green_threads, 0);
+}

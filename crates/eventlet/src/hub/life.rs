@@ -108,6 +108,16 @@ impl Hub {
         task
     }
 
+    /// Kills a green thread of this hub only if it has not started (not
+    /// even to drop its closure): returns whether this call did. Its body
+    /// then drops the closure unrun, on its own stack, when it next runs.
+    pub(crate) fn cancel(&self, t: &TaskRef) -> bool {
+        if t.is_done() || t.started() || t.kill.get() != Kill::No || std::ptr::eq(t.as_ptr(), self.current.get()) {
+            return false;
+        }
+        self.kill(t)
+    }
+
     /// Removes a finished green thread and wakes its joiner.
     pub(super) fn retire(&self, t: &TaskRef) {
         self.drop_spare(t);
@@ -120,10 +130,11 @@ impl Hub {
 }
 
 /// A green thread's whole life on its own stack: its closure (or, if it
-/// was killed before it started, the drop of its closure), its result, and
-/// its green-locals. Nothing here unwinds into the hub: every piece of user
-/// code (the closure, destructors of what it captured and returned, panic
-/// payloads, the logger that reports a panic) runs inside `catch_unwind`,
+/// was killed before it started, the drop of its closure), its result, the
+/// callbacks linked to its end, and its green-locals. Nothing here unwinds
+/// into the hub: every piece of user code (the closure, destructors of what
+/// it captured and returned, linked callbacks, panic payloads, the logger
+/// that reports a panic) runs inside `catch_unwind`,
 /// and a payload whose own destructor panics is leaked rather than dropped
 /// twice. Everything runs on this green thread, which may block, never on
 /// the hub loop's stack.
@@ -169,12 +180,15 @@ pub(super) fn body<T: 'static>(me: &Typed<Packet<T>>, f: impl FnOnce() -> T) {
     }
     // Green-locals are dropped here, on this green thread: their destructors
     // may block or use green-locals (which may fill the map again, hence the
-    // loop). Meanwhile the `JoinHandle` may be dropped: then the result it
-    // would have taken is dropped here too, not later by the hub.
+    // loop). The callbacks linked to this end are kept there too, and run
+    // first, when their entry is dropped (see `crate::link`). Meanwhile the
+    // `JoinHandle` may be dropped: then the result it would have taken is
+    // dropped here too, not later by the hub.
     loop {
         if let Some(mut locals) = me.locals.take() {
+            let links = crate::link::take(&mut locals);
             // One at a time, so a destructor that panics spares the rest.
-            for (_, value) in locals.drain() {
+            for value in links.into_iter().chain(locals.drain().map(|(_, v)| v)) {
                 if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
                     if !p.is::<Killed>() {
                         report::green_panic(me, p.as_ref());

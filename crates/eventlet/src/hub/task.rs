@@ -373,7 +373,7 @@ impl Task {
     }
 
     /// Whether the green thread's body has begun to run.
-    pub(super) fn started(&self) -> bool {
+    pub(crate) fn started(&self) -> bool {
         // SAFETY: the coroutine cell is only mutated by the hub loop (resume,
         // finish) and `Hub::drop`, never while this shared read runs.
         unsafe { (*self.coro.get()).as_ref().is_some_and(|c| c.started()) }
