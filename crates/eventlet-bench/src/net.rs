@@ -185,21 +185,33 @@ pub(crate) fn balance(opts: &Opts) -> Result<Report> {
         let outs = &results[i];
         let med = |f: &dyn Fn(&Outcome) -> f64| median(&outs.iter().map(f).collect::<Vec<_>>());
         let by = if outs.iter().all(|o| !o.hubs.is_empty()) { "messages per hub" } else { "cpu per thread" };
+        let split = outs
+            .iter()
+            .map(|o| o.hubs.iter().map(|h| h.green_threads.to_string()).collect::<Vec<_>>().join("/"))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         report.rows.push(
             Row::new(c.name, &format!("{conns} conns"), outs.iter().map(load_of).collect())
                 .with("measured by", by)
+                .with("green threads per hub", if split.is_empty() { "-".to_owned() } else { split })
                 .with("cpu busiest/mean", format!("{:.2}", med(&|o| o.imbalance(opts.cores).unwrap_or(f64::NAN))))
                 .with("msgs/s", format!("{:.0}", med(&|o| o.rate())))
                 .with("p99 us", format!("{:.0}", med(&|o| o.p99.as_secs_f64() * 1e6)))
                 .with("server cpu us/msg", format!("{:.2}", med(&|o| o.server_us_per_op()))),
         );
+        let broken: usize = outs.iter().map(|o| o.failed).sum();
+        if let Some(why) = outs.iter().find_map(|o| o.first_error.as_deref()) {
+            report.notes.push(format!("{}: {broken} connection(s) failed in the runs (first: {why})", c.name));
+        }
     }
     report.notes.push(format!(
         "{conns} echo connections, {} of them (picked at random, the same each run) sending every 5 ms, the rest every \
          50 ms: about {:.0} msgs/s, paced; a row is the busiest hub's share over the mean (1.00: even): for eventlet, \
          the messages each hub served (green thread switches, from its console); for tokio, the CPU time of the {} \
          busiest threads (this shows CPU placement too: a thread that shares a CPU with the load generator is \
-         charged for some of its loopback TCP work)",
+         charged for some of its loopback TCP work); green threads per hub: each round's, at the window's start (its \
+         connections and two of the server's own: its accept loop and its inbox)",
         conns / 10,
         (conns - conns / 10) as f64 * 20.0 + (conns / 10) as f64 * 200.0,
         opts.cores

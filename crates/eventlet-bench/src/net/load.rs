@@ -123,8 +123,8 @@ pub(crate) struct Spec {
 /// console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HubLoad {
-    /// Green threads alive at the end (its connections, plus a few of the
-    /// server's own).
+    /// Green threads alive at the start of the window (its connections,
+    /// plus a few of the server's own).
     pub(crate) green_threads: u64,
     /// Green threads switched to in the window (about one per message).
     pub(crate) switches: u64,
@@ -236,7 +236,9 @@ fn read_hubs(console: SocketAddr) -> Result<Vec<HubLoad>> {
 /// taking the server's CPU time at the window's edges.
 pub(crate) fn run(spec: &Spec) -> Result<Outcome> {
     let threads = spec.threads.clamp(1, spec.conns.max(1));
-    // All connected; then the start time is set; then all go.
+    // All connected; then the start time is set; then all go; at the end
+    // the connections stay open until the server's counters are read (a
+    // server whose connections close is busy closing them).
     let barrier = Arc::new(Barrier::new(threads + 1));
     let start_at = Arc::new(std::sync::Mutex::new(Instant::now()));
     let mut workers = Vec::new();
@@ -254,7 +256,12 @@ pub(crate) fn run(spec: &Spec) -> Result<Outcome> {
                 barrier.wait();
                 barrier.wait();
                 let start = *start_at.lock().unwrap_or_else(|e| e.into_inner());
-                drive(&spec, conns?, &ids, start)
+                let tally = match conns {
+                    Ok(mut conns) => drive(&spec, &mut conns, &ids, start),
+                    Err(e) => Err(e),
+                };
+                barrier.wait();
+                tally
             })
             .context("cannot start a load thread")?;
         workers.push(w);
@@ -265,23 +272,26 @@ pub(crate) fn run(spec: &Spec) -> Result<Outcome> {
     barrier.wait();
     let measure_from = start + spec.warmup;
     let until = measure_from + spec.window;
-    std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let hubs0 = spec.console.map(read_hubs).transpose()?;
-    let t0 = Instant::now();
-    let server0 = util::cpu_time(spec.server_pid)?;
-    let threads0 = util::thread_cpu_times(spec.server_pid);
-    let ticks0 = CpuTicks::read();
-    std::thread::sleep(until.saturating_duration_since(Instant::now()));
-    let t1 = Instant::now();
-    let server1 = util::cpu_time(spec.server_pid)?;
-    let threads1 = util::thread_cpu_times(spec.server_pid);
-    let ticks1 = CpuTicks::read();
-    let hubs1 = spec.console.map(read_hubs).transpose()?;
+    // The window's marks; the load threads wait at the last barrier, with
+    // their connections open, whatever happens here.
+    let marks = (|| -> Result<_> {
+        std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+        let hubs0 = spec.console.map(read_hubs).transpose()?;
+        let start = (Instant::now(), util::cpu_time(spec.server_pid)?, util::thread_cpu_times(spec.server_pid));
+        let ticks0 = CpuTicks::read();
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        let end = (Instant::now(), util::cpu_time(spec.server_pid)?, util::thread_cpu_times(spec.server_pid));
+        let ticks1 = CpuTicks::read();
+        let hubs1 = spec.console.map(read_hubs).transpose()?;
+        Ok((start, end, (ticks0, ticks1), (hubs0, hubs1)))
+    })();
+    barrier.wait();
+    let ((t0, server0, threads0), (t1, server1, threads1), (ticks0, ticks1), (hubs0, hubs1)) = marks?;
     let hubs = match (hubs0, hubs1) {
         (Some(a), Some(b)) if a.len() == b.len() => a
             .iter()
             .zip(&b)
-            .map(|(a, b)| HubLoad { green_threads: b.green_threads, switches: b.switches.saturating_sub(a.switches) })
+            .map(|(a, b)| HubLoad { green_threads: a.green_threads, switches: b.switches.saturating_sub(a.switches) })
             .collect(),
         (Some(_), Some(_)) => bail!("the server's hubs changed during the window"),
         _ => Vec::new(),
@@ -433,7 +443,7 @@ fn connect(spec: &Spec, ids: &[usize]) -> Result<Vec<Conn>> {
     Ok(conns)
 }
 
-fn drive(spec: &Spec, mut conns: Vec<Conn>, ids: &[usize], start: Instant) -> Result<Tally> {
+fn drive(spec: &Spec, conns: &mut [Conn], ids: &[usize], start: Instant) -> Result<Tally> {
     let mut poll = Poll::new()?;
     for (k, c) in conns.iter_mut().enumerate() {
         poll.registry().register(&mut c.stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
