@@ -357,12 +357,16 @@ struct Layout {
 
 impl Layout {
     fn new(opts: &Opts) -> Result<Layout> {
-        let all = util::allowed_cpus();
+        Layout::on(opts, &util::allowed_cpus())
+    }
+
+    /// The layout on a machine whose usable CPUs are `all`.
+    fn on(opts: &Opts, all: &[usize]) -> Result<Layout> {
         if opts.cores == 0 {
             bail!("--cores must be at least 1");
         }
         if opts.cores > all.len() {
-            bail!("--cores {}: this process may use only {} CPUs ({})", opts.cores, all.len(), util::cpu_list(&all));
+            bail!("--cores {}: this process may use only {} CPUs ({})", opts.cores, all.len(), util::cpu_list(all));
         }
         let server = all[..opts.cores].to_vec();
         let load = match &opts.load_cpus {
@@ -396,8 +400,8 @@ impl Layout {
         );
         if self.shared() {
             s.push_str(
-                "; the load shares CPUs with the server (this machine has no CPU left for it), so throughput \
-                 is not the server's alone: compare the server CPU per request",
+                "; the load shares CPUs with the server, so throughput is not the server's alone: compare the \
+                 server CPU per request",
             );
         }
         s
@@ -724,5 +728,48 @@ fn raise_nofile() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(cores: usize, load_cpus: Option<&str>, load_threads: Option<usize>) -> Opts {
+        Opts {
+            quick: false,
+            json: false,
+            rounds: None,
+            only: Vec::new(),
+            cores,
+            load_cpus: load_cpus.map(str::to_owned),
+            load_threads,
+        }
+    }
+
+    /// The same command on bigger machines: the server takes the first N
+    /// CPUs, the load the rest, one thread per load CPU.
+    #[test]
+    fn layouts_at_n_cores() {
+        let two: Vec<usize> = (0..2).collect();
+        let sixteen: Vec<usize> = (0..16).collect();
+        let l = Layout::on(&opts(1, None, None), &two).unwrap();
+        assert_eq!((l.server, l.load, l.threads), (vec![0], vec![1], 1));
+        let l = Layout::on(&opts(2, None, None), &two).unwrap();
+        assert_eq!((l.server.clone(), l.load.clone(), l.shared()), (vec![0, 1], vec![1], true));
+        for n in [4, 8] {
+            let l = Layout::on(&opts(n, None, None), &sixteen).unwrap();
+            assert_eq!(l.server, (0..n).collect::<Vec<_>>());
+            assert_eq!(l.load, (n..16).collect::<Vec<_>>());
+            assert_eq!((l.threads, l.shared()), (16 - n, false));
+        }
+        let l = Layout::on(&opts(16, None, None), &sixteen).unwrap();
+        assert_eq!((l.load.clone(), l.shared()), (vec![15], true));
+        let l = Layout::on(&opts(8, Some("8-11"), Some(2)), &sixteen).unwrap();
+        assert_eq!((l.load, l.threads), (vec![8, 9, 10, 11], 2));
+        let err = Layout::on(&opts(4, None, None), &two).err().unwrap().to_string();
+        assert_eq!(err, "--cores 4: this process may use only 2 CPUs (0-1)");
+        assert!(Layout::on(&opts(0, None, None), &two).is_err());
+        assert!(Layout::on(&opts(1, Some("x"), None), &two).is_err());
     }
 }
