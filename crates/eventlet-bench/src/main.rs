@@ -1,10 +1,12 @@
 //! `eventlet-bench`: eventlet measured against its peers side by side.
 //!
 //! Each scenario runs every contender it can in one run: servers in their
-//! own processes pinned to CPU 0 (`taskset`), the load on CPU 1, rounds
-//! alternating between contenders, medians of at least three rounds. It
-//! prints a table; with `--json` its last line is one JSON object
-//! (`{"scenario", "unit", "results", "ratios"}`).
+//! own processes pinned to CPU 0 (`taskset`; CPUs 0 to N-1 with
+//! `--cores N`), the load on CPU 1 (the CPUs left), rounds alternating
+//! between contenders, medians of at least three rounds. It prints a
+//! table; with `--json` its last line is one JSON object (`{"scenario",
+//! "unit", "results", "ratios"}`, and `"cpu_ratios"` where the server's
+//! CPU per operation was measured).
 //!
 //! ```text
 //! cargo run --release -p eventlet-bench -- echo
