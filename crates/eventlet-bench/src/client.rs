@@ -16,6 +16,10 @@
 //!   green threads, each fetch on a green thread of its own.
 //! - `reqwest`: one shared `reqwest::Client` on a tokio current-thread
 //!   runtime, each fetch a task of its own, a semaphore of 1,000 permits.
+//! - `eventlet+reqwest`: reqwest in green threads: the seed crawler's
+//!   pattern (`GreenPool::imap`, 1,000 green threads) where each fetch is
+//!   `eventlet::block_on` of one shared `reqwest::Client`'s request, on the
+//!   hub's tokio runtime (the `tokio` feature's bridge).
 //!
 //! Every body is checked (status 200, 1 KiB); a failed fetch fails the
 //! scenario. Rounds alternate between the contenders; the table has the
@@ -70,13 +74,17 @@ struct Measure {
 /// The `client` scenario.
 pub(crate) fn client(opts: &Opts) -> Result<Report> {
     let fetches = if opts.quick { 5_000 } else { 20_000 };
-    let contenders: Vec<(&str, RoundFn)> = [("eventlet", eventlet_round as RoundFn), ("reqwest", reqwest_round)]
-        .into_iter()
-        .filter(|(name, _)| opts.wants(name))
-        .collect();
+    let contenders: Vec<(&str, RoundFn)> = [
+        ("eventlet", eventlet_round as RoundFn),
+        ("reqwest", reqwest_round),
+        ("eventlet+reqwest", green_reqwest_round),
+    ]
+    .into_iter()
+    .filter(|(name, _)| opts.wants(name))
+    .collect();
     let mut report = Report::new("client", "fetches/s", true);
     if contenders.is_empty() {
-        bail!("--only names no contender of the client scenario (eventlet, reqwest)");
+        bail!("--only names no contender of the client scenario (eventlet, reqwest, eventlet+reqwest)");
     }
 
     let addr = free_addr()?;
@@ -217,6 +225,34 @@ fn reqwest_round(url: &str, fetches: usize) -> Result<Duration> {
         check_failures("reqwest", fetches, failures, first)?;
         Ok(wall)
     })
+}
+
+/// The eventlet+reqwest round: a shared reqwest client, `GreenPool::imap`
+/// over the fetches, each one `eventlet::block_on` of the request.
+fn green_reqwest_round(url: &str, fetches: usize) -> Result<Duration> {
+    let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().context("reqwest client")?;
+    let url: std::rc::Rc<str> = url.into();
+    let fetch = move |_: usize| -> Result<(), String> {
+        let (status, body) = eventlet::block_on(async {
+            let resp = client.get(&*url).send().await?;
+            let status = resp.status().as_u16();
+            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+        })
+        .map_err(|e| e.to_string())?;
+        check_page(status, body.len())
+    };
+    let pool = eventlet::GreenPool::new(CONCURRENCY);
+    let start = Instant::now();
+    let (mut failures, mut first) = (0, None);
+    for r in pool.imap(fetch, 0..fetches) {
+        if let Err(e) = r {
+            failures += 1;
+            first.get_or_insert(e);
+        }
+    }
+    let wall = start.elapsed();
+    check_failures("eventlet+reqwest", fetches, failures, first)?;
+    Ok(wall)
 }
 
 /// Whether an answer is the page: status 200 and 1 KiB.

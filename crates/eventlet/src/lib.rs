@@ -71,6 +71,7 @@ pub mod backdoor;
 pub mod channel;
 pub mod dagpool;
 pub mod event;
+mod future;
 mod greenpool;
 mod greenthread;
 pub mod guide;
@@ -96,6 +97,7 @@ pub mod tpool;
 mod waitlist;
 
 pub use event::Event;
+pub use future::{block_on, GreenFuture, JoinFuture};
 pub use greenpool::{GreenPile, GreenPool, Imap, PoolSizeError, TrySpawnError};
 pub use greenthread::{
     current, park, park_deadline, park_timeout, sleep, spawn, spawn_after, spawn_after_local, spawn_n, yield_now,

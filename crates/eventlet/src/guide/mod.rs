@@ -14,6 +14,10 @@
 //! - [`greening`]: *Greening the world*, unmodified sync crates and C
 //!   libraries (redis, ureq, libpq) on green threads with the monkey patch:
 //!   what is patched, how to turn it on and check it, and the caveats.
+//! - [`async_bridge`]: *Green threads and async*, the three directions (a
+//!   green thread waits on a future, tokio's reactor and timers in green
+//!   threads, async code waits on green threads), cancellation both ways,
+//!   and what each costs.
 
 pub mod cores;
 pub mod patterns;
@@ -21,3 +25,6 @@ pub mod rules;
 
 #[doc = include_str!("greening.md")]
 pub mod greening {}
+
+#[doc = include_str!("async_bridge.md")]
+pub mod async_bridge {}

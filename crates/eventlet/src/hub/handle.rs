@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::{with_hub, HubShared, Killed, Remote};
 use crate::channel::{self, RecvTimeoutError, TrySendError};
+use crate::future::GreenFuture;
 use crate::greenthread::park;
 use crate::report;
 
@@ -90,6 +91,46 @@ impl Handle {
         T: Send + 'static,
     {
         spawn_joinable(&self.shared, f, ())
+    }
+
+    /// Spawns a green thread running `f` on this handle's hub and returns a
+    /// `Send` [`Future`](std::future::Future) of its result: how async code
+    /// (a tokio task, an axum handler, on this thread's hub or any other)
+    /// waits for blocking-style green work. On the current OS thread's own
+    /// hub the green thread is spawned at once; on another hub it starts
+    /// once that hub looks at its wake-ups.
+    ///
+    /// Unlike [`spawn`](Self::spawn)'s handle (joined by blocking, dropped
+    /// to detach), dropping the future before the green thread has finished
+    /// kills the green thread: cancelling the future cancels the work.
+    /// [`GreenFuture::detach`] lets it run on instead.
+    ///
+    /// ```
+    /// let hub = eventlet::hub::start("green")?;
+    /// let work = hub.handle().spawn_future(|| {
+    ///     eventlet::sleep(std::time::Duration::from_millis(1));
+    ///     6 * 7
+    /// })?;
+    /// // Any executor can wait for it; here the green way.
+    /// assert_eq!(eventlet::block_on(work).unwrap(), 42);
+    /// hub.join();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`HubGone`] with `f` if the hub's OS thread has exited.
+    ///
+    /// # Panics
+    ///
+    /// On the current thread's hub, if no stack can be had (as
+    /// [`spawn`](crate::spawn)).
+    pub fn spawn_future<F, T>(&self, f: F) -> Result<GreenFuture<T>, HubGone<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::future::spawn_remote(&self.shared, f)
     }
 
     /// The id of the hub (distinct for every hub of the process).
@@ -160,7 +201,11 @@ fn serve_forever() {
         park();
         let (idle, left) = with_hub(|h| {
             (
-                h.queue.is_empty() && h.yielded.is_empty() && h.timers.borrow().len() == 0 && h.nothing_can_wake(),
+                h.queue.is_empty()
+                    && h.yielded.is_empty()
+                    && h.timers.borrow().len() == 0
+                    && h.nothing_can_wake()
+                    && !h.tokio_tasks_alive(),
                 h.tasks.borrow().len() - 1,
             )
         });

@@ -68,6 +68,17 @@ impl Reactor {
         }
     }
 
+    /// A duplicate of the `epoll` instance's descriptor (the tokio bridge
+    /// registers it with tokio's reactor).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        let poll = self.poll.borrow();
+        // SAFETY: the descriptor is the `Poll`'s own, open while we hold
+        // the borrow; it is only duplicated here.
+        unsafe { BorrowedFd::borrow_raw(poll.as_raw_fd()) }.try_clone_to_owned()
+    }
+
     pub(crate) fn registrations(&self) -> usize {
         self.slots.borrow().len()
     }
@@ -85,15 +96,17 @@ impl Reactor {
     }
 
     /// Polls once and hands every green thread waiting on a ready socket to
-    /// `wake`.
-    pub(crate) fn poll(&self, timeout: Option<Duration>, mut wake: impl FnMut(TaskRef)) {
+    /// `wake`. Returns whether the poll filled the event buffer (more events
+    /// may be waiting).
+    pub(crate) fn poll(&self, timeout: Option<Duration>, mut wake: impl FnMut(TaskRef)) -> bool {
         let mut events = self.events.borrow_mut();
         if let Err(e) = self.poll.borrow_mut().poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 crate::report::log_error(format_args!("epoll_wait failed: {e}"));
             }
-            return;
+            return false;
         }
+        let full = events.iter().count() >= events.capacity();
         for ev in events.iter() {
             let token = ev.token();
             if token == super::WAKER_TOKEN {
@@ -121,6 +134,7 @@ impl Reactor {
             }
             self.waiters.set(self.waiters.get() - woken);
         }
+        full
     }
 
     pub(crate) fn add_waiter(&self, token: usize, dir: Direction, t: TaskRef) {

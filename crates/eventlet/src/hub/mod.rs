@@ -35,6 +35,8 @@ mod run;
 mod runq;
 mod task;
 mod timers;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
 pub(crate) mod trampoline;
 mod watchdog;
 
@@ -157,6 +159,16 @@ pub(crate) struct Hub {
     /// Whether this hub runs on a `hub::start` thread (idle is not a deadlock).
     serving: Cell<bool>,
     next_id: Cell<u64>,
+    /// Wakers of futures awaiting a green thread's end
+    /// ([`JoinHandle`](crate::JoinHandle) as a future): (task id, waker).
+    pub(crate) join_wakers: RefCell<Vec<(u64, std::task::Waker)>>,
+    /// Green threads (and the root) waiting in `block_on`: their wakers
+    /// may be anywhere, so while any waits the hub may be woken from
+    /// outside.
+    pub(crate) futures_waiting: Cell<usize>,
+    /// This hub's tokio runtime (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: tokio::Bridge,
 }
 
 thread_local! {
@@ -280,7 +292,11 @@ impl Hub {
             running: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
+            #[cfg(feature = "tokio")]
+            loop_waker: Mutex::new(None),
         });
+        #[cfg(feature = "tokio")]
+        let tokio = tokio::Bridge::new()?;
         watchdog::start_from_env(&shared);
         let root: TaskRef = Typed::new(id << 40, Some("main".into()), (), None).task;
         root.state.set(State::Running);
@@ -305,6 +321,10 @@ impl Hub {
             io_requested: Cell::new(false),
             serving: Cell::new(false),
             next_id: Cell::new(1),
+            join_wakers: RefCell::new(Vec::new()),
+            futures_waiting: Cell::new(0),
+            #[cfg(feature = "tokio")]
+            tokio,
         })
     }
 
@@ -315,6 +335,13 @@ impl Hub {
         // SAFETY: `p` points to a task that is alive while it is current
         // (see the field's comment).
         unsafe { TaskRef::from_ptr(p) }
+    }
+
+    /// The slot and id of the green thread (or root) running now.
+    #[inline]
+    pub(crate) fn current_key_id(&self) -> (usize, u64) {
+        let cur = self.cur();
+        (cur.key.get(), cur.id)
     }
 
     /// The running green thread (or root), borrowed.
@@ -364,6 +391,10 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         let _ = HUB_PTR.try_with(|c| c.set(std::ptr::null()));
+        // Its tokio runtime goes first: its tasks' futures are dropped
+        // while the hub's state is still whole.
+        #[cfg(feature = "tokio")]
+        self.tokio.shutdown();
         // From now on `Handle::spawn` refuses; what was sent and not run is
         // dropped here (closures not run, as for a killed green thread).
         let unrun = {

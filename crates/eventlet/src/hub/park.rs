@@ -76,6 +76,12 @@ impl Hub {
     /// `Err` whatever the deadline.
     pub(crate) fn park_inner(&self, deadline: Option<Instant>) -> Result<Wakeup, Elapsed> {
         let cur = self.cur();
+        // Async code the loop runs inside its tokio runtime (a tokio task)
+        // must not block: said clearly, before anything changes.
+        #[cfg(feature = "tokio")]
+        if cur.is_root() {
+            self.tokio.refuse_blocking_in_async();
+        }
         // Before the wake-up token: user code the hub loop runs as the root
         // must not take the root's token.
         if self.cannot_switch(cur) {

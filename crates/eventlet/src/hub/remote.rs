@@ -15,6 +15,11 @@ pub(crate) enum Remote {
         id: u64,
     },
     FreeSlot(usize),
+    /// Kill the green thread at `key` if it is still the one with `id`.
+    Kill {
+        key: usize,
+        id: u64,
+    },
     /// Spawn a green thread running this (from [`Handle::spawn`]).
     Spawn(Box<dyn FnOnce() + Send>),
     /// Nothing: look again whether anything is left to do.
@@ -42,6 +47,12 @@ pub(crate) struct HubShared {
     /// Cleared (under `queue`'s lock) when the hub's thread exits: nothing
     /// sent after that would ever be received.
     pub(super) alive: AtomicBool,
+    /// While the hub's loop waits inside its tokio runtime: the loop's
+    /// waker, which wakes it with tokio's own cross-thread wake (one
+    /// `eventfd` write) rather than through the hub's `epoll`, nested in
+    /// tokio's (which costs the loop an extra `epoll_wait`).
+    #[cfg(feature = "tokio")]
+    pub(super) loop_waker: Mutex<Option<std::task::Waker>>,
 }
 
 impl HubShared {
@@ -61,6 +72,11 @@ impl HubShared {
         }
         self.pending.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
+            #[cfg(feature = "tokio")]
+            if let Some(w) = self.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                w.wake();
+                return true;
+            }
             let _ = self.waker.wake();
         }
         true

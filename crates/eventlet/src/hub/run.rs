@@ -12,27 +12,48 @@ use crate::report;
 use crate::sys;
 
 impl Hub {
-    /// The loop: runs until the root is popped from the run queue.
+    /// The loop: runs until the root is popped from the run queue. Once
+    /// this hub drives its tokio runtime, that runtime runs it
+    /// ([`tokio::drive`](super::tokio::drive)).
     pub(super) fn run(&self) {
         loop {
-            for _ in 0..BATCH {
-                let t = self.queue.pop_front();
-                let Some(t) = t else { break };
-                if t.is_root() {
-                    return;
-                }
-                if t.state.get() == State::Ready {
-                    self.queue.prefetch_ahead();
-                    self.run_task(t);
-                }
-                // A yield asks for I/O to be polled before it runs again;
-                // that matters only if someone waits for I/O.
-                if self.io_requested.get() && self.reactor.waiters() > 0 {
-                    break;
-                }
+            #[cfg(feature = "tokio")]
+            if self.tokio.active() {
+                return super::tokio::drive(self);
+            }
+            if self.run_batch() {
+                return;
+            }
+            // A green thread of the batch may have started to use tokio.
+            #[cfg(feature = "tokio")]
+            if self.tokio.active() {
+                return super::tokio::drive(self);
             }
             self.maintain();
         }
+    }
+
+    /// Runs up to a batch of ready green threads; returns `true` when it
+    /// popped the root (the loop's caller goes on).
+    #[inline]
+    pub(super) fn run_batch(&self) -> bool {
+        for _ in 0..BATCH {
+            let t = self.queue.pop_front();
+            let Some(t) = t else { break };
+            if t.is_root() {
+                return true;
+            }
+            if t.state.get() == State::Ready {
+                self.queue.prefetch_ahead();
+                self.run_task(t);
+            }
+            // A yield asks for I/O to be polled before it runs again;
+            // that matters only if someone waits for I/O.
+            if self.io_requested.get() && self.reactor.waiters() > 0 {
+                break;
+            }
+        }
+        false
     }
 
     #[inline(always)]
@@ -126,19 +147,30 @@ impl Hub {
         self.queue.append(&self.yielded);
     }
 
+    /// Whether this hub's tokio runtime has tasks alive (they may still
+    /// wake green threads).
+    pub(super) fn tokio_tasks_alive(&self) -> bool {
+        #[cfg(feature = "tokio")]
+        return self.tokio.tasks_alive();
+        #[cfg(not(feature = "tokio"))]
+        false
+    }
+
     pub(super) fn nothing_can_wake(&self) -> bool {
         // Order matters: an `Unparker` sends its wake-up before it is
         // dropped, so once the drop shows in `handles`, `pending` read after
         // it shows the wake-up too.
         self.reactor.waiters() == 0
+            && self.futures_waiting.get() == 0
             && self.shared.handles.load(Ordering::SeqCst) == 0
             && !self.shared.pending.load(Ordering::SeqCst)
     }
 
-    pub(super) fn poll_io(&self, timeout: Option<Duration>) {
+    /// Polls the reactor; returns whether the event buffer came back full.
+    pub(super) fn poll_io(&self, timeout: Option<Duration>) -> bool {
         self.ticks.set(0);
         self.io_requested.set(false);
-        self.reactor.poll(timeout, |t| self.unpark(&t));
+        self.reactor.poll(timeout, |t| self.unpark(&t))
     }
 
     pub(super) fn fire_timers(&self) {
@@ -177,6 +209,7 @@ impl Hub {
             match m {
                 Remote::Unpark { key, id } => self.unpark_key(key, id),
                 Remote::FreeSlot(token) => self.reactor.free_slot(token),
+                Remote::Kill { key, id } => self.kill_key(key, id),
                 Remote::Spawn(f) => {
                     // On failure the closure is dropped unrun, here: contained.
                     let spawned = report::contain(|| self.spawn(f, None, None, None, true));
@@ -189,6 +222,15 @@ impl Hub {
                 }
                 Remote::Wake => {}
             }
+        }
+    }
+
+    /// Kills the green thread at `key` if it is still the one with `id`
+    /// (without waiting: see [`kill`](Self::kill)).
+    pub(crate) fn kill_key(&self, key: usize, id: u64) {
+        let t = self.tasks.borrow().get(key).filter(|t| t.id == id && !t.is_root()).cloned();
+        if let Some(t) = t {
+            self.kill(&t);
         }
     }
 

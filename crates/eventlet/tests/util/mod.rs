@@ -78,3 +78,8 @@ impl Rng {
         std::time::Duration::from_micros(self.below(max * 1000 + 1))
     }
 }
+
+pub mod servers;
+
+#[path = "../../../eventlet-http/tests/util/tools.rs"]
+pub mod tools;

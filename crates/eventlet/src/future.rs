@@ -1,0 +1,456 @@
+//! Green threads and futures, both ways: a green thread waits on any future
+//! ([`block_on`]), and async code waits on green threads ([`JoinHandle`] is
+//! [`IntoFuture`], [`hub::Handle::spawn_future`](crate::hub::Handle::spawn_future)
+//! gives a `Send` future). See the guide page
+//! [Green threads and async](crate::guide::async_bridge).
+//!
+//! Nothing here needs a dependency: a future is polled with a [`Waker`]
+//! that unparks the green thread, and that is all `std::task` asks for. So
+//! `block_on` is in the core and works with any future (`futures`,
+//! `async-channel`, hand-written ones); futures that need tokio's reactor
+//! and timers need the `tokio` feature, which gives every hub a tokio
+//! runtime that it drives once used (see the guide page).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::hub::{self, peek_hub, with_hub, Hub, HubGone, HubShared, Remote};
+use crate::JoinHandle;
+
+/// Whom a waker wakes: one green thread (or a root context) of one hub.
+///
+/// Waking from the hub's own OS thread unparks it directly (a push on the
+/// run queue, no syscall); from any other thread it goes through the hub's
+/// remote wake queue, and the waking thread needs no hub of its own. The
+/// green thread is named by its slot and its process-unique id, so a waker
+/// kept after the green thread ended (or after its hub's thread exited)
+/// wakes nobody.
+struct WakeTarget {
+    shared: Arc<HubShared>,
+    key: usize,
+    id: u64,
+}
+
+impl Wake for WakeTarget {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let local = peek_hub(|h| {
+            if h.id != self.shared.id {
+                return false;
+            }
+            h.unpark_key(self.key, self.id);
+            #[cfg(feature = "tokio")]
+            h.tokio.wake_idle();
+            true
+        });
+        if local != Some(true) {
+            self.shared.send(Remote::Unpark { key: self.key, id: self.id });
+        }
+    }
+}
+
+/// Per slot of the hub's green threads: the id of the last one that used
+/// `block_on` there, and its waker.
+type Wakers = Vec<Option<(u64, Rc<Waker>)>>;
+
+thread_local! {
+    /// The waker of each green thread that has waited in `block_on` on
+    /// this thread's hub, by its slot (with its id): made once per green
+    /// thread, so a `block_on` costs no allocation and no atomic operation
+    /// of its own (a slot reused by a later green thread gets a new waker;
+    /// the id tells them apart).
+    static WAKERS: RefCell<Wakers> = const { RefCell::new(Vec::new()) };
+}
+
+/// The waker of the running green thread (or root) of `h`.
+#[inline]
+fn current_waker(h: &Hub) -> Rc<Waker> {
+    let (key, id) = h.current_key_id();
+    WAKERS.with_borrow_mut(|ws| match ws.get(key) {
+        Some(Some((i, w))) if *i == id => w.clone(),
+        _ => new_waker(ws, h, key, id),
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn new_waker(ws: &mut Wakers, h: &Hub, key: usize, id: u64) -> Rc<Waker> {
+    if ws.len() <= key {
+        ws.resize(key + 1, None);
+    }
+    let w = Rc::new(Waker::from(Arc::new(WakeTarget { shared: h.shared.clone(), key, id })));
+    ws[key] = Some((id, w.clone()));
+    w
+}
+
+/// Counts as a possible wake-up from outside while it lives (the hub's
+/// deadlock check and a hub thread's end look at that): whoever holds the
+/// waker may wake the green thread from anywhere.
+struct Waiting<'a>(&'a Hub);
+
+impl Waiting<'_> {
+    fn new(h: &Hub) -> Waiting<'_> {
+        h.futures_waiting.set(h.futures_waiting.get() + 1);
+        Waiting(h)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.futures_waiting.set(self.0.futures_waiting.get() - 1);
+    }
+}
+
+/// Polls `fut` once on this thread's hub `h` (inside its tokio runtime's
+/// context when another runtime's context may be current).
+#[inline]
+fn poll_once<F: Future>(h: &Hub, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    #[cfg(feature = "tokio")]
+    let _enter = h.tokio.enter_for_poll();
+    #[cfg(not(feature = "tokio"))]
+    let _ = h;
+    fut.poll(cx)
+}
+
+/// Runs a future to completion on the current green thread (or the root):
+/// the green thread parks while the future is pending, and the hub runs
+/// everything else meanwhile; from the root, the wait runs the hub.
+///
+/// Works with any [`Future`] (or [`IntoFuture`]). The waker it polls with
+/// unparks the green thread: from this OS thread with a push on the run
+/// queue, from any other through the hub's remote wake queue (the waking
+/// thread needs no hub); a waker kept after the green thread has ended
+/// wakes nobody. With the `tokio` feature the hub drives a tokio runtime
+/// from the first `block_on` on, so futures that need tokio's reactor and
+/// timers (reqwest, tokio-postgres, sqlx, `tokio::net`, `tokio::time`) work
+/// unchanged; see [Green threads and async](crate::guide::async_bridge).
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use std::rc::Rc;
+/// use std::cell::Cell;
+/// use std::task::{Context, Poll, Waker};
+///
+/// /// Pending until `ready` is set; whoever sets it wakes `waker`.
+/// struct Flag(Rc<(Cell<bool>, Cell<Option<Waker>>)>);
+/// impl Future for Flag {
+///     type Output = &'static str;
+///     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<&'static str> {
+///         if self.0 .0.get() {
+///             return Poll::Ready("done");
+///         }
+///         self.0 .1.set(Some(cx.waker().clone()));
+///         Poll::Pending
+///     }
+/// }
+///
+/// let flag = Rc::new((Cell::new(false), Cell::new(None::<Waker>)));
+/// let f = flag.clone();
+/// eventlet::spawn(move || {
+///     f.0.set(true);
+///     f.1.take().unwrap().wake();
+/// });
+/// assert_eq!(eventlet::block_on(Flag(flag)), "done");
+/// ```
+///
+/// # Cancellation
+///
+/// The future lives on the green thread's stack. When the green thread is
+/// killed while it waits, or a [`Timeout`](crate::Timeout) of it expires,
+/// the wait unwinds (with [`Killed`](crate::Killed) or the timeout's
+/// [`Elapsed`](crate::timeout::Elapsed)) and the future is dropped, which
+/// is how futures are cancelled.
+///
+/// # While unwinding
+///
+/// A green thread never switches away while it is panicking. Called during
+/// unwinding (from a destructor), `block_on` polls the future once: if it is
+/// ready its output is returned, otherwise `block_on` panics at once
+/// without waiting (a panic that, escaping a destructor that runs during
+/// unwinding, aborts the process as Rust does for any such panic).
+///
+/// # Panics
+///
+/// When called from async code running on this thread's hub (a tokio task
+/// of the hub's runtime): async code must not block; `.await` instead. When
+/// called during unwinding with a future that is not ready (see above).
+/// When the hub's tokio runtime cannot be started (feature `tokio`).
+pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
+    let mut fut = pin!(future.into_future());
+    with_hub(|h| {
+        #[cfg(feature = "tokio")]
+        h.tokio.activate();
+        let waker = current_waker(h);
+        let mut cx = Context::from_waker(&waker);
+        if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
+            return v;
+        }
+        if std::thread::panicking() {
+            panic!(
+                "eventlet::block_on: the future is not ready and this thread is unwinding (a green thread \
+                 never switches away while it is panicking)"
+            );
+        }
+        let _waiting = Waiting::new(h);
+        loop {
+            h.park(None);
+            if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
+                return v;
+            }
+        }
+    })
+}
+
+/// A [`JoinHandle`] as a future: what `.await` on a `JoinHandle` gives.
+/// Its output is what [`join`](JoinHandle::join) returns.
+///
+/// ```
+/// let out = eventlet::block_on(async {
+///     let h = eventlet::spawn(|| 6 * 7);
+///     h.await
+/// });
+/// assert_eq!(out.unwrap(), 42);
+/// ```
+///
+/// It belongs to the OS thread of the green thread's hub (poll it there: a
+/// `LocalSet` task, a green thread's `block_on`), so it is not `Send`:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(std::future::IntoFuture::into_future(eventlet::spawn(|| 1)));
+/// ```
+///
+/// Dropping it before the green thread has finished kills the green thread
+/// (cancelling the future cancels the work), without waiting for it to
+/// unwind. For a `Send` future of green work, see
+/// [`hub::Handle::spawn_future`](crate::hub::Handle::spawn_future).
+pub struct JoinFuture<T> {
+    handle: Option<JoinHandle<T>>,
+}
+
+// Never pinned through: it holds a handle, not the green thread's value.
+impl<T> Unpin for JoinFuture<T> {}
+
+impl<T: 'static> IntoFuture for JoinHandle<T> {
+    type Output = std::thread::Result<T>;
+    type IntoFuture = JoinFuture<T>;
+
+    fn into_future(self) -> JoinFuture<T> {
+        JoinFuture { handle: Some(self) }
+    }
+}
+
+impl<T: 'static> Future for JoinFuture<T> {
+    type Output = std::thread::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let h = this.handle.as_ref().expect("JoinFuture polled after it completed");
+        if h.is_finished() {
+            let h = this.handle.take().expect("checked above");
+            return Poll::Ready(h.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed))));
+        }
+        let id = h.task.id;
+        with_hub(|hub| {
+            let mut ws = hub.join_wakers.borrow_mut();
+            match ws.iter_mut().find(|(t, _)| *t == id) {
+                Some((_, w)) => w.clone_from(cx.waker()),
+                None => ws.push((id, cx.waker().clone())),
+            }
+        });
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for JoinFuture<T> {
+    fn drop(&mut self) {
+        let Some(h) = self.handle.take() else { return };
+        if h.task.is_done() {
+            return;
+        }
+        let id = h.task.id;
+        peek_hub(|hub| {
+            hub.join_wakers.borrow_mut().retain(|(t, _)| *t != id);
+            hub.kill_key(h.task.key.get(), id);
+        });
+    }
+}
+
+impl<T> fmt::Debug for JoinFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinFuture").field("handle", &self.handle).finish()
+    }
+}
+
+/// What a [`GreenFuture`] and its green thread share.
+struct Shared<T> {
+    /// The result, once the green thread has finished.
+    result: Option<std::thread::Result<T>>,
+    /// Whether the result was stored (it may have been taken since).
+    done: bool,
+    /// Who waits for it.
+    waker: Option<Waker>,
+    /// The green thread (slot, id), once it has started.
+    task: Option<(usize, u64)>,
+    /// Set when the handle was dropped first: the green thread does not
+    /// start, or is killed.
+    cancelled: bool,
+}
+
+fn lock<T>(m: &Mutex<Shared<T>>) -> MutexGuard<'_, Shared<T>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A `Send` handle to a green thread that is a future of its result (its
+/// output is what [`JoinHandle::join`] returns), from
+/// [`hub::Handle::spawn_future`](crate::hub::Handle::spawn_future).
+///
+/// Dropping it before the green thread has finished kills the green thread
+/// (if it has not started, it never will); [`detach`](Self::detach) lets it
+/// run on.
+#[must_use = "dropping a GreenFuture kills its green thread; call `detach` to let it run"]
+pub struct GreenFuture<T> {
+    state: Arc<Mutex<Shared<T>>>,
+    hub: Arc<HubShared>,
+    detached: bool,
+}
+
+impl<T> GreenFuture<T> {
+    /// Lets the green thread run on when this handle is dropped; its result
+    /// is then dropped on its hub.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+
+    /// Whether the green thread has finished.
+    pub fn is_finished(&self) -> bool {
+        lock(&self.state).done
+    }
+}
+
+impl<T> Future for GreenFuture<T> {
+    type Output = std::thread::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = lock(&self.state);
+        if let Some(r) = s.result.take() {
+            return Poll::Ready(r);
+        }
+        assert!(!s.done, "GreenFuture polled after it completed");
+        match &mut s.waker {
+            Some(w) => w.clone_from(cx.waker()),
+            None => s.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for GreenFuture<T> {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        let task = {
+            let mut s = lock(&self.state);
+            if s.done {
+                return;
+            }
+            s.cancelled = true;
+            s.waker = None;
+            s.task
+        };
+        let Some((key, id)) = task else { return };
+        let local = peek_hub(|h| {
+            if h.id != self.hub.id {
+                return false;
+            }
+            h.kill_key(key, id);
+            true
+        });
+        if local != Some(true) {
+            self.hub.send(Remote::Kill { key, id });
+        }
+    }
+}
+
+impl<T> fmt::Debug for GreenFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.state);
+        f.debug_struct("GreenFuture")
+            .field("hub", &self.hub.id)
+            .field("green_thread", &s.task.map(|t| t.1))
+            .field("finished", &s.done)
+            .finish()
+    }
+}
+
+/// The green thread's side of a [`GreenFuture`]: runs `f` unless the
+/// handle is gone, and hands the result over.
+fn remote_body<F, T>(f: F, state: Arc<Mutex<Shared<T>>>) -> impl FnOnce() + Send + 'static
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    move || {
+        {
+            let mut s = lock(&state);
+            if s.cancelled {
+                return;
+            }
+            s.task = Some(with_hub(Hub::current_key_id));
+        }
+        let r = panic::catch_unwind(AssertUnwindSafe(f));
+        let waker = {
+            let mut s = lock(&state);
+            s.done = true;
+            if s.cancelled {
+                None
+            } else {
+                s.result = Some(r);
+                s.waker.take()
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// [`hub::Handle::spawn_future`](crate::hub::Handle::spawn_future) on the hub
+/// `hub`.
+pub(crate) fn spawn_remote<F, T>(hub: &Arc<HubShared>, f: F) -> Result<GreenFuture<T>, HubGone<F>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let state = Arc::new(Mutex::new(Shared { result: None, done: false, waker: None, task: None, cancelled: false }));
+    let handle = GreenFuture { state: state.clone(), hub: hub.clone(), detached: false };
+    if peek_hub(|h| h.id == hub.id) == Some(true) {
+        let body = remote_body(f, state);
+        if let Err(e) = with_hub(|h| h.spawn(body, None, None, None, true)) {
+            panic!("eventlet::hub::Handle::spawn_future: {e}");
+        }
+        return Ok(handle);
+    }
+    let mut f = Some(f);
+    let make = || Remote::Spawn(Box::new(remote_body(f.take().expect("taken once"), state)));
+    hub.send_with(make);
+    match f {
+        None => Ok(handle),
+        Some(f) => {
+            let mut handle = handle;
+            handle.detached = true;
+            Err(HubGone(f))
+        }
+    }
+}

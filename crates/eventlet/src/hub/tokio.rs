@@ -1,0 +1,385 @@
+//! The tokio bridge (feature `tokio`): a hub that drives a tokio
+//! current-thread runtime, so green threads and tokio share one OS thread
+//! and one wait, as eventlet's asyncio hub shares asyncio's loop.
+//!
+//! # What it does
+//!
+//! Every hub has a tokio current-thread runtime, made with it (two
+//! descriptors and a few allocations; no thread until something calls
+//! `spawn_blocking`). Its handle is current on the hub's OS thread
+//! (entered for the thread's lifetime, unless another runtime's context
+//! was current then), so `tokio::runtime::Handle::current()`,
+//! `tokio::spawn`, `tokio::time::sleep` and every crate built on them work
+//! in green threads and in the root.
+//!
+//! From the first [`block_on`](crate::block_on) on this thread (or once
+//! tokio has a task, spawned from green code), the hub drives the runtime:
+//! a hub that never touches tokio keeps its plain loop and pays nothing
+//! per operation. Driving means:
+//!
+//! - whenever the root parks (and so the hub's loop runs), the loop runs
+//!   *inside* that runtime: `Runtime::block_on` of a future whose `poll`
+//!   is one turn of the hub's loop. Green threads therefore run inside the
+//!   runtime's scheduler context (a tokio task woken from a green thread is
+//!   a push on the runtime's local queue, no syscall), tokio's tasks run
+//!   between the hub's turns, and tokio's I/O driver and timers progress;
+//! - the hub's own `epoll` descriptor is registered with tokio's reactor
+//!   (an [`AsyncFd`]): tokio's `epoll_wait` is the only one that blocks,
+//!   and the hub polls its own `epoll` (without waiting) only when tokio
+//!   saw it readable. The hub's next timer is a tokio `Sleep`.
+//!
+//! # Why this design
+//!
+//! The choices were the hub running as a task inside tokio, or tokio
+//! driven from the hub's loop (the hub's `mio::Poll` waiting on tokio's
+//! `epoll` descriptor, or the reverse). Tokio does not expose its
+//! descriptor or a way to poll its driver from outside, so the blocking
+//! wait must be tokio's, with the hub's `epoll` nested in it (nested
+//! `epoll` instances are a supported Linux feature; a readiness edge
+//! inside the hub's instance raises one on its descriptor). And the green
+//! threads should run where tokio's wake-ups are cheapest: inside the
+//! runtime's `block_on`, where waking a task or the `block_on` future from
+//! the same thread is a queue push or a flag (tokio 1.54; from outside it
+//! would be an `eventfd` write each). So the hub's loop is the `block_on`
+//! future itself: per turn it runs a batch of green threads, its remote
+//! wake-ups and its timers, then either yields to tokio (after
+//! `IO_INTERVAL` green threads, when a green thread yields for I/O, or
+//! when tokio's cooperative budget of the turn is spent; tokio then runs
+//! its ready tasks and polls its reactor without blocking, the same
+//! cadence as the plain hub's own I/O polls) or, when nothing is ready,
+//! returns `Pending` and lets tokio block. No operation on the hot path
+//! crosses to another OS thread. wasmtime's fibers suspending on host
+//! futures inside a tokio task, and eventlet's asyncio hub built on
+//! asyncio's loop, are the same shape.
+//!
+//! What wakes the loop while it waits in tokio: tokio's reactor (the
+//! hub's `epoll` readable: green I/O), a wake-up from another thread (it
+//! wakes the loop's waker, which is tokio's own cross-thread wake: one
+//! `eventfd` write, no extra `epoll_wait` for the hub), the `Sleep`, a green thread's waker
+//! used by tokio code (it wakes the loop at once), and, for anything else
+//! that makes a green thread ready from tokio code (a `Queue::put` in a
+//! tokio task), a hook tokio runs before it parks its thread.
+//!
+//! # Limits
+//!
+//! - Async code running on the hub (a tokio task, the loop) must not
+//!   block: a blocking green call there (`join`, `sleep`, `block_on`, green
+//!   I/O) panics with a message saying so, as tokio's own `block_on` does
+//!   inside a runtime. Spawn a green thread and `.await` it instead.
+//! - Only a current-thread runtime fits: green threads never leave their
+//!   OS thread. From a multi-threaded runtime, put green work on a hub
+//!   thread ([`start`](super::start)) and await
+//!   [`Handle::spawn_future`](super::Handle::spawn_future); that is one hop to
+//!   the hub's thread and one back per call (measured in BENCHMARKS.md).
+//! - While tokio has tasks alive the hub cannot tell that its root is
+//!   deadlocked (a task may still wake it), so it waits instead of
+//!   panicking; likewise while a green thread waits in `block_on` (its
+//!   waker may be anywhere).
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use ::tokio::io::unix::AsyncFd;
+use ::tokio::io::Interest;
+use ::tokio::runtime::{Builder, EnterGuard, Runtime};
+use ::tokio::time::Sleep;
+
+use super::{peek_hub, Hub, State, IO_INTERVAL};
+
+/// The runtime and what the loop keeps in it.
+struct Inner {
+    /// The hub's `epoll` instance (a duplicate descriptor) in tokio's
+    /// reactor, registered when the loop first runs inside the runtime (a
+    /// hub that never does registers nothing).
+    poll_fd: OnceCell<AsyncFd<OwnedFd>>,
+    /// The hub's next timer, made on the first idle turn.
+    sleep: RefCell<Option<Pin<Box<Sleep>>>>,
+    runtime: Option<Runtime>,
+}
+
+impl Inner {
+    fn runtime(&self) -> &Runtime {
+        self.runtime.as_ref().expect("the runtime lives as long as the bridge")
+    }
+
+    fn poll_fd(&self) -> &AsyncFd<OwnedFd> {
+        self.poll_fd.get().expect("registered before the loop runs in the runtime")
+    }
+
+    /// Registers the hub's `epoll` instance with tokio's reactor, once.
+    fn register(&self, reactor: &super::io::Reactor) -> std::io::Result<()> {
+        if self.poll_fd.get().is_some() {
+            return Ok(());
+        }
+        let _enter = self.runtime().enter();
+        let fd = reactor.poll_fd()?;
+        // SAFETY: the `AsyncFd` owns the descriptor, which therefore stays
+        // open, the same file description, until the `AsyncFd` is dropped.
+        let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)?;
+        let _ = self.poll_fd.set(afd);
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.poll_fd.take());
+        drop(self.sleep.get_mut().take());
+        // Without waiting for blocking-pool threads (a stuck
+        // `spawn_blocking` must not hold up the thread's exit).
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A hub's tokio state (one field of the hub).
+pub(crate) struct Bridge {
+    /// `None` once the hub's thread is exiting.
+    inner: Option<Inner>,
+    /// Whether the hub's loop runs inside the runtime (from the first
+    /// `block_on`, or once tokio has a task, on).
+    on: Cell<bool>,
+    /// Whether the loop runs inside the runtime now.
+    driving: Cell<bool>,
+    /// Whether another runtime's context was current when this one
+    /// started (then this one is entered around polls, not for good).
+    foreign: bool,
+    /// The loop's waker while it waits in tokio.
+    idle: Cell<Option<Waker>>,
+    /// Whether tokio had tasks alive when the loop went idle.
+    idle_with_tasks: Cell<bool>,
+}
+
+impl Bridge {
+    /// Starts a hub's runtime; enters it for the thread's lifetime unless
+    /// another runtime's context is current.
+    pub(crate) fn new() -> std::io::Result<Bridge> {
+        let foreign = ::tokio::runtime::Handle::try_current().is_ok();
+        let runtime = Builder::new_current_thread().enable_all().on_thread_park(before_park).build()?;
+        if !foreign {
+            // For the thread's lifetime: green threads and the root see
+            // this runtime as the current one. Guards entered later nest
+            // above it.
+            std::mem::forget(runtime.enter());
+        }
+        Ok(Bridge {
+            inner: Some(Inner { poll_fd: OnceCell::new(), sleep: RefCell::new(None), runtime: Some(runtime) }),
+            on: Cell::new(false),
+            driving: Cell::new(false),
+            foreign,
+            idle: Cell::new(None),
+            idle_with_tasks: Cell::new(false),
+        })
+    }
+
+    /// Whether the hub's loop should run inside the runtime: once asked
+    /// ([`activate`](Self::activate)), or once tokio has a task (spawned
+    /// from green code with `tokio::spawn`).
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.on.get() || self.has_tasks()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn has_tasks(&self) -> bool {
+        let tasks = self.tasks_alive();
+        if tasks {
+            self.on.set(true);
+        }
+        tasks
+    }
+
+    /// Whether the runtime has tasks alive.
+    pub(crate) fn tasks_alive(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.runtime().metrics().num_alive_tasks() > 0)
+    }
+
+    /// From now on the hub's loop runs inside the runtime.
+    #[inline]
+    pub(crate) fn activate(&self) {
+        if !self.on.get() && self.inner.is_some() {
+            self.on.set(true);
+        }
+    }
+
+    /// Enters the runtime's context for one poll if another runtime's
+    /// context may be the current one.
+    #[inline]
+    pub(crate) fn enter_for_poll(&self) -> Option<EnterGuard<'_>> {
+        if self.foreign && !self.driving.get() {
+            return self.inner.as_ref().map(|i| i.runtime().enter());
+        }
+        None
+    }
+
+    /// Panics if the root is about to park while the loop runs inside the
+    /// runtime: that is async code (a tokio task, a future the loop polls)
+    /// making a blocking call. Called before the park changes anything.
+    #[inline]
+    pub(crate) fn refuse_blocking_in_async(&self) {
+        if self.driving.get() {
+            refuse();
+        }
+    }
+
+    /// Wakes the loop if it waits in tokio.
+    #[inline]
+    pub(crate) fn wake_idle(&self) {
+        if let Some(w) = self.idle.take() {
+            w.wake();
+        }
+    }
+
+    /// Drops the runtime (the hub's thread is exiting).
+    pub(crate) fn shutdown(&mut self) {
+        self.idle.take();
+        self.on.set(false);
+        drop(self.inner.take());
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn refuse() -> ! {
+    panic!(
+        "eventlet: a blocking call (join, sleep, park, yield, block_on, green I/O) was made from async code \
+         running on this thread's hub (a tokio task of its runtime); async code must not block: spawn the \
+         blocking work on a green thread and `.await` its JoinHandle"
+    );
+}
+
+/// Tokio's hook before it parks the hub's thread: if tokio code made green
+/// threads ready (or a wake-up came from another thread), the loop runs
+/// before tokio blocks.
+fn before_park() {
+    peek_hub(|h| {
+        let ready = !h.queue.is_empty() || !h.yielded.is_empty() || h.shared.pending.load(Ordering::Acquire);
+        // The loop went idle while tokio had tasks; if none is left it
+        // looks again (a hub thread may end, a deadlock may show).
+        let tasks_gone = h.tokio.idle_with_tasks.get() && !h.tokio.tasks_alive();
+        if ready || tasks_gone {
+            h.tokio.idle_with_tasks.set(false);
+            h.tokio.wake_idle();
+        }
+    });
+}
+
+/// Clears a flag when dropped.
+struct Reset<'a>(&'a Cell<bool>);
+
+impl Drop for Reset<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// The hub's loop inside its runtime: returns once the root is popped from
+/// the run queue (as [`Hub::run`]).
+pub(crate) fn drive(hub: &Hub) {
+    let b = &hub.tokio;
+    let Some(inner) = b.inner.as_ref() else { return };
+    // Every root park checks this first (`refuse_blocking_in_async`).
+    assert!(!b.driving.get(), "eventlet: the hub's loop re-entered");
+    if let Err(e) = inner.register(&hub.reactor) {
+        panic!("eventlet: cannot register the hub with its tokio runtime's reactor: {e}");
+    }
+    b.driving.set(true);
+    let _reset = Reset(&b.driving);
+    inner.runtime().block_on(std::future::poll_fn(|cx| turn(hub, inner, cx)));
+}
+
+/// One poll of the loop: runs green threads until the root is popped
+/// (`Ready`), tokio should have a turn, or nothing is ready (`Pending`).
+fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
+    hub.shared.sleeping.store(false, Ordering::SeqCst);
+    hub.tokio.idle.take();
+    loop {
+        // The hub's own `epoll`, when tokio saw it readable.
+        if let Poll::Ready(r) = inner.poll_fd().poll_read_ready(cx) {
+            match r {
+                Ok(mut ready) => {
+                    if !hub.poll_io(Some(Duration::ZERO)) {
+                        ready.clear_ready();
+                    }
+                }
+                Err(e) => log::error!("eventlet: tokio's reactor failed on the hub's epoll: {e}"),
+            }
+        }
+        if hub.shared.pending.load(Ordering::Acquire) {
+            hub.drain_remote();
+        }
+        if hub.timers.borrow().len() > 0 {
+            hub.fire_timers();
+        }
+        hub.queue.append(&hub.yielded);
+
+        if hub.run_batch() {
+            return Poll::Ready(());
+        }
+
+        if hub.shared.pending.load(Ordering::Acquire) {
+            hub.drain_remote();
+        }
+        if hub.timers.borrow().len() > 0 {
+            hub.fire_timers();
+        }
+        if !hub.queue.is_empty() || !hub.yielded.is_empty() {
+            let io_due = (hub.io_requested.get() && hub.reactor.waiters() > 0) || hub.ticks.get() >= IO_INTERVAL;
+            if io_due || !::tokio::task::coop::has_budget_remaining() {
+                // Tokio's turn: its ready tasks, then its reactor and
+                // timers without blocking (the hub's `epoll` among them).
+                hub.ticks.set(0);
+                hub.io_requested.set(false);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            continue;
+        }
+
+        // Nothing ready: wait in tokio.
+        let next = hub.timers.borrow_mut().next_deadline();
+        if next.is_none() && hub.nothing_can_wake() && !hub.tokio.tasks_alive() {
+            if hub.serving.get() {
+                // A hub thread (`hub::start`): its root decides what now.
+                let root = hub.tasks.borrow()[0].clone();
+                hub.unpark(&root);
+                continue;
+            }
+            hub.cur().state.set(State::Running);
+            panic!(
+                "eventlet: deadlock: the main context of this thread is parked, and no green thread, timer, \
+                 I/O wait, tokio task or wake-up from another thread is left to wake it"
+            );
+        }
+        if let Some(deadline) = next {
+            let mut slot = inner.sleep.borrow_mut();
+            let deadline = ::tokio::time::Instant::from_std(deadline);
+            let sleep = slot.get_or_insert_with(|| Box::pin(::tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                continue;
+            }
+        }
+        if inner.poll_fd().poll_read_ready(cx).is_ready() {
+            continue;
+        }
+        *hub.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        hub.shared.sleeping.store(true, Ordering::SeqCst);
+        if hub.shared.pending.load(Ordering::SeqCst) {
+            hub.shared.sleeping.store(false, Ordering::SeqCst);
+            continue;
+        }
+        hub.tokio.idle_with_tasks.set(hub.tokio.tasks_alive());
+        hub.tokio.idle.set(Some(cx.waker().clone()));
+        return Poll::Pending;
+    }
+}

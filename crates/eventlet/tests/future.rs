@@ -1,0 +1,337 @@
+//! Green threads and futures without tokio: `block_on` with hand-written
+//! futures (wakers used from the same hub, from a plain OS thread, after
+//! the green thread ended), a `JoinHandle` awaited, `spawn_future` across
+//! hubs, and cancellation both ways (kill, `Timeout`, dropping the future).
+
+use std::cell::Cell;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// The tests of this file take turns (one counts descriptors).
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Descriptors open in this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A one-shot signal usable from any thread: `wait()` is a future that is
+/// pending until `set()`; every poll stores the waker, `set` wakes it.
+#[derive(Clone, Default)]
+struct Signal(Arc<Mutex<(bool, Option<Waker>)>>);
+
+impl Signal {
+    fn set(&self) {
+        let w = {
+            let mut s = self.0.lock().unwrap();
+            s.0 = true;
+            s.1.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    fn waker(&self) -> Option<Waker> {
+        self.0.lock().unwrap().1.clone()
+    }
+
+    fn wait(&self) -> Wait {
+        Wait(self.clone(), Arc::new(AtomicUsize::new(0)), None)
+    }
+}
+
+/// The future of [`Signal::wait`]; counts its polls, and sets its flag
+/// when dropped.
+struct Wait(Signal, Arc<AtomicUsize>, Option<Arc<AtomicBool>>);
+
+impl Future for Wait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        let mut s = self.0 .0.lock().unwrap();
+        if s.0 {
+            return Poll::Ready(());
+        }
+        s.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if let Some(f) = &self.2 {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn ready_future_from_root_and_green_thread() {
+    let _turn = turn();
+    assert_eq!(eventlet::block_on(async { 6 * 7 }), 42);
+    let h = eventlet::spawn(|| eventlet::block_on(std::future::ready("green")));
+    assert_eq!(h.join().unwrap(), "green");
+}
+
+#[test]
+fn pending_future_woken_from_the_same_hub() {
+    let _turn = turn();
+    let s = Signal::default();
+    let waiter = {
+        let s = s.clone();
+        eventlet::spawn(move || {
+            let w = s.wait();
+            let polls = w.1.clone();
+            eventlet::block_on(w);
+            polls.load(Ordering::SeqCst)
+        })
+    };
+    // Let it wait, and check the others ran meanwhile.
+    let other = eventlet::spawn(|| 1);
+    assert_eq!(other.join().unwrap(), 1);
+    assert!(!waiter.is_finished());
+    s.set();
+    assert_eq!(waiter.join().unwrap(), 2, "polled once pending, once woken");
+}
+
+#[test]
+fn woken_from_a_plain_os_thread_that_gets_no_hub() {
+    let _turn = turn();
+    let s = Signal::default();
+    let s2 = s.clone();
+    let waker = std::thread::spawn(move || {
+        while s2.waker().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let before = open_fds();
+        s2.set();
+        let after = open_fds();
+        (before, after)
+    });
+    eventlet::block_on(s.wait());
+    let (before, after) = waker.join().unwrap();
+    assert_eq!(before, after, "waking made a hub (descriptors) on the waking thread");
+}
+
+#[test]
+fn waker_kept_after_the_green_thread_ended_is_harmless() {
+    let _turn = turn();
+    let s = Signal::default();
+    let s2 = s.clone();
+    let h = eventlet::spawn(move || {
+        // Register the waker, then finish without waiting for it.
+        let mut w = Box::pin(s2.wait());
+        let waker = eventlet::block_on(std::future::poll_fn(|cx| {
+            let _ = w.as_mut().poll(cx);
+            Poll::Ready(cx.waker().clone())
+        }));
+        waker
+    });
+    let stale = h.join().unwrap();
+    // A new green thread may take the same slot; the stale waker must not
+    // wake it.
+    let parked = Rc::new(Cell::new(0));
+    let p = parked.clone();
+    let sleeper = eventlet::spawn(move || {
+        let r = eventlet::park_timeout(Duration::from_millis(50));
+        p.set(1);
+        r
+    });
+    eventlet::yield_now();
+    stale.wake_by_ref();
+    let other_thread = std::thread::spawn(move || stale.wake());
+    other_thread.join().unwrap();
+    assert_eq!(sleeper.join().unwrap(), eventlet::Wakeup::TimedOut, "a stale waker woke another green thread");
+    assert_eq!(parked.get(), 1);
+}
+
+#[test]
+fn kill_drops_the_future() {
+    let _turn = turn();
+    let s = Signal::default();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (s2, d2) = (s.clone(), dropped.clone());
+    let h = eventlet::spawn(move || {
+        let mut w = s2.wait();
+        w.2 = Some(d2);
+        eventlet::block_on(w);
+    });
+    eventlet::yield_now();
+    assert!(s.waker().is_some(), "it waits");
+    assert!(!dropped.load(Ordering::SeqCst));
+    h.kill();
+    let r = h.join();
+    assert!(r.unwrap_err().is::<eventlet::Killed>());
+    assert!(dropped.load(Ordering::SeqCst), "killing did not drop the future");
+}
+
+#[test]
+fn timeout_drops_the_future() {
+    let _turn = turn();
+    let s = Signal::default();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut w = s.wait();
+    w.2 = Some(dropped.clone());
+    let start = Instant::now();
+    let r = eventlet::with_timeout(Duration::from_millis(20), move || eventlet::block_on(w));
+    assert!(r.is_err(), "the timeout did not cut the wait");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(dropped.load(Ordering::SeqCst), "the timeout did not drop the future");
+    // From a green thread too.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let d = dropped.clone();
+    let h = eventlet::spawn(move || {
+        let mut w = Signal::default().wait();
+        w.2 = Some(d);
+        eventlet::with_timeout(Duration::from_millis(10), move || eventlet::block_on(w)).is_err()
+    });
+    assert!(h.join().unwrap());
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn join_handle_is_a_future() {
+    let _turn = turn();
+    let out = eventlet::block_on(async {
+        let a = eventlet::spawn(|| {
+            eventlet::sleep(Duration::from_millis(5));
+            "a"
+        });
+        let b = eventlet::spawn(|| panic!("b fails"));
+        (a.await, b.await)
+    });
+    assert_eq!(out.0.unwrap(), "a");
+    let e = out.1.unwrap_err();
+    assert_eq!(e.downcast_ref::<&str>(), Some(&"b fails"));
+}
+
+#[test]
+fn dropping_the_join_future_kills_the_green_thread() {
+    let _turn = turn();
+    struct Flag(Rc<Cell<bool>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let unwound = Rc::new(Cell::new(false));
+    let u = unwound.clone();
+    let h = eventlet::spawn(move || {
+        let _f = Flag(u);
+        eventlet::sleep(Duration::from_secs(60));
+    });
+    let thread = h.thread();
+    eventlet::yield_now(); // it starts, and sleeps
+    let mut fut = Box::pin(h.into_future());
+    // Poll once so that it registers, then drop it.
+    let first = eventlet::block_on(std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())));
+    assert!(first);
+    drop(fut);
+    let start = Instant::now();
+    while !thread.is_finished() && start.elapsed() < Duration::from_secs(5) {
+        eventlet::sleep(Duration::from_millis(1));
+    }
+    assert!(thread.is_finished(), "the green thread was not killed");
+    assert!(unwound.get(), "its destructors did not run");
+}
+
+#[test]
+fn spawn_future_on_another_hub() {
+    let _turn = turn();
+    let hub = eventlet::hub::start("spawn-join").unwrap();
+    let on =
+        eventlet::block_on(hub.handle().spawn_future(|| std::thread::current().name().map(str::to_owned)).unwrap());
+    assert_eq!(on.unwrap().as_deref(), Some("spawn-join"));
+    // The same hub as the caller: spawned at once, no hop.
+    let here = eventlet::hub::handle();
+    let v = eventlet::block_on(here.spawn_future(|| 5).unwrap()).unwrap();
+    assert_eq!(v, 5);
+    hub.join();
+}
+
+#[test]
+fn dropping_a_remote_join_handle_kills_the_green_thread() {
+    let _turn = turn();
+    let hub = eventlet::hub::start("spawn-join-kill").unwrap();
+    let started = Arc::new(AtomicBool::new(false));
+    let unwound = Arc::new(AtomicBool::new(false));
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (s, u) = (started.clone(), unwound.clone());
+    let h = hub
+        .handle()
+        .spawn_future(move || {
+            let _f = Flag(u);
+            s.store(true, Ordering::SeqCst);
+            eventlet::sleep(Duration::from_secs(60));
+        })
+        .unwrap();
+    let start = Instant::now();
+    while !started.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(started.load(Ordering::SeqCst));
+    drop(h);
+    while !unwound.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(unwound.load(Ordering::SeqCst), "dropping the handle did not kill the green thread");
+    // The hub thread ends: nothing is left on it.
+    hub.join();
+
+    // Dropped before it started: it never runs; detached: it runs on.
+    let hub = eventlet::hub::start("spawn-join-detach").unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    hub.handle()
+        .spawn_future(move || {
+            eventlet::sleep(Duration::from_millis(5));
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap()
+        .detach();
+    hub.join();
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "a detached green thread did not run to its end");
+}
+
+#[test]
+fn block_on_while_unwinding_does_not_switch() {
+    let _turn = turn();
+    struct DropBlocks(Signal, Rc<Cell<&'static str>>);
+    impl Drop for DropBlocks {
+        fn drop(&mut self) {
+            // Ready: returned at once.
+            self.1.set(eventlet::block_on(async { "ready" }));
+            // Pending: fails at once (caught here, so no abort).
+            let w = self.0.wait();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eventlet::block_on(w)));
+            if r.is_err() {
+                self.1.set("pending failed");
+            }
+        }
+    }
+    let seen = Rc::new(Cell::new(""));
+    let s2 = seen.clone();
+    let h = eventlet::spawn(move || {
+        let _d = DropBlocks(Signal::default(), s2);
+        panic!("unwind");
+    });
+    let other_ran = eventlet::spawn(|| 1);
+    assert!(h.join().is_err());
+    assert_eq!(seen.get(), "pending failed");
+    assert_eq!(other_ran.join().unwrap(), 1);
+}

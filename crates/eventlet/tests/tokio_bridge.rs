@@ -1,0 +1,380 @@
+//! The tokio bridge (feature `tokio`): tokio's reactor and timers inside
+//! green threads, tokio tasks awaiting green threads, blocking from async
+//! code refused, wake-ups from other threads, and cancellation both ways.
+
+use std::cell::Cell;
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sets its flag when dropped.
+struct Flag(Arc<AtomicBool>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs `f` on a fresh OS thread (a fresh hub and runtime) and returns
+/// its result.
+fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+#[test]
+fn tokio_timers_progress_while_green_threads_run() {
+    on_fresh_thread(|| {
+        let start = Instant::now();
+        let sleepers: Vec<_> = (0..100)
+            .map(|i| {
+                eventlet::spawn(move || {
+                    eventlet::block_on(tokio::time::sleep(Duration::from_millis(50)));
+                    i
+                })
+            })
+            .collect();
+        // Green threads that sleep the green way and ones that only yield
+        // run beside them.
+        let green = eventlet::spawn(|| {
+            for _ in 0..10 {
+                eventlet::sleep(Duration::from_millis(5));
+            }
+        });
+        let yielder = eventlet::spawn(move || {
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_millis(30) {
+                eventlet::yield_now();
+                n += 1;
+            }
+            n
+        });
+        let sum: u64 = sleepers.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, 4950);
+        green.join().unwrap();
+        assert!(yielder.join().unwrap() > 10);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(50));
+        assert!(took < Duration::from_secs(2), "100 concurrent 50 ms tokio sleeps took {took:?}");
+    });
+}
+
+#[test]
+fn tokio_is_current_in_green_threads_and_its_tasks_run() {
+    on_fresh_thread(|| {
+        // Before any block_on: the handle is there, and a task spawned from
+        // green code runs while the hub runs.
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let h = eventlet::spawn(move || {
+            assert!(tokio::runtime::Handle::try_current().is_ok());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                r.store(true, Ordering::SeqCst);
+            });
+        });
+        h.join().unwrap();
+        let start = Instant::now();
+        while !ran.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+            eventlet::sleep(Duration::from_millis(1));
+        }
+        assert!(ran.load(Ordering::SeqCst), "a tokio task spawned from a green thread never ran");
+        // The root sees it too.
+        assert!(tokio::runtime::Handle::try_current().is_ok());
+    });
+}
+
+#[test]
+fn green_io_and_tokio_io_on_one_thread() {
+    on_fresh_thread(|| {
+        // A tokio echo server (a task), a green client; a green echo
+        // server, a tokio client (in block_on): all at once.
+        let tokio_listener = eventlet::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let tokio_addr = tokio_listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = tokio_listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0; 1024];
+                    loop {
+                        let n = s.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        s.write_all(&buf[..n]).await.unwrap();
+                    }
+                });
+            }
+        });
+        let green_listener = eventlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let green_addr = green_listener.local_addr().unwrap();
+        eventlet::spawn_n(move || loop {
+            let (mut s, _) = green_listener.accept().unwrap();
+            eventlet::spawn_n(move || {
+                let mut buf = [0; 1024];
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).unwrap();
+                }
+            });
+        });
+        let mut clients = Vec::new();
+        for i in 0..50u32 {
+            clients.push(eventlet::spawn(move || {
+                let mut s = eventlet::net::TcpStream::connect(tokio_addr).unwrap();
+                for j in 0..20u32 {
+                    let msg = format!("{i}:{j}");
+                    s.write_all(msg.as_bytes()).unwrap();
+                    let mut back = vec![0; msg.len()];
+                    s.read_exact(&mut back).unwrap();
+                    assert_eq!(back, msg.as_bytes());
+                }
+            }));
+            clients.push(eventlet::spawn(move || {
+                eventlet::block_on(async move {
+                    let mut s = tokio::net::TcpStream::connect(green_addr).await.unwrap();
+                    for j in 0..20u32 {
+                        let msg = format!("{i}/{j}");
+                        s.write_all(msg.as_bytes()).await.unwrap();
+                        let mut back = vec![0; msg.len()];
+                        s.read_exact(&mut back).await.unwrap();
+                        assert_eq!(back, msg.as_bytes());
+                    }
+                })
+            }));
+        }
+        for c in clients {
+            c.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn blocking_from_async_code_panics_clearly() {
+    on_fresh_thread(|| {
+        let r = eventlet::block_on(async { tokio::spawn(async { eventlet::sleep(Duration::from_millis(1)) }).await });
+        let e = r.unwrap_err();
+        assert!(e.is_panic());
+        let p = e.into_panic();
+        let msg = p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str));
+        let msg = msg.unwrap_or("");
+        assert!(msg.contains("async code must not block"), "{msg:?}");
+        // The hub is fine afterwards.
+        assert_eq!(eventlet::spawn(|| 3).join().unwrap(), 3);
+        assert_eq!(eventlet::block_on(async { tokio::spawn(async { 4 }).await.unwrap() }), 4);
+    });
+}
+
+#[test]
+fn wakes_from_other_threads_reach_a_green_thread_in_block_on() {
+    on_fresh_thread(|| {
+        let (to_green, mut from_os) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let (to_os, from_green) = std::sync::mpsc::channel::<u32>();
+        let os = std::thread::spawn(move || {
+            for i in 0..2000 {
+                to_green.send(i).unwrap();
+                assert_eq!(from_green.recv().unwrap(), i);
+            }
+        });
+        let green = eventlet::spawn(move || {
+            let mut n = 0;
+            while let Some(i) = eventlet::block_on(from_os.recv()) {
+                to_os.send(i).unwrap();
+                n += 1;
+            }
+            n
+        });
+        // The green side first: a plain join would hold up the hub.
+        assert_eq!(green.join().unwrap(), 2000);
+        os.join().unwrap();
+    });
+}
+
+#[test]
+fn kill_and_timeout_cancel_a_tokio_future() {
+    on_fresh_thread(|| {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let d = dropped.clone();
+        let h = eventlet::spawn(move || {
+            eventlet::block_on(async move {
+                let _f = Flag(d);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            })
+        });
+        eventlet::sleep(Duration::from_millis(10));
+        let start = Instant::now();
+        h.kill();
+        assert!(h.join().unwrap_err().is::<eventlet::Killed>());
+        assert!(dropped.load(Ordering::SeqCst), "kill did not drop the future");
+        assert!(start.elapsed() < Duration::from_secs(5));
+
+        let dropped = Arc::new(AtomicBool::new(false));
+        let d = dropped.clone();
+        let r = eventlet::with_timeout(Duration::from_millis(20), move || {
+            eventlet::block_on(async move {
+                let _f = Flag(d);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            })
+        });
+        assert!(r.is_err());
+        assert!(dropped.load(Ordering::SeqCst), "the timeout did not drop the future");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn dropping_the_awaiting_future_kills_the_green_thread() {
+    on_fresh_thread(|| {
+        let unwound = Arc::new(AtomicBool::new(false));
+        let u = unwound.clone();
+        let work = eventlet::spawn(move || {
+            let _f = Flag(u);
+            eventlet::sleep(Duration::from_secs(60));
+        });
+        let thread = work.thread();
+        let r = eventlet::block_on(
+            async move { tokio::time::timeout(Duration::from_millis(20), work.into_future()).await },
+        );
+        assert!(r.is_err(), "the timeout did not fire");
+        let start = Instant::now();
+        while !thread.is_finished() && start.elapsed() < Duration::from_secs(5) {
+            eventlet::sleep(Duration::from_millis(1));
+        }
+        assert!(unwound.load(Ordering::SeqCst), "the green thread was not killed");
+
+        // The Send form, from a tokio task on the same hub.
+        let unwound = Arc::new(AtomicBool::new(false));
+        let u = unwound.clone();
+        let hub = eventlet::hub::handle();
+        let r = eventlet::block_on(async move {
+            tokio::spawn(async move {
+                let work = hub
+                    .spawn_future(move || {
+                        let _f = Flag(u);
+                        eventlet::sleep(Duration::from_secs(60));
+                    })
+                    .unwrap();
+                tokio::time::timeout(Duration::from_millis(20), work).await.is_err()
+            })
+            .await
+            .unwrap()
+        });
+        assert!(r);
+        let start = Instant::now();
+        while !unwound.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+            eventlet::sleep(Duration::from_millis(1));
+        }
+        assert!(unwound.load(Ordering::SeqCst), "the spawn_future green thread was not killed");
+    });
+}
+
+#[test]
+fn tokio_tasks_await_green_work_on_their_hub() {
+    on_fresh_thread(|| {
+        // Green work that blocks the green way: a Queue between two green
+        // threads, and sleeps.
+        let q = eventlet::Queue::<u32>::new();
+        let q2 = q.clone();
+        eventlet::spawn_n(move || {
+            for i in 0..100 {
+                eventlet::sleep(Duration::from_micros(100));
+                q2.put(i).unwrap();
+            }
+        });
+        let hub = eventlet::hub::handle();
+        let q = Rc::new(q);
+        let got = Rc::new(Cell::new(0u32));
+        let (qq, g) = (q.clone(), got.clone());
+        let sum = eventlet::block_on(async move {
+            let mut tasks = Vec::new();
+            for i in 0..100u32 {
+                let hub = hub.clone();
+                tasks.push(tokio::spawn(async move {
+                    hub.spawn_future(move || {
+                        eventlet::sleep(Duration::from_millis(1));
+                        i * 2
+                    })
+                    .unwrap()
+                    .await
+                    .unwrap()
+                }));
+            }
+            // A JoinHandle awaited directly (not Send: on the block_on future).
+            let local = eventlet::spawn(move || {
+                let mut s = 0;
+                for _ in 0..100 {
+                    s += qq.get().unwrap();
+                }
+                g.set(s);
+                s
+            });
+            let mut sum = 0;
+            for t in tasks {
+                sum += t.await.unwrap();
+            }
+            sum + local.await.unwrap()
+        });
+        assert_eq!(got.get(), 4950);
+        assert_eq!(sum, 9900 + 4950);
+    });
+}
+
+#[test]
+fn a_multithreaded_runtime_awaits_a_hub_thread() {
+    let hub = eventlet::hub::start("green-work").unwrap();
+    let handle = hub.handle().clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let total = rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let handle = handle.clone();
+            tasks.push(tokio::spawn(async move {
+                handle
+                    .spawn_future(move || {
+                        eventlet::sleep(Duration::from_millis(1));
+                        (i, std::thread::current().name().map(str::to_owned))
+                    })
+                    .unwrap()
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            let (i, name) = t.await.unwrap();
+            assert_eq!(name.as_deref(), Some("green-work"));
+            total += i;
+        }
+        total
+    });
+    assert_eq!(total, 199 * 200 / 2);
+    drop(rt);
+    hub.join();
+}
+
+#[test]
+fn a_hub_thread_that_used_tokio_ends() {
+    let hub = eventlet::hub::start("tokio-user").unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    hub.handle()
+        .spawn(move || {
+            eventlet::block_on(tokio::time::sleep(Duration::from_millis(5)));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+        })
+        .unwrap();
+    // Returns once the green thread and the tokio task are done.
+    hub.join();
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
