@@ -16,6 +16,11 @@
 //!   current-thread runtime (`tokio_task`) or that runtime's `block_on`
 //!   future (`tokio_block_on`). Time per round trip (goal: within 1.2x of
 //!   tokio's).
+//! - `hop_from_multithreaded_runtime`: a task of a multi-threaded tokio
+//!   runtime awaits green work on a hub thread (`hub::Handle::spawn_future`),
+//!   one call after the other: the hop to the hub's thread and back that
+//!   this mode costs, beside tokio's own hop to its blocking pool
+//!   (`spawn_blocking`).
 //!
 //! ```text
 //! taskset -c 1 cargo bench -p eventlet --features tokio --bench future -- --warm-up-time 1 --measurement-time 3
@@ -235,5 +240,48 @@ fn cross_thread_wake(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, block_on_ready, pending_woken_same_hub, cross_thread_wake);
+/// `n` calls, one after the other, from a task of a multi-threaded tokio
+/// runtime to green work on a hub thread (`spawn_future` and `.await`).
+fn hop_to_hub(rt: &tokio::runtime::Runtime, hub: &eventlet::hub::Handle, n: u64) -> Duration {
+    let hub = hub.clone();
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for i in 0..n {
+                black_box(hub.spawn_future(move || i).unwrap().await.unwrap());
+            }
+            start.elapsed()
+        })
+        .await
+        .unwrap()
+    })
+}
+
+/// The same with tokio's own hop to a thread that may block.
+fn hop_to_blocking_pool(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for i in 0..n {
+                black_box(tokio::task::spawn_blocking(move || i).await.unwrap());
+            }
+            start.elapsed()
+        })
+        .await
+        .unwrap()
+    })
+}
+
+fn hop(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hop_from_multithreaded_runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let hub = eventlet::hub::start("bench-hub").unwrap();
+    g.bench_function("eventlet_spawn_future", |b| b.iter_custom(|n| hop_to_hub(&rt, hub.handle(), n)));
+    g.bench_function("tokio_spawn_blocking", |b| b.iter_custom(|n| hop_to_blocking_pool(&rt, n)));
+    g.finish();
+    drop(rt);
+    hub.join();
+}
+
+criterion_group!(benches, block_on_ready, pending_woken_same_hub, cross_thread_wake, hop);
 criterion_main!(benches);
