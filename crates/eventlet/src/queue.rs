@@ -49,11 +49,12 @@
 //! `Queue::bounded(0)` is eventlet's `Queue(0)` channel (in Python's
 //! `queue` module a size of 0 means unbounded; here that is
 //! [`Queue::new`]). Waiters are served in arrival order (eventlet wakes
-//! them in no defined order). eventlet's `put_nowait` and `get_nowait`
-//! take part in a rendezvous only when called from its hub's own
-//! greenlet (elsewhere they raise `Full` and `Empty`); here `try_put` and
-//! `try_get` do from any green thread or the root. `close` is new (like
-//! Python 3.13's `shutdown`).
+//! them in no defined order). eventlet's `get_nowait` takes a waiting
+//! putter's item only when called from its hub's own greenlet (from any
+//! other it raises `Empty`); here no code of yours runs in the hub's
+//! loop, so `try_get` does what eventlet's hub-greenlet call does, from
+//! any green thread or the root: it takes the item and lets the putter
+//! run first. `close` is new (like Python 3.13's `shutdown`).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
