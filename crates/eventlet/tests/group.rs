@@ -269,3 +269,18 @@ fn the_default_size_follows_the_cpu_affinity() {
     .unwrap();
     assert!(Group::with_hubs(0).is_err());
 }
+
+#[test]
+fn a_dropped_group_lets_its_green_threads_finish() {
+    let group = Group::with_hubs(2).unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    for i in 0..2 {
+        let done = done.clone();
+        drop(group.spawn_on(i, move || {
+            eventlet::sleep(Duration::from_millis(50));
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    drop(group);
+    wait_until("both finished", || done.load(Ordering::SeqCst) == 2);
+}

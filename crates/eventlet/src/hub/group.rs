@@ -82,7 +82,10 @@ impl Hub {
 /// Servers ([`Server::workers`](crate::Server::workers)) balance their
 /// connections themselves.
 ///
-/// `Send + Sync`: spawn onto it from any thread or green thread.
+/// `Send + Sync`: spawn onto it from any thread or green thread. Dropping
+/// it without [`join`](Group::join) or [`shutdown`](Group::shutdown)
+/// detaches the hubs: each one's thread ends once its green threads are
+/// done and no other handle to it is left.
 pub struct Group {
     inner: Arc<Inner>,
     /// One per hub: while the group holds them, an idle hub waits for work.
@@ -453,12 +456,6 @@ fn join_thread(t: std::thread::JoinHandle<()>) {
     if let Err(p) = t.join() {
         std::panic::resume_unwind(p);
     }
-}
-
-impl Drop for Group {
-    /// Detaches the hubs: each one's thread ends once its green threads
-    /// are done and no other handle to it is left.
-    fn drop(&mut self) {}
 }
 
 impl fmt::Debug for Group {
