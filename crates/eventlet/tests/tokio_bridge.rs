@@ -378,3 +378,22 @@ fn a_hub_thread_that_used_tokio_ends() {
     hub.join();
     assert_eq!(done.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_group_hub_that_used_tokio_finishes_its_tasks() {
+    let group = eventlet::hub::Group::with_hubs(1).unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let h = group
+        .spawn(move || {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+        })
+        .unwrap();
+    h.join().unwrap();
+    // Returns once the group's green threads and its tokio tasks are done.
+    group.join();
+    assert_eq!(done.load(Ordering::SeqCst), 1, "the group ended before its tokio task ran");
+}

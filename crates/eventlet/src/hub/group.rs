@@ -216,7 +216,11 @@ fn hub_main(control: &Control) {
         }
         let (idle, left) = with_hub(|h| {
             (
-                h.queue.is_empty() && h.yielded.is_empty() && h.timers.borrow().len() == 0 && h.nothing_can_wake(),
+                h.queue.is_empty()
+                    && h.yielded.is_empty()
+                    && h.timers.borrow().len() == 0
+                    && h.nothing_can_wake()
+                    && !h.tokio_tasks_alive(),
                 h.tasks.borrow().len() - 1,
             )
         });
