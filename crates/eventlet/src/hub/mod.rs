@@ -169,6 +169,8 @@ pub(crate) struct Hub {
     /// This hub's tokio runtime (feature `tokio`).
     #[cfg(feature = "tokio")]
     pub(crate) tokio: tokio::Bridge,
+    /// Raw descriptors registered for the waits of [`trampoline`].
+    pub(crate) raw_waits: trampoline::RawWaits,
 }
 
 thread_local! {
@@ -325,6 +327,7 @@ impl Hub {
             futures_waiting: Cell::new(0),
             #[cfg(feature = "tokio")]
             tokio,
+            raw_waits: trampoline::RawWaits::default(),
         })
     }
 

@@ -177,11 +177,19 @@ struct Active {
     users: usize,
 }
 
-thread_local! {
-    /// This OS thread's (so this hub's) registered raw descriptors. An entry
-    /// leaves when its last wait ends, or when the descriptor is closed.
-    static ACTIVE: RefCell<HashMap<RawFd, Active>> = RefCell::new(HashMap::new());
-    static NEXT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+/// A hub's registered raw descriptors. An entry leaves when its last wait
+/// ends, or when the descriptor is closed.
+///
+/// It is a field of the [`Hub`], not a thread-local of its own: it must
+/// live exactly as long as the hub. A thread-local's destructor may run
+/// before the hub's (destructors run in the reverse order of first use),
+/// and a wait made later in that thread's exit, by another thread-local's
+/// destructor, found it gone and panicked inside a patched call (an abort:
+/// it cannot unwind through `extern "C"`).
+#[derive(Default)]
+pub(crate) struct RawWaits {
+    active: RefCell<HashMap<RawFd, Active>>,
+    next_id: std::cell::Cell<u64>,
 }
 
 /// Parks until one of `fds` is ready in one of its directions, or
@@ -250,32 +258,34 @@ fn ready_now(fd: RawFd, interest: Interest) -> bool {
 /// The token of `fd` in this hub's reactor and the registration's id,
 /// registering it if no wait has; and whether it was registered just now.
 fn acquire(hub: &Hub, fd: RawFd) -> io::Result<(usize, u64, bool)> {
-    ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        if let Some(e) = a.get_mut(&fd) {
-            e.users += 1;
-            return Ok((e.token, e.id, false));
-        }
-        let token = hub.reactor.register_raw(&hub.shared.registry, fd)?;
-        let id = NEXT_ID.with(|n| n.replace(n.get() + 1));
-        a.insert(fd, Active { token, id, users: 1 });
-        Ok((token, id, true))
-    })
+    let w = &hub.raw_waits;
+    let mut a = w.active.borrow_mut();
+    if let Some(e) = a.get_mut(&fd) {
+        e.users += 1;
+        return Ok((e.token, e.id, false));
+    }
+    let token = hub.reactor.register_raw(&hub.shared.registry, fd)?;
+    let id = w.next_id.get() + 1;
+    w.next_id.set(id);
+    a.insert(fd, Active { token, id, users: 1 });
+    Ok((token, id, true))
 }
 
 /// Gives back one use of a registration; the last one undoes it. One that
 /// [`closing`] undid already is gone from the table, and nothing is left
 /// to do.
 fn release(hub: &Hub, r: &Reg) {
-    let last = ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        let e = a.get_mut(&r.fd).filter(|e| e.id == r.id)?;
-        e.users -= 1;
-        if e.users > 0 {
-            return None;
+    let last = {
+        let mut a = hub.raw_waits.active.borrow_mut();
+        match a.get_mut(&r.fd).filter(|e| e.id == r.id) {
+            Some(e) if e.users > 1 => {
+                e.users -= 1;
+                None
+            }
+            Some(_) => a.remove(&r.fd),
+            None => None,
         }
-        a.remove(&r.fd)
-    });
+    };
     if last.is_some() {
         hub.reactor.deregister_raw(&hub.shared.registry, r.fd, r.token, true);
     }
@@ -286,26 +296,27 @@ fn release(hub: &Hub, r: &Reg) {
 /// hub that wait on it (their wait fails with `Closed`).
 #[cfg(feature = "monkey-patch")]
 pub(crate) fn closing(fd: RawFd) {
-    let gone = ACTIVE.try_with(|a| a.try_borrow_mut().ok()?.remove(&fd)).ok().flatten();
-    if let Some(e) = gone {
-        with_hub(|hub| {
+    super::peek_hub(|hub| {
+        let gone = hub.raw_waits.active.try_borrow_mut().ok().and_then(|mut a| a.remove(&fd));
+        if let Some(e) = gone {
             hub.reactor.wake_all(e.token, |t| hub.unpark(&t));
             hub.reactor.deregister_raw(&hub.shared.registry, fd, e.token, true);
-        });
-    }
+        }
+    });
 }
 
 /// [`closing`] for every descriptor from `first` to `last` that a wait
 /// of this hub has registered.
 #[cfg(feature = "monkey-patch")]
 pub(crate) fn closing_range(first: u32, last: u32) {
-    let fds: Vec<RawFd> = ACTIVE
-        .try_with(|a| {
-            a.try_borrow()
-                .map(|a| a.keys().copied().filter(|&fd| fd as u32 >= first && fd as u32 <= last).collect())
-                .unwrap_or_default()
-        })
-        .unwrap_or_default();
+    let fds: Vec<RawFd> = super::peek_hub(|hub| {
+        hub.raw_waits
+            .active
+            .try_borrow()
+            .map(|a| a.keys().copied().filter(|&fd| fd as u32 >= first && fd as u32 <= last).collect())
+            .unwrap_or_default()
+    })
+    .unwrap_or_default();
     fds.into_iter().for_each(closing);
 }
 
@@ -351,10 +362,8 @@ impl Waits<'_> {
     }
 
     fn any_closed(&self) -> bool {
-        ACTIVE.with(|a| {
-            let a = a.borrow();
-            self.regs.iter().any(|r| a.get(&r.fd).is_none_or(|e| e.id != r.id))
-        })
+        let a = self.hub.raw_waits.active.borrow();
+        self.regs.iter().any(|r| a.get(&r.fd).is_none_or(|e| e.id != r.id))
     }
 }
 

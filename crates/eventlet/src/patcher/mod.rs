@@ -240,6 +240,14 @@ pub(crate) fn exempt<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Notes that the `Timeout` numbered `id` cut a patched call short. Late
+/// in a thread's exit (a thread-local's destructor making a patched call)
+/// the note may be gone already; then the timeout is told by the call's
+/// failure alone.
+fn note_cut_short(id: u64) {
+    let _ = CUT_SHORT.try_with(|c| c.borrow_mut().push(id));
+}
+
 /// Whether the `Timeout` numbered `id` cut a patched call short (and
 /// forgets it).
 pub(crate) fn take_cut_short(id: u64) -> bool {
@@ -311,7 +319,7 @@ fn caught(p: Box<dyn std::any::Any + Send>) -> i32 {
     }
     if let Some(e) = p.downcast_ref::<crate::timeout::Elapsed>() {
         let id = e.id();
-        CUT_SHORT.with(|c| c.borrow_mut().push(id));
+        note_cut_short(id);
         return libc::ETIMEDOUT;
     }
     panic::resume_unwind(p)
@@ -327,7 +335,7 @@ fn wait(fds: &[(RawFd, Interest)], deadline: Option<Instant>) -> Result<(), Cut>
         Ok(Ok(Waited::Ready)) => Ok(()),
         Ok(Ok(Waited::TimedOut)) => Err(Cut::Deadline),
         Ok(Err(WaitError::Elapsed(e))) => {
-            CUT_SHORT.with(|c| c.borrow_mut().push(e.id()));
+            note_cut_short(e.id());
             Err(Cut::Fail(libc::ETIMEDOUT))
         }
         Ok(Err(WaitError::Closed)) => Err(Cut::Fail(libc::EBADF)),
@@ -362,7 +370,7 @@ fn sleep_until(deadline: Option<Instant>) -> Result<(), i32> {
     match r {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            CUT_SHORT.with(|c| c.borrow_mut().push(e.id()));
+            note_cut_short(e.id());
             Err(libc::ETIMEDOUT)
         }
         Err(p) => Err(caught(p)),
