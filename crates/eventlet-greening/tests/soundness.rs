@@ -10,19 +10,27 @@ mod util;
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Runs the child case `case` of this binary's `child` test and returns its
-/// stderr, asserting that it exited with success.
-fn child_ok(case: &str) -> String {
+/// Runs the child case `case` of this binary's `child` test; how it ended
+/// and its stderr.
+fn child_run(case: &str) -> (std::process::ExitStatus, String) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env("EVENTLET_GREENING_CHILD", case)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "child case {case} failed ({}): {stderr}", out.status);
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs the child case `case` and returns its stderr, asserting that it
+/// exited with success.
+fn child_ok(case: &str) -> String {
+    let (status, stderr) = child_run(case);
+    assert!(status.success(), "child case {case} failed ({status}): {stderr}");
     assert!(stderr.contains(&format!("case {case} done")), "child case {case} did not finish: {stderr}");
     stderr
 }
@@ -36,6 +44,10 @@ fn child() {
     unsafe { libc::alarm(10) };
     match case.as_str() {
         "wait-in-tls-destructor" => wait_in_tls_destructor(),
+        "signal-handler-installed-after" => signal_handler(false),
+        "signal-handler-installed-before" => signal_handler(true),
+        "green-overflow" => overflow(true),
+        "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");
@@ -92,4 +104,151 @@ fn wait_in_tls_destructor() {
 fn a_patched_wait_in_a_thread_local_destructor_does_not_abort() {
     let stderr = child_ok("wait-in-tls-destructor");
     assert!(stderr.contains("the thread-local's destructor read its byte"), "{stderr}");
+}
+
+/// A pipe: its read and write ends.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills in two new descriptors, which we then own.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1]))
+    }
+}
+
+/// Spends this green thread's whole I/O budget with patched socket I/O
+/// that never blocks: its next patched socket or pipe call yields.
+fn spend_the_budget() {
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    for _ in 0..eventlet::hub::BUDGET / 2 {
+        a.write_all(b"x").unwrap();
+        b.read_exact(&mut [0u8; 1]).unwrap();
+    }
+}
+
+static OTHER_RAN: AtomicUsize = AtomicUsize::new(0);
+static SWITCHED_IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static HANDLED: AtomicUsize = AtomicUsize::new(0);
+static SELF_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// The self-pipe idiom (ctrlc's handler, signal-hook's for a pipe): one
+/// `write` to a non-blocking pipe. It notes whether another green thread
+/// ran meanwhile.
+extern "C" fn self_pipe_handler(_: libc::c_int) {
+    let before = OTHER_RAN.load(Ordering::SeqCst);
+    // SAFETY: write(2) of a static byte: async-signal-safe.
+    unsafe { libc::write(SELF_PIPE.load(Ordering::SeqCst), b"!".as_ptr().cast(), 1) };
+    if OTHER_RAN.load(Ordering::SeqCst) != before {
+        SWITCHED_IN_HANDLER.fetch_add(1, Ordering::SeqCst);
+    }
+    HANDLED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The same, in the three-argument form.
+extern "C" fn self_pipe_handler_info(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    self_pipe_handler(sig);
+}
+
+/// The action installed for SIGUSR1 now, as `sigaction` reports it.
+fn current_action() -> libc::sigaction {
+    // SAFETY: a query into a zeroed action.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut old), 0);
+        old
+    }
+}
+
+/// A signal handler that calls a patched function while a green thread
+/// runs: the patched `write` of a green thread with no budget left yielded,
+/// and other green threads ran inside the handler, on top of the code it
+/// interrupted (which may hold the hub's state half changed, or `malloc`'s
+/// lock). Handlers run with the patch off on their thread now, whether
+/// they were installed before `monkey_patch` or after, and `sigaction`
+/// still reports the user's handler.
+fn signal_handler(installed_before: bool) {
+    let (r, w) = pipe();
+    // SAFETY: fcntl on our own pipe.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    SELF_PIPE.store(w.as_raw_fd(), Ordering::SeqCst);
+    let expected = if installed_before {
+        // SAFETY: a handler that only writes a byte (async-signal-safe).
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = self_pipe_handler_info as *const () as libc::sighandler_t;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &act, std::ptr::null_mut()), 0);
+        }
+        eventlet::monkey_patch();
+        self_pipe_handler_info as *const () as libc::sighandler_t
+    } else {
+        eventlet::monkey_patch();
+        let h = self_pipe_handler as *const () as libc::sighandler_t;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::signal(libc::SIGUSR1, h) }, libc::SIG_DFL);
+        h
+    };
+    let a = eventlet::spawn(|| {
+        spend_the_budget();
+        // SAFETY: raise runs the handler on this thread before it returns.
+        unsafe { libc::raise(libc::SIGUSR1) };
+    });
+    let b = eventlet::spawn(|| OTHER_RAN.fetch_add(1, Ordering::SeqCst));
+    a.join().unwrap();
+    b.join().unwrap();
+    assert_eq!(HANDLED.load(Ordering::SeqCst), 1);
+    assert_eq!(SWITCHED_IN_HANDLER.load(Ordering::SeqCst), 0, "a green thread ran inside the signal handler");
+    let mut byte = [0u8; 1];
+    (&r).read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"!");
+    // The handler is reported, not the patch's wrapper, with its form.
+    let old = current_action();
+    assert_eq!(old.sa_sigaction, expected);
+    assert_eq!(old.sa_flags & libc::SA_SIGINFO != 0, installed_before);
+    // SAFETY: back to the default action.
+    assert_eq!(unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) }, expected);
+    assert_eq!(current_action().sa_sigaction, libc::SIG_DFL);
+}
+
+#[test]
+fn a_signal_handler_installed_after_the_patch_runs_with_it_off() {
+    child_ok("signal-handler-installed-after");
+}
+
+#[test]
+fn a_signal_handler_installed_before_the_patch_runs_with_it_off() {
+    child_ok("signal-handler-installed-before");
+}
+
+fn recurse(n: u64) -> u64 {
+    let buf = std::hint::black_box([n; 64]);
+    if n == u64::MAX {
+        return 0;
+    }
+    recurse(n + 1) + buf[3]
+}
+
+/// A stack overflow with the patch on: the SIGSEGV handlers (eventlet's
+/// for green threads, std's for OS threads) run behind the patch's
+/// wrapper, on the alternate stack, and still report it.
+fn overflow(green: bool) {
+    eventlet::monkey_patch();
+    if green {
+        let h = eventlet::Builder::new().name("deep").stack_size(64 * 1024).spawn(|| recurse(0)).unwrap();
+        let _ = h.join();
+    } else {
+        let t = std::thread::Builder::new().name("deep-os-thread".into()).stack_size(256 * 1024);
+        let _ = t.spawn(|| recurse(0)).unwrap().join();
+    }
+    unreachable!("the overflow aborts the process");
+}
+
+#[test]
+fn stack_overflows_are_still_reported_with_the_patch_on() {
+    let (status, stderr) = child_run("green-overflow");
+    assert!(!status.success(), "the child survived: {stderr}");
+    assert!(stderr.contains("green thread deep") && stderr.contains("overflowed its stack"), "{stderr}");
+    let (status, stderr) = child_run("thread-overflow");
+    assert!(!status.success(), "the child survived: {stderr}");
+    assert!(stderr.contains("'deep-os-thread'") && stderr.contains("has overflowed its stack"), "{stderr}");
 }

@@ -20,9 +20,12 @@ use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use libc::{
-    addrinfo, c_char, c_int, c_uint, c_void, clockid_t, fd_set, iovec, msghdr, nfds_t, pollfd, sigset_t, size_t,
-    sockaddr, socklen_t, ssize_t, timespec, timeval, useconds_t, FILE,
+    addrinfo, c_char, c_int, c_uint, c_void, clockid_t, fd_set, iovec, msghdr, nfds_t, pollfd, sighandler_t, sigset_t,
+    size_t, sockaddr, socklen_t, ssize_t, timespec, timeval, useconds_t, FILE,
 };
+
+/// `struct sigaction` (the name is the function's too).
+type SigAction = libc::sigaction;
 
 /// Finds the original of `name` (NUL-terminated): the next definition
 /// after this binary's, libc's or a preloaded library's.
@@ -106,10 +109,10 @@ macro_rules! hooks {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
             // Out of line, so the hook itself is a check and a tail call
-            // (no frame to set up): threads with a hub go on here.
+            // (no frame to set up): with the patch on, calls go on here.
             #[inline(never)]
-            unsafe extern "C" fn on_green($($a: $t),*) -> $r {
-                if super::enter_rest() {
+            unsafe extern "C" fn on($($a: $t),*) -> $r {
+                if super::enter() {
                     // SAFETY: the caller's arguments, passed on.
                     unsafe { green::$name($($a),*) }
                 } else {
@@ -117,9 +120,9 @@ macro_rules! hooks {
                     unsafe { orig::$name($($a),*) }
                 }
             }
-            if super::enter() {
+            if super::ON.load(Ordering::Relaxed) {
                 // SAFETY: as above.
-                unsafe { on_green($($a),*) }
+                unsafe { on($($a),*) }
             } else {
                 // SAFETY: as above.
                 unsafe { orig::$name($($a),*) }
@@ -129,13 +132,15 @@ macro_rules! hooks {
     (@hook book $name:ident ($($a:ident: $t:ty),*) -> $r:ty) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
-            if super::ON.load(Ordering::Relaxed) {
-                // SAFETY: the caller's arguments, passed on.
-                unsafe { book::$name($($a),*) }
-            } else {
-                // SAFETY: as above.
-                unsafe { orig::$name($($a),*) }
-            }
+            // SAFETY: the caller's arguments, passed on.
+            unsafe { book::$name($($a),*) }
+        }
+    };
+    (@hook sig $name:ident ($($a:ident: $t:ty),*) -> $r:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+            // SAFETY: the caller's arguments, passed on.
+            unsafe { sig::$name($($a),*) }
         }
     };
 }
@@ -173,7 +178,30 @@ hooks! {
     book fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int;
     book fn closefrom(low: c_int) -> ();
     book fn fclose(f: *mut FILE) -> c_int;
+    sig fn sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
+    sig fn __sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
+    sig fn signal(sig: c_int, h: sighandler_t) -> sighandler_t;
+    sig fn bsd_signal(sig: c_int, h: sighandler_t) -> sighandler_t;
+    sig fn ssignal(sig: c_int, h: sighandler_t) -> sighandler_t;
+    sig fn sysv_signal(sig: c_int, h: sighandler_t) -> sighandler_t;
+    sig fn __sysv_signal(sig: c_int, h: sighandler_t) -> sighandler_t;
+    sig fn sigset(sig: c_int, h: sighandler_t) -> sighandler_t;
 }
+
+/// Finds every original when the binary is loaded, before `main` and
+/// before any other thread exists, so that no patched function ever looks
+/// one up later: not in a signal handler (`dlsym` is not
+/// async-signal-safe), not while another thread holds the dynamic
+/// loader's lock. (A shared library's constructor, which runs earlier,
+/// still finds its originals on first use.)
+#[used]
+#[link_section = ".init_array"]
+static RESOLVE_AT_LOAD: extern "C" fn() = {
+    extern "C" fn resolve_at_load() {
+        resolve_all();
+    }
+    resolve_at_load
+};
 
 /// Finds every original now (so no lookup happens later, in a signal
 /// handler or while another library holds the loader's lock).
@@ -193,6 +221,7 @@ pub(super) fn resolve_all() {
 /// `monkey_patch` refers to all of them.
 pub(super) fn keep_linked() {
     std::hint::black_box(addresses());
+    std::hint::black_box(&RESOLVE_AT_LOAD);
 }
 
 /// Splits the hooks into those the dynamic linker hands to everyone
@@ -1378,17 +1407,29 @@ mod green {
 }
 
 /// The bookkeeping side of the `book` hooks (the closing calls), on every
-/// thread while the patch is on.
+/// thread, the patch on or off: a descriptor's kind is forgotten even while
+/// the patch is off (an eventlet socket closed before `monkey_patch` would
+/// otherwise leave its number marked as eventlet's own, and a blocking
+/// socket that gets the number later would block the hub).
 mod book {
     use super::*;
     use crate::hub::trampoline::{closing, closing_range};
     use crate::patcher::fds;
 
+    /// Whether this thread's hub may be told of a closing descriptor: the
+    /// patch is on and this is not a signal handler (which may have
+    /// interrupted the hub in the middle of a change).
+    fn may_tell_hub() -> bool {
+        crate::patcher::ON.load(Ordering::Relaxed) && !crate::patcher::exempt_now()
+    }
+
     /// Before a descriptor number is freed or replaced: forget its kind and
     /// take it out of this hub's waits.
     fn going(fd: c_int) {
         fds::forget(fd);
-        closing(fd);
+        if may_tell_hub() {
+            closing(fd);
+        }
     }
 
     pub(super) unsafe fn close(fd: c_int) -> c_int {
@@ -1423,7 +1464,9 @@ mod book {
         let closes = flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0;
         if closes {
             fds::forget_range(first, last);
-            closing_range(first, last);
+            if may_tell_hub() {
+                closing_range(first, last);
+            }
         }
         // SAFETY: the caller's arguments.
         let r = unsafe { orig::close_range(first, last, flags) };
@@ -1436,7 +1479,9 @@ mod book {
     pub(super) unsafe fn closefrom(low: c_int) {
         let first = low.max(0) as c_uint;
         fds::forget_range(first, c_uint::MAX);
-        closing_range(first, c_uint::MAX);
+        if may_tell_hub() {
+            closing_range(first, c_uint::MAX);
+        }
         // SAFETY: the caller's argument.
         unsafe { orig::closefrom(low) };
         fds::forget_range(first, c_uint::MAX);
@@ -1454,5 +1499,51 @@ mod book {
             fds::forget(fd);
         }
         r
+    }
+}
+
+/// The `sig` hooks: see [`signals`](super::signals).
+mod sig {
+    use super::*;
+    use crate::patcher::signals::{install, signal_family};
+
+    pub(super) unsafe fn sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int {
+        // SAFETY: the caller's arguments, with the original of this name.
+        unsafe { install(sig, act, old, orig::sigaction) }
+    }
+
+    pub(super) unsafe fn __sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int {
+        // SAFETY: as above.
+        unsafe { install(sig, act, old, orig::__sigaction) }
+    }
+
+    pub(super) unsafe fn signal(sig: c_int, h: sighandler_t) -> sighandler_t {
+        // SAFETY: the caller's arguments.
+        signal_family(sig, h, || unsafe { orig::signal(sig, h) })
+    }
+
+    pub(super) unsafe fn bsd_signal(sig: c_int, h: sighandler_t) -> sighandler_t {
+        // SAFETY: the caller's arguments.
+        signal_family(sig, h, || unsafe { orig::bsd_signal(sig, h) })
+    }
+
+    pub(super) unsafe fn ssignal(sig: c_int, h: sighandler_t) -> sighandler_t {
+        // SAFETY: the caller's arguments.
+        signal_family(sig, h, || unsafe { orig::ssignal(sig, h) })
+    }
+
+    pub(super) unsafe fn sysv_signal(sig: c_int, h: sighandler_t) -> sighandler_t {
+        // SAFETY: the caller's arguments.
+        signal_family(sig, h, || unsafe { orig::sysv_signal(sig, h) })
+    }
+
+    pub(super) unsafe fn __sysv_signal(sig: c_int, h: sighandler_t) -> sighandler_t {
+        // SAFETY: the caller's arguments.
+        signal_family(sig, h, || unsafe { orig::__sysv_signal(sig, h) })
+    }
+
+    pub(super) unsafe fn sigset(sig: c_int, h: sighandler_t) -> sighandler_t {
+        // SAFETY: the caller's arguments.
+        signal_family(sig, h, || unsafe { orig::sigset(sig, h) })
     }
 }

@@ -35,6 +35,7 @@
 //! | `nanosleep`, `clock_nanosleep`, `usleep`, `sleep` | park until the time |
 //! | `getaddrinfo` | run on the [`tpool`](crate::tpool) (a numeric address: at once) |
 //! | `close`, `dup2`, `dup3`, `close_range`, `closefrom`, `fclose` | bookkeeping, on every thread: forget the descriptor's kind; wake green threads waiting on it |
+//! | `sigaction`, `signal` (and `__sigaction`, `bsd_signal`, `ssignal`, `sysv_signal`, `__sysv_signal`, `sigset`) | on every thread: the handler runs behind a wrapper that turns the patch off on its thread while it runs (see *Soundness*); the handler is what they report back |
 //!
 //! The `_FORTIFY_SOURCE` variants `__read_chk`, `__recv_chk`,
 //! `__recvfrom_chk` and `__poll_chk` are patched as their plain forms.
@@ -59,8 +60,8 @@
 //!   `fork` (the patch turns itself off there: the child shares its
 //!   parent's poller);
 //! - the OS thread has no hub (a plain `std::thread`), is a
-//!   [`tpool`](crate::tpool) worker, or runs its hub loop (the hub's own
-//!   calls, mio's included, never park);
+//!   [`tpool`](crate::tpool) worker, runs a signal handler, or runs its
+//!   hub loop (the hub's own calls, mio's included, never park);
 //! - the calling green thread is unwinding (`std::thread::panicking()`);
 //! - the descriptor is not a socket, pipe or FIFO (regular files,
 //!   terminals, eventfds, epoll descriptors), or is one of eventlet's own
@@ -118,7 +119,17 @@
 //!    again; a stale *pipe* on what is now a regular file could make one
 //!    read shorter than the original would (a short read is legal, but
 //!    rare on files); a stale *other* only means the original call.
-//! 5. *Waits do not outlive their descriptor's registration.* A raw
+//! 5. *Signal handlers see the originals.* A handler may call `write`,
+//!    `close` or `poll` (they are async-signal-safe); their patched forms
+//!    on a green thread are not: they may yield or park, which would run
+//!    other green threads on top of the interrupted code (the hub's own,
+//!    half way through a change, or `malloc` holding its lock). So every
+//!    handler installed through `sigaction` or `signal`, and every one
+//!    installed before [`monkey_patch()`], runs behind a wrapper that marks
+//!    its thread exempt while it runs. The hooks check that mark before they
+//!    read anything of the hub. A handler installed with a raw
+//!    `rt_sigaction` system call is not wrapped.
+//! 6. *Waits do not outlive their descriptor's registration.* A raw
 //!    descriptor is in the poller only during a wait (see
 //!    [`trampoline`](crate::hub::trampoline)); a patched `close` takes it
 //!    out and wakes the waiters, whose calls fail with `EBADF`.
@@ -127,11 +138,12 @@
 
 mod fds;
 mod hooks;
+mod signals;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::hub::trampoline::{wait_many, WaitError, Waited};
@@ -143,8 +155,10 @@ static ON: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Non-zero: this thread never cooperates (a `tpool` worker), or is
-    /// running a signal handler of ours.
-    static EXEMPT: Cell<u32> = const { Cell::new(0) };
+    /// running a signal handler (see [`signals`]). An atomic, because a
+    /// signal handler changes it on top of the code it interrupted
+    /// (relaxed loads and stores: only this thread touches it).
+    static EXEMPT: AtomicU32 = const { AtomicU32::new(0) };
     /// Ids of `Timeout`s that cut a patched call short on this thread
     /// (`Timeout` ids are per OS thread), for [`with_timeout`](crate::with_timeout).
     static CUT_SHORT: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
@@ -169,6 +183,7 @@ pub fn monkey_patch() {
         // SAFETY: registers a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
         ON.store(true, Ordering::SeqCst);
+        signals::adopt_all();
     });
     hub::with_hub(|_| ());
 }
@@ -207,36 +222,37 @@ pub fn report() -> Report {
     Report { on: is_monkey_patched(), everywhere, binary_only }
 }
 
-/// Whether the calling code cooperates: the patch is on, this thread
-/// has a hub and runs green code (not its hub loop), is not exempt, and is
-/// not unwinding (these last two in [`enter_rest`]). The first check is all
-/// a plain call pays while the patch is off; with it on, a thread without a
-/// hub pays one thread-local load more.
-/// The hooks check this inline and [`enter_rest`] after it, out of line.
+/// Whether the calling code cooperates, once the patch is known to be on
+/// (the hooks check that inline: it is all a plain call pays while the
+/// patch is off): this thread is not exempt (a signal handler, a `tpool`
+/// worker), has a hub and runs green code (not its hub loop), and is not
+/// unwinding. Exemption comes before anything of the hub is read: a
+/// signal handler must not look at what the code it interrupted may be
+/// in the middle of changing.
 #[inline(always)]
 fn enter() -> bool {
-    ON.load(Ordering::Relaxed) && hub::may_park_here()
+    !exempt_now() && hub::may_park_here() && !std::thread::panicking()
 }
 
-/// The rest of the check, for threads with a hub: not exempt, not
-/// unwinding.
+/// Whether this thread's patched calls go to the originals whatever else
+/// holds (a signal handler runs, or this is a `tpool` worker).
 #[inline(always)]
-fn enter_rest() -> bool {
-    EXEMPT.with(Cell::get) == 0 && !std::thread::panicking()
+pub(crate) fn exempt_now() -> bool {
+    EXEMPT.with(|e| e.load(Ordering::Relaxed)) != 0
 }
 
 /// Marks the calling OS thread as one whose calls are never patched (the
 /// `tpool` workers: they exist to block).
 pub(crate) fn exempt_this_thread() {
-    EXEMPT.with(|e| e.set(e.get() + 1));
+    EXEMPT.with(|e| e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed));
 }
 
 /// Runs `f` with patched calls going to the originals on this thread (for
 /// signal handlers).
 pub(crate) fn exempt<R>(f: impl FnOnce() -> R) -> R {
-    EXEMPT.with(|e| e.set(e.get() + 1));
+    EXEMPT.with(|e| e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed));
     let r = f();
-    EXEMPT.with(|e| e.set(e.get() - 1));
+    EXEMPT.with(|e| e.store(e.load(Ordering::Relaxed) - 1, Ordering::Relaxed));
     r
 }
 
