@@ -46,6 +46,7 @@ fn child() {
         "wait-in-tls-destructor" => wait_in_tls_destructor(),
         "signal-handler-installed-after" => signal_handler(false),
         "signal-handler-installed-before" => signal_handler(true),
+        "print-from-two-green-threads" => print_from_two_green_threads(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -251,4 +252,41 @@ fn stack_overflows_are_still_reported_with_the_patch_on() {
     let (status, stderr) = child_run("thread-overflow");
     assert!(!status.success(), "the child survived: {stderr}");
     assert!(stderr.contains("'deep-os-thread'") && stderr.contains("has overflowed its stack"), "{stderr}");
+}
+
+/// Two green threads printing while standard output and error are pipes
+/// (as under a supervisor, `| tee`, or journald's socket): the first one's
+/// patched `write` yielded inside `println!` (its I/O budget was spent),
+/// the second one's `println!` entered std's reentrant stdout lock on the
+/// same OS thread and panicked ("RefCell already borrowed"). Writes to
+/// descriptors 1 and 2 are the originals now.
+fn print_from_two_green_threads() {
+    eventlet::monkey_patch();
+    for (out, err) in [(true, false), (false, true)] {
+        let first = eventlet::spawn(move || {
+            spend_the_budget();
+            if out {
+                println!("the first green thread prints");
+            }
+            if err {
+                eprintln!("the first green thread prints");
+            }
+        });
+        let second = eventlet::spawn(move || {
+            if out {
+                println!("the second green thread prints");
+            }
+            if err {
+                eprintln!("the second green thread prints");
+            }
+        });
+        first.join().unwrap();
+        second.join().unwrap();
+    }
+}
+
+#[test]
+fn green_threads_print_to_piped_stdout_and_stderr_without_panicking() {
+    let stderr = child_ok("print-from-two-green-threads");
+    assert!(stderr.contains("the second green thread prints"), "{stderr}");
 }

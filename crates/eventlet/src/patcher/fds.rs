@@ -31,8 +31,9 @@ pub(crate) enum Kind {
     /// regular file could make a read shorter than the original (only the
     /// cached part), which is why the closing calls are patched.
     Pipe = 2,
-    /// Anything else (regular files, terminals, eventfds...): the original
-    /// call, always.
+    /// Anything else (regular files, terminals, eventfds...), and standard
+    /// output and error whatever they are (see `look`): the original call,
+    /// always.
     Other = 3,
     /// A socket or pipe of eventlet's own (`eventlet::net`, green pipes):
     /// non-blocking, registered with a hub, and waited on by its owner, so
@@ -89,6 +90,18 @@ pub(crate) fn kind(fd: i32) -> Kind {
 
 #[cold]
 fn look(fd: i32) -> Kind {
+    if fd == 1 || fd == 2 {
+        // Standard output and error: writers share them under a lock per
+        // OS thread that lets the same thread in again (std's `Stdout` and
+        // `Stderr` are a reentrant lock around a `RefCell`, C's `stdout` and
+        // `stderr` a recursive lock around the `FILE`). A green thread
+        // parked or yielding inside `println!` would let another green
+        // thread of the same OS thread into that lock: std then panics
+        // ("RefCell already borrowed"), C's stdio corrupts its buffer. So
+        // their calls are the originals, whatever the file is.
+        set(fd, Kind::Other);
+        return Kind::Other;
+    }
     // SAFETY: `st` is plain data that fstat fills in; fstat is not patched.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.

@@ -67,6 +67,13 @@
 //!   terminals, eventfds, epoll descriptors), or is one of eventlet's own
 //!   (`eventlet::net`'s sockets, green pipes: non-blocking, waited on by
 //!   their owner);
+//! - the descriptor is standard output or error (1 or 2), whatever file
+//!   it is: `println!` and `eprintln!` write under a lock per OS thread
+//!   that lets that thread in again (C's stdio likewise), so a green
+//!   thread that parked or yielded in there would let another one of its
+//!   thread into the lock (std then panics, C's stdio corrupts its
+//!   buffer). A slow reader of a piped stdout holds up the whole hub, as
+//!   without the patch;
 //! - a `ppoll`/`pselect` with a signal mask, a `clock_nanosleep` on a CPU
 //!   clock, a zero timeout, an out-of-range argument.
 //!
