@@ -47,6 +47,7 @@ fn child() {
         "signal-handler-installed-after" => signal_handler(false),
         "signal-handler-installed-before" => signal_handler(true),
         "print-from-two-green-threads" => print_from_two_green_threads(),
+        "number-of-a-closed-eventlet-socket" => number_of_a_closed_eventlet_socket(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -289,4 +290,32 @@ fn print_from_two_green_threads() {
 fn green_threads_print_to_piped_stdout_and_stderr_without_panicking() {
     let stderr = child_ok("print-from-two-green-threads");
     assert!(stderr.contains("the second green thread prints"), "{stderr}");
+}
+
+/// An eventlet socket closed before `monkey_patch`: its number stayed
+/// marked as eventlet's own (the closing calls forgot kinds only with the
+/// patch on), so a blocking std socket that got the number later had its
+/// patched calls go straight to the originals: its read blocked the hub,
+/// and the green thread that would have written never ran (a deadlock,
+/// ended here by the alarm).
+fn number_of_a_closed_eventlet_socket() {
+    eventlet::yield_now(); // the hub first: its descriptors are not reused
+    let l = eventlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let number = l.as_raw_fd();
+    drop(l);
+    eventlet::monkey_patch();
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    assert_eq!(a.as_raw_fd(), number, "the lowest free number is reused");
+    let reader = eventlet::spawn(move || a.read_exact(&mut [0u8; 1]).unwrap());
+    let writer = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(10));
+        b.write_all(b"x").unwrap();
+    });
+    reader.join().unwrap();
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_socket_reusing_the_number_of_an_eventlet_socket_closed_before_the_patch_is_green() {
+    child_ok("number-of-a-closed-eventlet-socket");
 }
