@@ -42,6 +42,7 @@ fn child() {
         "wake-opens-no-fds" => wake_opens_no_fds(),
         "unstarted-dropped-at-exit" => unstarted_dropped_at_exit(),
         "root-local-panics-at-exit" => root_local_panics_at_exit(),
+        "hub-thread-join-runs-green-threads" => hub_thread_join_runs_green_threads(),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");
@@ -733,4 +734,26 @@ fn root_local_panics_at_exit() {
 #[test]
 fn a_root_green_local_whose_destructor_blocks_and_panics_at_thread_exit_does_not_abort() {
     child_ok("root-local-panics-at-exit");
+}
+
+/// `HubThread::join` blocked its OS thread in the thread's join, so the
+/// caller's green threads could not run: one of them holding a handle to
+/// that hub (which keeps it alive) deadlocked both. It waits green now.
+/// (An alarm ends the child if it hangs.)
+fn hub_thread_join_runs_green_threads() {
+    // SAFETY: alarm has no preconditions; SIGALRM ends the process.
+    unsafe { libc::alarm(10) };
+    let worker = hub::start("joined-worker").unwrap();
+    let held = worker.handle().clone();
+    let holder = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(20));
+        drop(held);
+    });
+    worker.join();
+    holder.join().unwrap();
+}
+
+#[test]
+fn joining_a_hub_thread_lets_the_callers_green_threads_run() {
+    child_ok("hub-thread-join-runs-green-threads");
 }

@@ -165,6 +165,9 @@ impl fmt::Debug for Handle {
 pub struct HubThread {
     handle: Handle,
     thread: std::thread::JoinHandle<()>,
+    /// Disconnected when the thread's body returns (or unwinds): what
+    /// [`HubThread::join`] waits for, green.
+    ended: channel::Receiver<()>,
 }
 
 /// Starts an OS thread named `name` that runs a hub: it runs the green
@@ -178,7 +181,9 @@ pub struct HubThread {
 /// epoll descriptor, say).
 pub fn start(name: &str) -> std::io::Result<HubThread> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let (ended_tx, ended) = channel::bounded::<()>(1);
     let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let _ended = ended_tx;
         let made = super::try_with_hub(|h| {
             h.serving.set(true);
             Handle::new(h.shared.clone())
@@ -191,7 +196,7 @@ pub fn start(name: &str) -> std::io::Result<HubThread> {
         serve_forever();
     })?;
     let handle = rx.recv().map_err(|_| std::io::Error::other("the hub thread could not make its hub"))?;
-    Ok(HubThread { handle, thread })
+    Ok(HubThread { handle, thread, ended })
 }
 
 /// The root of a hub thread: park while anything may still happen.
@@ -230,13 +235,21 @@ impl HubThread {
     /// Drops this value's handle and waits for the thread to end (once the
     /// other handles are gone and its green threads are done).
     ///
+    /// It waits as every blocking call of this crate does: a green thread
+    /// parks, and the calling OS thread's hub runs its other green threads
+    /// meanwhile (they may be the ones holding the other handles).
+    ///
     /// # Panics
     ///
     /// If the hub thread panicked (a bug: green threads' panics stay in
     /// them).
     pub fn join(self) {
-        drop(self.handle);
-        if let Err(p) = self.thread.join() {
+        let HubThread { handle, thread, ended } = self;
+        drop(handle);
+        // Ends (disconnected) once the thread's body has returned; then
+        // only its thread-locals' destructors are left, which do not wait.
+        let _ = ended.recv();
+        if let Err(p) = thread.join() {
             std::panic::resume_unwind(p);
         }
     }
