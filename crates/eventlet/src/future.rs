@@ -60,30 +60,30 @@ impl Wake for WakeTarget {
 
 /// Per slot of the hub's green threads: the id of the last one that used
 /// `block_on` there, and its waker.
-type Wakers = Vec<Option<(u64, Rc<Waker>)>>;
-
-thread_local! {
-    /// The waker of each green thread that has waited in `block_on` on
-    /// this thread's hub, by its slot (with its id): made once per green
-    /// thread, so a `block_on` costs no allocation and no atomic operation
-    /// of its own (a slot reused by a later green thread gets a new waker;
-    /// the id tells them apart).
-    static WAKERS: RefCell<Wakers> = const { RefCell::new(Vec::new()) };
-}
+///
+/// The waker of each green thread that has waited in `block_on` on a hub,
+/// by its slot (with its id): made once per green thread, so a `block_on`
+/// costs no allocation and no atomic operation of its own (a slot reused by
+/// a later green thread gets a new waker; the id tells them apart). A field
+/// of the hub ([`Hub::block_on_wakers`]), not a thread-local of its own:
+/// it must live as long as the hub (a thread-local destroyed first made a
+/// `block_on` in another thread-local's destructor panic, an abort).
+pub(crate) type Wakers = RefCell<Vec<Option<(u64, Rc<Waker>)>>>;
 
 /// The waker of the running green thread (or root) of `h`.
 #[inline]
 fn current_waker(h: &Hub) -> Rc<Waker> {
     let (key, id) = h.current_key_id();
-    WAKERS.with_borrow_mut(|ws| match ws.get(key) {
+    let mut ws = h.block_on_wakers.borrow_mut();
+    match ws.get(key) {
         Some(Some((i, w))) if *i == id => w.clone(),
-        _ => new_waker(ws, h, key, id),
-    })
+        _ => new_waker(&mut ws, h, key, id),
+    }
 }
 
 #[cold]
 #[inline(never)]
-fn new_waker(ws: &mut Wakers, h: &Hub, key: usize, id: u64) -> Rc<Waker> {
+fn new_waker(ws: &mut Vec<Option<(u64, Rc<Waker>)>>, h: &Hub, key: usize, id: u64) -> Rc<Waker> {
     if ws.len() <= key {
         ws.resize(key + 1, None);
     }

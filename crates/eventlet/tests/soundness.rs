@@ -43,6 +43,7 @@ fn child() {
         "unstarted-dropped-at-exit" => unstarted_dropped_at_exit(),
         "root-local-panics-at-exit" => root_local_panics_at_exit(),
         "hub-thread-join-runs-green-threads" => hub_thread_join_runs_green_threads(),
+        "block-on-in-tls-destructor" => block_on_in_tls_destructor(),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");
@@ -756,4 +757,38 @@ fn hub_thread_join_runs_green_threads() {
 #[test]
 fn joining_a_hub_thread_lets_the_callers_green_threads_run() {
     child_ok("hub-thread-join-runs-green-threads");
+}
+
+/// Waits on a future when dropped (a connection's goodbye).
+struct BlocksOnDrop;
+
+impl Drop for BlocksOnDrop {
+    fn drop(&mut self) {
+        let v = eventlet::block_on(async { eventlet::spawn(|| 7).await.unwrap() });
+        eprintln!("block_on in a thread-local's destructor: {v}");
+    }
+}
+
+thread_local! {
+    static GOODBYE: RefCell<Option<BlocksOnDrop>> = const { RefCell::new(None) };
+}
+
+/// `block_on` in a thread-local's destructor on a thread with a hub: the
+/// table of `block_on` wakers was a thread-local of its own, first used
+/// after this one and so destroyed before it, and `block_on` panicked
+/// there: an abort ("thread local panicked on drop").
+fn block_on_in_tls_destructor() {
+    std::thread::spawn(|| {
+        eventlet::yield_now(); // this thread's hub, first
+        GOODBYE.with(|g| *g.borrow_mut() = Some(BlocksOnDrop));
+        assert_eq!(eventlet::block_on(async { 1 }), 1); // the wakers' table, now
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn block_on_in_a_thread_local_destructor_does_not_abort() {
+    let stderr = child_ok("block-on-in-tls-destructor");
+    assert!(stderr.contains("block_on in a thread-local's destructor: 7"), "{stderr}");
 }

@@ -162,6 +162,8 @@ pub(crate) struct Hub {
     /// Wakers of futures awaiting a green thread's end
     /// ([`JoinHandle`](crate::JoinHandle) as a future): (task id, waker).
     pub(crate) join_wakers: RefCell<Vec<(u64, std::task::Waker)>>,
+    /// The wakers `block_on` polls with (see [`crate::future::Wakers`]).
+    pub(crate) block_on_wakers: crate::future::Wakers,
     /// Green threads (and the root) waiting in `block_on`: their wakers
     /// may be anywhere, so while any waits the hub may be woken from
     /// outside.
@@ -324,6 +326,7 @@ impl Hub {
             serving: Cell::new(false),
             next_id: Cell::new(1),
             join_wakers: RefCell::new(Vec::new()),
+            block_on_wakers: RefCell::new(Vec::new()),
             futures_waiting: Cell::new(0),
             #[cfg(feature = "tokio")]
             tokio,
