@@ -48,6 +48,7 @@ fn child() {
         "signal-handler-installed-before" => signal_handler(true),
         "print-from-two-green-threads" => print_from_two_green_threads(),
         "number-of-a-closed-eventlet-socket" => number_of_a_closed_eventlet_socket(),
+        "errno-across-a-budget-yield" => errno_across_a_budget_yield(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -318,4 +319,46 @@ fn number_of_a_closed_eventlet_socket() {
 #[test]
 fn a_socket_reusing_the_number_of_an_eventlet_socket_closed_before_the_patch_is_green() {
     child_ok("number-of-a-closed-eventlet-socket");
+}
+
+fn errno() -> i32 {
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(e: i32) {
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// A patched call that succeeds leaves `errno` as it was, also when it
+/// yielded for the I/O budget first: `errno` belongs to the OS thread, and
+/// the green threads that ran during the yield left theirs in it (a
+/// successful `read` then came back with another green thread's errno).
+fn errno_across_a_budget_yield() {
+    eventlet::monkey_patch();
+    let (a, b) = UnixStream::pair().unwrap();
+    (&b).write_all(b"xy").unwrap();
+    let first = eventlet::spawn(move || {
+        spend_the_budget();
+        set_errno(libc::EXDEV);
+        let mut buf = [0u8; 1];
+        // SAFETY: a read into our buffer.
+        let n = unsafe { libc::read(a.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 1);
+        assert_eq!(errno(), libc::EXDEV, "errno after a read that yielded and succeeded");
+        set_errno(libc::EXDEV);
+        // SAFETY: as above.
+        let n = unsafe { libc::recv(a.as_raw_fd(), buf.as_mut_ptr().cast(), 1, 0) };
+        assert_eq!(n, 1);
+        assert_eq!(errno(), libc::EXDEV, "errno after a recv that succeeded");
+    });
+    let other = eventlet::spawn(|| set_errno(libc::ENOENT));
+    first.join().unwrap();
+    other.join().unwrap();
+}
+
+#[test]
+fn errno_is_kept_across_the_yield_of_a_spent_budget() {
+    child_ok("errno-across-a-budget-yield");
 }

@@ -247,6 +247,19 @@ impl Hub {
         }
     }
 
+    /// Spends one unit of the running green thread's I/O budget if any is
+    /// left; `false` (nothing spent) when it is used up, and the caller
+    /// should yield.
+    #[inline]
+    pub(crate) fn try_consume_budget(&self) -> bool {
+        let b = self.budget.get();
+        if b == 0 {
+            return false;
+        }
+        self.budget.set(b - 1);
+        true
+    }
+
     /// Leaves the current context until the hub switches back to it.
     pub(super) fn switch_out(&self, cur: &Task) {
         if cur.is_root() {

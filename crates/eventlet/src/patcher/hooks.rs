@@ -242,12 +242,12 @@ pub(super) fn exported() -> (Vec<&'static str>, Vec<&'static str>) {
     (everywhere, binary_only)
 }
 
-fn errno() -> c_int {
+pub(super) fn errno() -> c_int {
     // SAFETY: the thread's errno location is always valid.
     unsafe { *libc::__errno_location() }
 }
 
-fn set_errno(e: c_int) {
+pub(super) fn set_errno(e: c_int) {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = e }
 }

@@ -303,7 +303,22 @@ pub(crate) fn eventlet_let_go(fd: RawFd) {
 /// if a kill reached it in that yield.
 #[inline]
 fn spend_budget() -> Result<(), i32> {
-    panic::catch_unwind(AssertUnwindSafe(|| hub::with_hub(|h| h.consume_budget()))).map_err(caught)
+    if hub::with_hub(|h| h.try_consume_budget()) {
+        return Ok(());
+    }
+    budget_yield()
+}
+
+/// The yield of a spent budget. `errno` is per OS thread: the green
+/// threads that run meanwhile leave theirs in it, so the caller's is put
+/// back (the hooks read it after this, to restore it on success).
+#[cold]
+#[inline(never)]
+fn budget_yield() -> Result<(), i32> {
+    let saved = hooks::errno();
+    let r = panic::catch_unwind(AssertUnwindSafe(|| hub::with_hub(|h| h.yield_now())));
+    hooks::set_errno(saved);
+    r.map_err(caught)
 }
 
 /// Why a wait inside a hook ended without readiness.
