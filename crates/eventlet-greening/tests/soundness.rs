@@ -49,6 +49,7 @@ fn child() {
         "print-from-two-green-threads" => print_from_two_green_threads(),
         "number-of-a-closed-eventlet-socket" => number_of_a_closed_eventlet_socket(),
         "errno-across-a-budget-yield" => errno_across_a_budget_yield(),
+        "select-on-a-short-bitmap" => select_on_a_short_bitmap(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -361,4 +362,55 @@ fn errno_across_a_budget_yield() {
 #[test]
 fn errno_is_kept_across_the_yield_of_a_spent_budget() {
     child_ok("errno-across-a-budget-yield");
+}
+
+/// `select` on a bitmap as short as its `n` needs (one word for
+/// descriptors below 64), as the kernel allows: the patched `select`
+/// copied and wrote back a whole 128-byte `fd_set`, reading and writing
+/// past the caller's bitmap. Here the bitmap ends where a page without
+/// access begins, so that showed as a segmentation fault.
+fn select_on_a_short_bitmap() {
+    eventlet::monkey_patch();
+    let (a, b) = UnixStream::pair().unwrap();
+    let fd = a.as_raw_fd();
+    assert!(fd < 64, "{fd}");
+    let page = 4096;
+    // SAFETY: a fresh anonymous mapping of two pages, the second made
+    // inaccessible; the bitmap is the last 8 bytes of the first.
+    let bits = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            2 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(libc::mprotect(p.cast::<u8>().add(page).cast(), page, libc::PROT_NONE), 0);
+        p.cast::<u8>().add(page - 8).cast::<u64>()
+    };
+    let writer = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(10));
+        (&b).write_all(b"x").unwrap();
+        b
+    });
+    let reader = eventlet::spawn(move || {
+        // SAFETY: the bitmap has a bit for every descriptor below `fd + 1`.
+        unsafe {
+            bits.write(1 << fd);
+            let mut tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
+            let got = libc::select(fd + 1, bits.cast(), std::ptr::null_mut(), std::ptr::null_mut(), &mut tv);
+            assert_eq!(got, 1);
+            assert_eq!(bits.read(), 1 << fd);
+        }
+        a
+    });
+    drop(reader.join().unwrap());
+    drop(writer.join().unwrap());
+}
+
+#[test]
+fn select_touches_no_more_of_the_sets_than_the_kernel() {
+    child_ok("select-on-a-short-bitmap");
 }

@@ -1133,25 +1133,40 @@ mod green {
         deadline: Option<Instant>,
     ) -> c_int {
         let saved = errno();
-        // SAFETY: zeroed fd_sets are empty sets.
-        let copy = |s: *mut fd_set| if s.is_null() { None } else { Some(unsafe { *s }) };
+        // The kernel reads and writes only the words of a set that hold
+        // descriptors below `n`: a caller may pass a bitmap that short
+        // (allocated for its `n`), so the hook touches no more than that.
+        let word = std::mem::size_of::<libc::c_long>();
+        let bytes = (n as usize).div_ceil(word * 8) * word;
+        let copy = |s: *mut fd_set| {
+            (!s.is_null()).then(|| {
+                // SAFETY: a zeroed fd_set is an empty set; `bytes` is at most
+                // its size (`n <= FD_SETSIZE`) and what the kernel would
+                // read from the caller's set.
+                unsafe {
+                    let mut c: fd_set = std::mem::zeroed();
+                    std::ptr::copy_nonoverlapping(s.cast::<u8>(), (&raw mut c).cast::<u8>(), bytes);
+                    c
+                }
+            })
+        };
         let (r0, w0, e0) = (copy(r), copy(w), copy(e));
         let look = || {
             let mut zero = timeval { tv_sec: 0, tv_usec: 0 };
-            // The caller's sets again before each look (select overwrites them).
-            // SAFETY: non-null pointers are the caller's sets.
-            unsafe {
-                if let Some(s) = r0 {
-                    *r = s;
+            // The caller's sets again before each look (select overwrites
+            // them), the bytes the kernel writes and no more.
+            let put = |s: *mut fd_set, c: &Option<fd_set>| {
+                if let Some(c) = c {
+                    // SAFETY: `s` is the caller's set, non-null when `c` is
+                    // its copy; `bytes` as above.
+                    unsafe { std::ptr::copy_nonoverlapping((c as *const fd_set).cast::<u8>(), s.cast::<u8>(), bytes) };
                 }
-                if let Some(s) = w0 {
-                    *w = s;
-                }
-                if let Some(s) = e0 {
-                    *e = s;
-                }
-                orig::select(n, r, w, e, &mut zero)
-            }
+            };
+            put(r, &r0);
+            put(w, &w0);
+            put(e, &e0);
+            // SAFETY: the caller's sets, restored.
+            unsafe { orig::select(n, r, w, e, &mut zero) }
         };
         let got = look();
         if got != 0 {
