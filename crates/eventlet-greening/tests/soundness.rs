@@ -50,6 +50,7 @@ fn child() {
         "number-of-a-closed-eventlet-socket" => number_of_a_closed_eventlet_socket(),
         "errno-across-a-budget-yield" => errno_across_a_budget_yield(),
         "select-on-a-short-bitmap" => select_on_a_short_bitmap(),
+        "sendmsg-iovlen-beyond-32-bits" => sendmsg_iovlen_beyond_32_bits(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -413,4 +414,36 @@ fn select_on_a_short_bitmap() {
 #[test]
 fn select_touches_no_more_of_the_sets_than_the_kernel() {
     child_ok("select-on-a-short-bitmap");
+}
+
+/// A `sendmsg` whose `msg_iovlen` (a `size_t`) is 2^32 + 1: the kernel
+/// refuses it (`EMSGSIZE`, more than `UIO_MAXIOV` buffers); the patched
+/// call cast it to an `int`, saw 1, and sent the first buffer.
+fn sendmsg_iovlen_beyond_32_bits() {
+    eventlet::monkey_patch();
+    let (a, b) = UnixStream::pair().unwrap();
+    eventlet::spawn(move || {
+        let mut byte = *b"x";
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+        // SAFETY: a zeroed msghdr pointing to one iovec, with a length
+        // the kernel refuses before it reads any iovec.
+        let r = unsafe {
+            let mut m: libc::msghdr = std::mem::zeroed();
+            m.msg_iov = &mut iov;
+            m.msg_iovlen = (1usize << 32) + 1;
+            libc::sendmsg(a.as_raw_fd(), &m, 0)
+        };
+        assert_eq!(r, -1);
+        assert_eq!(errno(), libc::EMSGSIZE);
+        b.set_nonblocking(true).unwrap();
+        let nothing = (&b).read(&mut [0u8; 1]).unwrap_err();
+        assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock, "nothing was sent");
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn sendmsg_with_more_buffers_than_an_int_holds_is_refused_as_by_the_kernel() {
+    child_ok("sendmsg-iovlen-beyond-32-bits");
 }

@@ -425,9 +425,9 @@ mod green {
     impl Iovs {
         /// # Safety
         /// `iov` points to `cnt` valid iovecs.
-        unsafe fn new(iov: *const iovec, cnt: c_int) -> Iovs {
+        unsafe fn new(iov: *const iovec, cnt: usize) -> Iovs {
             // SAFETY: per the contract.
-            Iovs(unsafe { std::slice::from_raw_parts(iov, cnt as usize) }.to_vec())
+            Iovs(unsafe { std::slice::from_raw_parts(iov, cnt) }.to_vec())
         }
 
         fn total(&self) -> usize {
@@ -455,6 +455,19 @@ mod green {
 
     fn valid_iovcnt(cnt: c_int) -> bool {
         cnt > 0 && cnt <= 1024 // IOV_MAX on Linux
+    }
+
+    /// A `msghdr`'s `msg_iovlen`, whole (a `size_t` with glibc: a cast to
+    /// `c_int` made 2^32 + 1 look like 1, and the hook then moved the
+    /// first buffer where the kernel refuses the call).
+    #[allow(clippy::unnecessary_cast)] // `c_int` with musl
+    fn iovlen(m: &msghdr) -> usize {
+        m.msg_iovlen as usize
+    }
+
+    /// [`valid_iovcnt`] for a `msghdr`'s [`iovlen`].
+    fn valid_iovlen(len: usize) -> bool {
+        len > 0 && len <= 1024
     }
 
     /// Whether pipes take `RWF_NOWAIT` (Linux 5.? and later; learnt on
@@ -564,7 +577,7 @@ mod green {
         match kind {
             Kind::Socket => {
                 // SAFETY: `cnt` iovecs, checked above.
-                let v = unsafe { Iovs::new(iov, cnt) };
+                let v = unsafe { Iovs::new(iov, cnt as usize) };
                 let saved = errno();
                 let first = recvmsg_iov(fd, &v.0, 0);
                 if not_a_socket(fd, first) {
@@ -579,7 +592,7 @@ mod green {
             }
             Kind::Pipe => {
                 // SAFETY: as above.
-                let v = unsafe { Iovs::new(iov, cnt) };
+                let v = unsafe { Iovs::new(iov, cnt as usize) };
                 let saved = errno();
                 match pipe_rw(fd, &v.0, false) {
                     None => {
@@ -673,7 +686,7 @@ mod green {
         }
         budget!();
         // SAFETY: `cnt` valid iovecs, checked above.
-        let v = unsafe { Iovs::new(iov, cnt) };
+        let v = unsafe { Iovs::new(iov, cnt as usize) };
         let total = v.total();
         let saved = errno();
         let first = if kind == Kind::Socket {
@@ -792,10 +805,10 @@ mod green {
         let f = flags | libc::MSG_DONTWAIT;
         // SAFETY: `msg` is the caller's valid msghdr.
         let m = unsafe { &mut *msg };
-        if flags & libc::MSG_WAITALL != 0 && valid_iovcnt(m.msg_iovlen as c_int) && is_stream(fd) {
+        if flags & libc::MSG_WAITALL != 0 && valid_iovlen(iovlen(m)) && is_stream(fd) {
             let f = f & !libc::MSG_WAITALL;
             // SAFETY: the caller's iovecs.
-            let v = unsafe { Iovs::new(m.msg_iov, m.msg_iovlen as c_int) };
+            let v = unsafe { Iovs::new(m.msg_iov, iovlen(m)) };
             let total = v.total();
             let (iov, iovlen) = (m.msg_iov, m.msg_iovlen);
             let r = all(fd, READ, Some(libc::SO_RCVTIMEO), total, errno(), None, |done| {
@@ -860,12 +873,12 @@ mod green {
         let f = flags | libc::MSG_DONTWAIT;
         // SAFETY: `msg` is the caller's valid msghdr.
         let m = unsafe { *msg };
-        if !valid_iovcnt(m.msg_iovlen as c_int) {
+        if !valid_iovlen(iovlen(&m)) {
             // SAFETY: the caller's arguments, not waiting.
             return once(fd, WRITE, Some(libc::SO_SNDTIMEO), errno(), None, || unsafe { orig::sendmsg(fd, msg, f) });
         }
         // SAFETY: the caller's iovecs.
-        let v = unsafe { Iovs::new(m.msg_iov, m.msg_iovlen as c_int) };
+        let v = unsafe { Iovs::new(m.msg_iov, iovlen(&m)) };
         all(fd, WRITE, Some(libc::SO_SNDTIMEO), v.total(), errno(), None, |done| {
             let rest = v.from(done);
             let mut part = m;
