@@ -287,8 +287,33 @@ fn names_resolve_and_connections_are_refused_as_usual() {
     let (_s, _) = server.accept().unwrap();
     assert_eq!(c.join().unwrap().unwrap(), port);
     drop(server);
+    // A port bound and not listening, held while we connect: refused, and
+    // no test running beside this one can take the port meanwhile (a port
+    // merely freed was, now and then, and the connection succeeded).
+    let (bound, port) = bound_not_listening();
     let refused = eventlet::spawn(move || TcpStream::connect(("127.0.0.1", port)).unwrap_err().kind());
     assert_eq!(refused.join().unwrap(), ErrorKind::ConnectionRefused);
+    drop(bound);
+}
+
+/// A TCP socket bound to a free port of 127.0.0.1 that does not listen,
+/// and its port.
+fn bound_not_listening() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: a new socket, owned at once; bind and getsockname with a
+    // valid address of the right size.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::getsockname(fd.as_raw_fd(), (&raw mut addr).cast(), &mut len), 0);
+        (fd, u16::from_be(addr.sin_port))
+    }
 }
 
 #[test]
