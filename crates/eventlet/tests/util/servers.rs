@@ -1,5 +1,9 @@
-//! Real servers and tools the tests drive (nginx, PostgreSQL, wrk): found
-//! on the machine, started in a temp dir, stopped by their PID.
+//! Real servers and tools the tests drive (nginx, PostgreSQL, redis, wrk):
+//! found on the machine, started in a temp dir, stopped by their PID (and
+//! killed by the kernel if the test thread that started one dies first).
+//! One file for every test crate that starts them: eventlet's tests and
+//! eventlet-greening's include it (`#[path]`), beside a `tools` module
+//! (eventlet-http's `tests/util/tools.rs`).
 //!
 //! Finding them follows [`tools`](super::tools) (eventlet-http's one list
 //! of the programs the tests drive): a test that needs a missing one skips
@@ -7,8 +11,10 @@
 //! `.ci/install-tools` installs them all and a missing one fails the test.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A port free right now on 127.0.0.1.
@@ -39,7 +45,9 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("eventlet-{name}-{}", std::process::id()));
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("eventlet-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -49,6 +57,18 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes `cmd`'s process get SIGKILL when the thread that starts it ends,
+/// so a test that aborts leaves no server behind.
+pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
     }
 }
 
@@ -115,18 +135,20 @@ http {{
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let _ = std::fs::remove_file(dir.join("error.log"));
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {} failed: {e}", bin.display()));
+        let child = dies_with_parent(
+            Command::new(bin)
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(dir.join("nginx.conf"))
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} failed: {e}", bin.display()));
         let mut server = Server { child, signal: libc::SIGTERM };
         match wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut server.child, Duration::from_secs(10)) {
             Ok(()) => return (server, port),
@@ -195,7 +217,6 @@ pub fn unprivileged_ids() -> (u32, u32) {
 /// unprivileged user), listening on 127.0.0.1 with trust authentication
 /// for the user `postgres`; returns it and its port.
 pub fn start_postgres(initdb: &Path, postgres: &Path, dir: &Path, max_connections: usize) -> (Server, u16) {
-    use std::os::unix::process::CommandExt;
     let (uid, gid) = unprivileged_ids();
     std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
     let data = dir.join("data");
@@ -219,22 +240,24 @@ pub fn start_postgres(initdb: &Path, postgres: &Path, dir: &Path, max_connection
         let port = free_port();
         let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
         std::os::unix::fs::chown(dir.join("postgres.log"), Some(uid), Some(gid)).unwrap();
-        let child = Command::new(postgres)
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-c", &format!("max_connections={max_connections}")])
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "shared_buffers=16MB"])
-            .uid(uid)
-            .gid(gid)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {} failed: {e}", postgres.display()));
+        let child = dies_with_parent(
+            Command::new(postgres)
+                .arg("-D")
+                .arg(&data)
+                .arg("-k")
+                .arg(dir)
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-c", &format!("max_connections={max_connections}")])
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "shared_buffers=16MB"])
+                .uid(uid)
+                .gid(gid)
+                .env("LC_ALL", "C")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} failed: {e}", postgres.display()));
         // SIGINT: PostgreSQL's fast shutdown.
         let mut server = Server { child, signal: libc::SIGINT };
         match wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut server.child, Duration::from_secs(30)) {
@@ -249,4 +272,99 @@ pub fn start_postgres(initdb: &Path, postgres: &Path, dir: &Path, max_connection
         }
     }
     panic!("PostgreSQL found no free port in 3 attempts");
+}
+
+/// A redis-server of its own, on a free port, persisting nothing.
+pub struct Redis {
+    _server: Server,
+    _dir: TempDir,
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts one, or returns `None` (after saying so) when redis-server
+    /// is missing outside CI.
+    pub fn start() -> Option<Redis> {
+        let bin = super::tools::tool("redis-server")?;
+        let dir = TempDir::new("redis");
+        for _attempt in 0..3 {
+            let port = free_port();
+            let child = dies_with_parent(
+                Command::new(&bin)
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .args(["--maxclients", "10000", "--dir"])
+                    .arg(&dir.0)
+                    .arg("--logfile")
+                    .arg(dir.0.join("redis.log"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin} failed: {e}"));
+            let mut server = Server { child, signal: libc::SIGTERM };
+            match wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut server.child, Duration::from_secs(30)) {
+                Ok(()) => return Some(Redis { _server: server, _dir: dir, port }),
+                Err(why) => {
+                    let log = std::fs::read_to_string(dir.0.join("redis.log")).unwrap_or_default();
+                    if log.contains("Address already in use") {
+                        continue;
+                    }
+                    panic!("redis-server did not start: {why}\n{log}");
+                }
+            }
+        }
+        panic!("redis-server found no free port in 3 attempts");
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// A PostgreSQL server of its own ([`start_postgres`]: 250 connections).
+pub struct Postgres {
+    _server: Server,
+    _dir: TempDir,
+    pub port: u16,
+}
+
+impl Postgres {
+    /// Starts one, or returns `None` (after saying so) when PostgreSQL is
+    /// missing outside CI.
+    pub fn start() -> Option<Postgres> {
+        let (initdb, postgres) = postgres_binaries()?;
+        let dir = TempDir::new("postgres");
+        let (server, port) = start_postgres(&initdb, &postgres, &dir.0, 250);
+        Some(Postgres { _server: server, _dir: dir, port })
+    }
+
+    /// A libpq connection string for it.
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=10", self.port)
+    }
+}
+
+/// nginx serving `files` (name, contents) on a free port ([`start_nginx`]).
+pub struct Nginx {
+    _server: Server,
+    _dir: TempDir,
+    pub port: u16,
+}
+
+impl Nginx {
+    /// Starts it, or returns `None` (after saying so) when nginx is missing
+    /// outside CI.
+    pub fn start(files: &[(String, Vec<u8>)]) -> Option<Nginx> {
+        let bin = nginx_binary()?;
+        let dir = TempDir::new("nginx");
+        let www = dir.0.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        for (name, body) in files {
+            std::fs::write(www.join(name), body).unwrap();
+        }
+        let (server, port) = start_nginx(&bin, &dir.0, 4096);
+        Some(Nginx { _server: server, _dir: dir, port })
+    }
 }
