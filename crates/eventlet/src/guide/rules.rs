@@ -130,6 +130,12 @@
 //! join, timeouts, queues, locks, permits, socket I/O and panics, then
 //! checks that every value was dropped exactly once, nothing delivered was
 //! reported lost, every permit came back and no descriptor leaked (3 s in
-//! the test suite, 30 s in CI). The unsafe seams (run queue, wait lists,
+//! the test suite, 30 s in CI). With the
+//! [monkey patch](crate::patcher), `eventlet-greening`'s
+//! `tests/soundness.rs` holds the regression tests of the patched calls
+//! (signal handlers, thread exit, standard output, `errno`, arguments at
+//! their limits) and its `tests/stress.rs` runs std's sockets, pipes and
+//! sleeps and libc's `poll` and `select` under random kills and timeouts
+//! (3 s in the test suite, 20 s in CI). The unsafe seams (run queue, wait lists,
 //! task blocks, stacks) have unit tests of their own, and `.ci/memcheck`
 //! runs the crate's tests under valgrind's memcheck.
