@@ -1,15 +1,16 @@
 //! A randomized stress test of the patched calls: green threads use std's
 //! sockets, pipes and sleeps and libc's `poll`, `select` and `nanosleep`,
-//! while other green threads kill them and `Timeout`s cut their calls
-//! short, in interleavings chosen by a seeded generator, for a bounded
-//! time. A kill or a Timeout inside a patched call must come out as a
+//! while other green threads kill them, `Timeout`s cut their calls
+//! short and a plain thread sends the hub's thread signals whose handler
+//! writes to a self-pipe, in interleavings chosen by a seeded generator,
+//! for a bounded time. A kill or a Timeout inside a patched call must come out as a
 //! failed call (never an unwinding through C), and be delivered at the
 //! green thread's next eventlet blocking point. At the end:
 //!
 //! - the process is alive (it runs in a child process, so an abort shows
 //!   as a failure naming the seed);
 //! - every green thread ended with its result or [`Killed`], no other
-//!   panic;
+//!   panic, and none ran inside a signal handler;
 //! - every echo that reported success brought back what was sent, and
 //!   `errno` was the caller's after every successful call checked;
 //! - no green thread, timer or I/O waiter is left, and no descriptor
@@ -26,6 +27,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eventlet::Killed;
@@ -111,6 +113,7 @@ fn worker(mut rng: Rng, until: Instant, counts: Rc<Counts>) {
     let (pr, pw) = pipe();
     while Instant::now() < until {
         counts.ops.set(counts.ops.get() + 1);
+        TICK.fetch_add(1, Ordering::SeqCst);
         let ok = match rng.below(8) {
             // An echo over std's socket; sometimes under a Timeout.
             0..=2 => {
@@ -222,12 +225,76 @@ fn pipe() -> (std::fs::File, std::fs::File) {
     }
 }
 
+/// The write end of the signal handler's self-pipe.
+static SELF_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// Counts the operations the workers begin: one that changes while a
+/// signal handler runs means a green thread ran inside the handler.
+static TICK: AtomicU64 = AtomicU64::new(0);
+/// Handlers during which another green thread ran.
+static SWITCHED_IN_HANDLER: AtomicU64 = AtomicU64::new(0);
+
+/// The self-pipe idiom: one byte to a non-blocking pipe (and a `close`
+/// of nothing, a patched closing call), `errno` kept as a handler must.
+extern "C" fn on_signal(_: libc::c_int) {
+    let saved = errno();
+    let before = TICK.load(Ordering::SeqCst);
+    // SAFETY: write(2) and close(2) are async-signal-safe.
+    unsafe {
+        libc::write(SELF_PIPE.load(Ordering::Relaxed), b"!".as_ptr().cast(), 1);
+        libc::close(-1);
+    }
+    if TICK.load(Ordering::SeqCst) != before {
+        SWITCHED_IN_HANDLER.fetch_add(1, Ordering::SeqCst);
+    }
+    set_errno(saved);
+}
+
+/// Signals delivered to the hub's thread at random moments while it runs
+/// (green threads, the hub's own code): a plain thread sends SIGUSR1 every
+/// 50 to 500 us; the handler writes to a self-pipe that a green thread
+/// drains. Returns what stops it.
+fn signal_storm(rng: &mut Rng, until: Instant) -> (std::thread::JoinHandle<()>, eventlet::JoinHandle<()>) {
+    let (r, w) = pipe();
+    // SAFETY: fcntl on our own pipe; a handler that only writes a byte.
+    unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+        SELF_PIPE.store(w.as_raw_fd(), Ordering::Relaxed);
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        act.sa_flags = libc::SA_RESTART;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &act, std::ptr::null_mut()), 0);
+    }
+    // SAFETY: pthread_self has no preconditions.
+    let hub_thread = unsafe { libc::pthread_self() };
+    let mut srng = Rng(rng.next() | 1);
+    let sender = std::thread::spawn(move || {
+        while Instant::now() < until {
+            // SAFETY: the hub's thread outlives this one (it joins it).
+            unsafe { libc::pthread_kill(hub_thread, libc::SIGUSR1) };
+            std::thread::sleep(Duration::from_micros(50 + srng.below(450)));
+        }
+    });
+    let drainer = eventlet::spawn(move || {
+        let mut buf = [0u8; 256];
+        while Instant::now() < until {
+            let _ = eventlet::with_timeout(Duration::from_millis(10), || (&r).read(&mut buf));
+        }
+        // The write end stays open (the handler may still run): leaked,
+        // with the handler's pipe.
+        std::mem::forget(w);
+    });
+    (sender, drainer)
+}
+
 /// The run itself, in the child process.
 fn run(seed: u64, secs: u64) {
     eventlet::monkey_patch();
     let mut rng = Rng(seed | 1);
-    let fds_before = open_fds();
     let until = Instant::now() + Duration::from_secs(secs);
+    let storm = signal_storm(&mut rng, until);
+    // The storm's pipe is left open for good (its handler may still run).
+    let fds_before = open_fds() - 1;
     let counts = Rc::new(Counts::default());
     let workers: Rc<RefCell<Vec<eventlet::JoinHandle<()>>>> = Rc::default();
     for _ in 0..40 {
@@ -264,6 +331,9 @@ fn run(seed: u64, secs: u64) {
     for h in workers.take() {
         h.join().unwrap();
     }
+    storm.0.join().unwrap();
+    storm.1.join().unwrap();
+    assert_eq!(SWITCHED_IN_HANDLER.load(Ordering::SeqCst), 0, "green threads ran inside signal handlers");
     let s = eventlet::hub::stats();
     assert_eq!(s.green_threads, 0, "green threads left: {s:?}");
     assert_eq!(s.io_waiters, 0, "I/O waiters left: {s:?}");
