@@ -51,6 +51,7 @@ fn child() {
         "errno-across-a-budget-yield" => errno_across_a_budget_yield(),
         "select-on-a-short-bitmap" => select_on_a_short_bitmap(),
         "sendmsg-iovlen-beyond-32-bits" => sendmsg_iovlen_beyond_32_bits(),
+        "errno-after-closing-calls" => errno_after_closing_calls(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -446,4 +447,33 @@ fn sendmsg_iovlen_beyond_32_bits() {
 #[test]
 fn sendmsg_with_more_buffers_than_an_int_holds_is_refused_as_by_the_kernel() {
     child_ok("sendmsg-iovlen-beyond-32-bits");
+}
+
+/// The closing calls leave `errno` as it was when they succeed, with the
+/// patch off or on: `fclose` of a stream without a descriptor (fmemopen's)
+/// came back with `EBADF`, set by the hook's own `fileno`.
+fn errno_after_closing_calls() {
+    for on in [false, true] {
+        if on {
+            eventlet::monkey_patch();
+        }
+        let mut buf = [0u8; 16];
+        // SAFETY: a memory stream over our buffer, closed at once.
+        unsafe {
+            let f = libc::fmemopen(buf.as_mut_ptr().cast(), buf.len(), c"w".as_ptr());
+            assert!(!f.is_null());
+            set_errno(libc::EXDEV);
+            assert_eq!(libc::fclose(f), 0);
+        }
+        assert_eq!(errno(), libc::EXDEV, "errno after a successful fclose (patch on: {on})");
+        let (a, _b) = UnixStream::pair().unwrap();
+        set_errno(libc::EXDEV);
+        drop(a); // close(2), through the hook
+        assert_eq!(errno(), libc::EXDEV, "errno after a successful close (patch on: {on})");
+    }
+}
+
+#[test]
+fn the_closing_calls_keep_errno_when_they_succeed() {
+    child_ok("errno-after-closing-calls");
 }

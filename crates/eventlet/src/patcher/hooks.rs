@@ -1456,7 +1456,11 @@ mod book {
     fn going(fd: c_int) {
         fds::forget(fd);
         if may_tell_hub() {
+            // Its epoll_ctl may fail; the caller's errno is the original
+            // call's business alone.
+            let saved = errno();
             closing(fd);
+            set_errno(saved);
         }
     }
 
@@ -1493,7 +1497,9 @@ mod book {
         if closes {
             fds::forget_range(first, last);
             if may_tell_hub() {
+                let saved = errno();
                 closing_range(first, last);
+                set_errno(saved);
             }
         }
         // SAFETY: the caller's arguments.
@@ -1508,7 +1514,9 @@ mod book {
         let first = low.max(0) as c_uint;
         fds::forget_range(first, c_uint::MAX);
         if may_tell_hub() {
+            let saved = errno();
             closing_range(first, c_uint::MAX);
+            set_errno(saved);
         }
         // SAFETY: the caller's argument.
         unsafe { orig::closefrom(low) };
@@ -1516,8 +1524,12 @@ mod book {
     }
 
     pub(super) unsafe fn fclose(f: *mut FILE) -> c_int {
+        // `fileno` sets errno on a stream without a descriptor (fmemopen's,
+        // fopencookie's): the caller's is put back.
+        let saved = errno();
         // SAFETY: the caller's open stream (fclose's own precondition).
         let fd = if f.is_null() { -1 } else { unsafe { libc::fileno(f) } };
+        set_errno(saved);
         if fd >= 0 {
             going(fd);
         }
