@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::handle::spawn_joinable;
+use super::handle::{report_stranded, root_view, spawn_joinable};
 use super::watchdog::{self, Stall};
 use super::{try_with_hub, with_hub, Handle, Hub, HubGone, HubShared, Kill, Remote, RemoteJoinHandle, Stats};
 use super::{TaskRef, ThreadInfo};
@@ -214,26 +214,12 @@ fn hub_main(control: &Control) {
         if control.killing.load(Ordering::SeqCst) {
             kill_all(control);
         }
-        let (idle, left) = with_hub(|h| {
-            (
-                h.queue.is_empty()
-                    && h.yielded.is_empty()
-                    && h.timers.borrow().len() == 0
-                    && h.nothing_can_wake()
-                    && !h.tokio_tasks_alive(),
-                h.tasks.borrow().len() - 1,
-            )
-        });
+        let (idle, left) = root_view();
         if left == 0 && control.closing.load(Ordering::SeqCst) {
             return;
         }
         if idle {
-            if left > 0 {
-                crate::report::stderr_line(format_args!(
-                    "hub thread {:?} ends with {left} green threads parked that nothing can wake",
-                    std::thread::current().name().unwrap_or("?")
-                ));
-            }
+            report_stranded(left);
             return;
         }
     }

@@ -204,25 +204,38 @@ fn serve_forever() {
     loop {
         // A hub thread's root has no `Timeout` and does not unwind here.
         park();
-        let (idle, left) = with_hub(|h| {
-            (
-                h.queue.is_empty()
-                    && h.yielded.is_empty()
-                    && h.timers.borrow().len() == 0
-                    && h.nothing_can_wake()
-                    && !h.tokio_tasks_alive(),
-                h.tasks.borrow().len() - 1,
-            )
-        });
+        let (idle, left) = root_view();
         if idle {
-            if left > 0 {
-                crate::report::stderr_line(format_args!(
-                    "hub thread {:?} ends with {left} green threads parked that nothing can wake",
-                    std::thread::current().name().unwrap_or("?")
-                ));
-            }
+            report_stranded(left);
             return;
         }
+    }
+}
+
+/// What the root of a hub thread sees when it wakes: whether nothing on
+/// its hub can run again (nothing ready, no timer, no I/O wait, no wake-up
+/// from outside, no tokio task), and how many green threads the hub holds.
+pub(super) fn root_view() -> (bool, usize) {
+    with_hub(|h| {
+        (
+            h.queue.is_empty()
+                && h.yielded.is_empty()
+                && h.timers.borrow().len() == 0
+                && h.nothing_can_wake()
+                && !h.tokio_tasks_alive(),
+            h.tasks.borrow().len() - 1,
+        )
+    })
+}
+
+/// Says so when a hub thread ends with green threads parked that nothing
+/// can wake (they are leaked with its hub).
+pub(super) fn report_stranded(left: usize) {
+    if left > 0 {
+        crate::report::stderr_line(format_args!(
+            "hub thread {:?} ends with {left} green threads parked that nothing can wake",
+            std::thread::current().name().unwrap_or("?")
+        ));
     }
 }
 

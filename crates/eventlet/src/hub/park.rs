@@ -249,7 +249,8 @@ impl Hub {
 
     /// Spends one unit of the running green thread's I/O budget if any is
     /// left; `false` (nothing spent) when it is used up, and the caller
-    /// should yield.
+    /// should yield. (The patcher's.)
+    #[cfg(feature = "monkey-patch")]
     #[inline]
     pub(crate) fn try_consume_budget(&self) -> bool {
         let b = self.budget.get();
