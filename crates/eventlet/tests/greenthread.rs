@@ -79,24 +79,40 @@ fn sleep_order_follows_deadlines() {
 #[test]
 fn sleep_lateness_is_bounded_under_load() {
     // 200 green threads that yield in a busy loop; a sleeper must still wake
-    // close to its deadline.
+    // soon after its deadline. "Soon" is counted in the turns the others
+    // take between the deadline and the wake-up (the loop looks at timers
+    // at least every batch of 256 turns, then the sleeper waits its turn
+    // behind the 200): a count, so a loaded machine cannot fail it, while
+    // a loop that starved timers would.
     let stop = Rc::new(Cell::new(false));
+    let turns = Rc::new(Cell::new(0u64));
+    let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+    let due_at = Rc::new(Cell::new(None::<u64>));
     let busy: Vec<_> = (0..200)
         .map(|_| {
-            let stop = stop.clone();
+            let (stop, turns, deadline, due_at) = (stop.clone(), turns.clone(), deadline.clone(), due_at.clone());
             eventlet::spawn(move || {
-                while !stop.get() {
+                // Bounded, so a loop that starved timers fails the test
+                // (with a huge count) instead of hanging it.
+                while !stop.get() && turns.get() < 5_000_000 {
+                    turns.set(turns.get() + 1);
+                    if due_at.get().is_none() && deadline.get().is_some_and(|d| Instant::now() >= d) {
+                        due_at.set(Some(turns.get()));
+                    }
                     eventlet::yield_now();
                 }
             })
         })
         .collect();
-    let sleeper = eventlet::spawn(|| {
-        let mut worst = Duration::ZERO;
+    let (t, d, due) = (turns.clone(), deadline.clone(), due_at.clone());
+    let sleeper = eventlet::spawn(move || {
+        let mut worst = 0;
         for _ in 0..20 {
-            let t = Instant::now();
+            due.set(None);
+            d.set(Some(Instant::now() + Duration::from_millis(5)));
             eventlet::sleep(Duration::from_millis(5));
-            worst = worst.max(t.elapsed() - Duration::from_millis(5));
+            let woke = t.get();
+            worst = worst.max(woke - due.get().unwrap_or(woke));
         }
         worst
     });
@@ -105,7 +121,7 @@ fn sleep_lateness_is_bounded_under_load() {
     for h in busy {
         h.join().unwrap();
     }
-    assert!(worst < Duration::from_millis(50), "a sleep woke {worst:?} late");
+    assert!(worst <= 1_000, "a sleeper woke only after {worst} turns of the others past its deadline");
 }
 
 #[test]
