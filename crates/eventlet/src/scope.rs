@@ -320,6 +320,9 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // 4. A green thread parked when its OS thread exits is leaked with
         //    its stack, never resumed or unwound (see `hub`), so neither
         //    it nor the leaked owner's stack frame is ever touched again.
+        //    A scoped one that has not started then is leaked too, closure
+        //    and all (`borrows`, set below before anything can run it):
+        //    what it borrows may be a thread-local destroyed by then.
         let main: Box<dyn FnOnce() + 'static> = unsafe { std::mem::transmute(main) };
         let h = builder.spawn(main);
         let h = match h {
@@ -329,6 +332,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 return Err(e);
             }
         };
+        h.task.task().borrows.set(true);
         let thread = h.thread();
         if data.cancelled.get() {
             // Killed before it starts: the closure is dropped unrun now.

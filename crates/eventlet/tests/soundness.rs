@@ -44,6 +44,7 @@ fn child() {
         "root-local-panics-at-exit" => root_local_panics_at_exit(),
         "hub-thread-join-runs-green-threads" => hub_thread_join_runs_green_threads(),
         "block-on-in-tls-destructor" => block_on_in_tls_destructor(),
+        "scoped-unstarted-at-exit" => scoped_unstarted_at_exit(),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");
@@ -791,4 +792,59 @@ fn block_on_in_tls_destructor() {
 fn block_on_in_a_thread_local_destructor_does_not_abort() {
     let stderr = child_ok("block-on-in-tls-destructor");
     assert!(stderr.contains("block_on in a thread-local's destructor: 7"), "{stderr}");
+}
+
+/// A thread-local that marks itself destroyed.
+struct Marked(Cell<u64>);
+
+impl Drop for Marked {
+    fn drop(&mut self) {
+        self.0.set(0xdead);
+    }
+}
+
+thread_local!(static BORROWED: Marked = const { Marked(Cell::new(7)) });
+
+/// Reads what it borrows when dropped.
+struct ReadsOnDrop<'a>(&'a Marked);
+
+impl Drop for ReadsOnDrop<'_> {
+    fn drop(&mut self) {
+        let v = self.0 .0.get();
+        eprintln!("a scoped closure's capture read {v:#x} when dropped");
+        if v != 7 {
+            // What it borrows was destroyed before it: a use after free.
+            std::process::abort();
+        }
+    }
+}
+
+/// A scoped green thread that has not started when its OS thread exits:
+/// its closure may borrow the thread's thread-locals (through the scope's
+/// owner, parked inside `with`), and those may be destroyed before the
+/// hub. Dropping the closure at exit, as for an unstarted `'static` one,
+/// then ran its captures' destructors over freed thread-locals; it must
+/// be leaked instead, as its parked owner is.
+fn scoped_unstarted_at_exit() {
+    std::thread::spawn(|| {
+        eventlet::spawn_n(|| {
+            BORROWED.with(|b| {
+                eventlet::scope(|s| {
+                    let r = ReadsOnDrop(b);
+                    s.spawn(move || drop(r));
+                });
+            });
+        });
+        // The owner runs, spawns its scoped green thread behind this root
+        // and waits for it; the root then returns before it starts.
+        eventlet::yield_now();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_scoped_green_thread_unstarted_at_thread_exit_is_leaked_not_dropped() {
+    let stderr = child_ok("scoped-unstarted-at-exit");
+    assert!(!stderr.contains("when dropped"), "the scoped closure was dropped at thread exit: {stderr}");
 }

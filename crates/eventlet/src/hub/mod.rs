@@ -423,11 +423,14 @@ impl Drop for Hub {
         // Green threads that never started: each runs once, with a kill
         // pending, so that its body drops its closure unrun on its own
         // stack (their sockets and everything else they own are closed).
+        // Not a scoped one: its closure may borrow this thread's
+        // thread-locals, some perhaps destroyed by now (the owner of its
+        // scope, parked inside `with`, is leaked below); it is leaked too.
         let unstarted: Vec<TaskRef> = self
             .tasks
             .get_mut()
             .iter()
-            .filter(|(_, t)| !t.is_root() && !t.is_done() && !t.started())
+            .filter(|(_, t)| !t.is_root() && !t.is_done() && !t.started() && !t.borrows.get())
             .map(|(_, t)| t.clone())
             .collect();
         for t in unstarted {
@@ -437,11 +440,12 @@ impl Drop for Hub {
             t.kill.set(Kill::Pending);
             self.run_task(t);
         }
-        // Green threads still parked when their OS thread exits are leaked
-        // with their stacks, not unwound: unwinding them would run their
-        // destructors while this thread's hub is already gone.
+        // Green threads still parked when their OS thread exits, and
+        // scoped ones that never started, are leaked with their stacks, not
+        // unwound or dropped: that would run their destructors while this
+        // thread's hub (and perhaps what they borrow) is already gone.
         for (_, t) in self.tasks.get_mut().iter() {
-            if t.started() && !t.is_done() {
+            if !t.is_root() && !t.is_done() {
                 // SAFETY: the hub loop is not running (the thread is exiting),
                 // so nothing else touches the cell.
                 if let Some(c) = unsafe { (*t.coro.get()).take() } {

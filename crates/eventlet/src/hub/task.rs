@@ -88,6 +88,11 @@ pub(crate) struct Task {
     /// one whose `JoinHandle` was dropped. Its body then drops the result
     /// itself, on its own stack (see [`body`]).
     pub(crate) detached: Cell<bool>,
+    /// Whether its closure may borrow what lives only as long as another
+    /// green thread's frames or this OS thread's thread-locals (a scoped
+    /// green thread, see [`crate::scope`]). Such a closure is never dropped
+    /// at thread exit, when those may already be gone (see `Hub::drop`).
+    pub(crate) borrows: Cell<bool>,
 }
 
 /// The heap block of a green thread: the task, then the slot its result
@@ -359,6 +364,7 @@ impl Task {
             pool: Default::default(),
             io_wait: Cell::new(None),
             detached: Cell::new(false),
+            borrows: Cell::new(false),
         }
     }
 }
