@@ -174,11 +174,15 @@ pub(crate) mod signal {
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
     /// Installs the SIGINT handler: the first Ctrl-C sets the flag, a
-    /// second one exits at once with status 130.
+    /// second one exits at once with status 130 (on a terminal, over the
+    /// line a progress bar may be drawing, so none is left behind).
     pub(crate) fn install() -> Result<()> {
         ctrlc::set_handler(|| {
             if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                eprintln!("eventlet: interrupted again, exiting");
+                use std::io::{IsTerminal, Write};
+                let mut err = std::io::stderr().lock();
+                let clear = if err.is_terminal() { "\r\x1b[2K" } else { "" };
+                let _ = writeln!(err, "{clear}eventlet: interrupted again, exiting");
                 std::process::exit(130);
             }
         })
