@@ -50,7 +50,7 @@
 //! | --- | --- | --- | --- |
 //! | a green thread's closure (`spawn`, pools, servers' handlers, `Handle::spawn`) | its green thread | caught: `join` returns it; if nobody will join, reported once | it waits, the others run |
 //! | the drop of a closure killed before it started | that green thread, at its start | reported; `join` returns [`Killed`](crate::Killed) | it waits |
-//! | the drop of unstarted closures when their OS thread exits | each green thread, run once by the exiting hub | reported | the hub is gone: the call panics, which is caught and reported |
+//! | the drop of unstarted closures when their OS thread exits (not scoped ones: those are leaked, as they may borrow destroyed thread-locals) | each green thread, run once by the exiting hub | reported | the hub is gone: the call panics, which is caught and reported |
 //! | the result of a detached green thread (`spawn_n`, or a dropped `JoinHandle`) | that green thread, at its end | reported | it waits |
 //! | the result of a finished green thread whose `JoinHandle` is dropped | the code dropping the handle | unwinds there, as any destructor | as any code there |
 //! | panic payloads | whoever drops them; the runtime's own drops are guarded | the runtime leaks a payload whose drop panics | as any code there |
@@ -130,7 +130,11 @@
 //! join, timeouts, queues, locks, permits, socket I/O and panics, then
 //! checks that every value was dropped exactly once, nothing delivered was
 //! reported lost, every permit came back and no descriptor leaked (3 s in
-//! the test suite, 30 s in CI). With the
+//! the test suite, 30 s in CI); `tests/stress_hubs.rs` does the same across
+//! OS threads (two hubs of a group, the test's own hub and a plain thread
+//! sharing channels, with kills, timeouts, selects, joins across hubs and
+//! green threads awaited as futures or cancelled), and fails on a lost,
+//! duplicated or undelivered item or a wait nobody ends. With the
 //! [monkey patch](crate::patcher), `eventlet-greening`'s
 //! `tests/soundness.rs` holds the regression tests of the patched calls
 //! (signal handlers, thread exit, standard output, `errno`, arguments at

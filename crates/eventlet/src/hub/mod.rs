@@ -14,8 +14,10 @@
 //! thread exits, its green threads that never started are run once with a
 //! kill pending, so their closures (and what they own) are dropped; those
 //! still parked are leaked with their stacks, not unwound (their hub is
-//! gone, so their destructors could not run green code): give such threads
-//! an end (join them) before the thread returns.
+//! gone, so their destructors could not run green code), and so are scoped
+//! green threads that never started (their closures may borrow thread-locals
+//! already destroyed): give such threads an end (join them) before the
+//! thread returns.
 //!
 //! The files: `task` (a green thread's block and the references to it),
 //! `life` (how a green thread ends), `park` (how one waits), `run` (the
