@@ -259,12 +259,7 @@ impl log::Log for Quiet {
 
 #[test]
 fn random_interleavings_keep_every_invariant() {
-    let seed: u64 = std::env::var("EVENTLET_STRESS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        t.as_nanos() as u64 ^ u64::from(std::process::id()) << 20
-    });
-    let secs: f64 = std::env::var("EVENTLET_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    eprintln!("stress: EVENTLET_STRESS_SEED={seed} EVENTLET_STRESS_SECS={secs}");
+    let (seed, secs) = util::stress_plan("stress");
     // Panics are part of the plan: reports go to a logger that drops them.
     let _ = log::set_logger(&Quiet);
     log::set_max_level(log::LevelFilter::Error);

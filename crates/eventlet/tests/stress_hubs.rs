@@ -222,12 +222,7 @@ fn worker(w: Arc<World>, mut rng: Rng) {
 
 #[test]
 fn random_interleavings_across_hubs_keep_every_invariant() {
-    let seed: u64 = std::env::var("EVENTLET_STRESS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        t.as_nanos() as u64 ^ u64::from(std::process::id()) << 20
-    });
-    let secs: f64 = std::env::var("EVENTLET_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    eprintln!("stress across hubs: EVENTLET_STRESS_SEED={seed} EVENTLET_STRESS_SECS={secs}");
+    let (seed, secs) = util::stress_plan("stress across hubs");
     let group = Group::with_hubs(2).unwrap();
     let w = Arc::new(World {
         ledger: Mutex::new(Ledger::default()),

@@ -79,6 +79,19 @@ impl Rng {
     }
 }
 
+/// A stress test's seed and length: `EVENTLET_STRESS_SEED` (else one from
+/// the clock and the process id) and `EVENTLET_STRESS_SECS` (else 3 s),
+/// printed under `name` so a failing run can be replayed.
+pub fn stress_plan(name: &str) -> (u64, f64) {
+    let seed: u64 = std::env::var("EVENTLET_STRESS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        t.as_nanos() as u64 ^ u64::from(std::process::id()) << 20
+    });
+    let secs: f64 = std::env::var("EVENTLET_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    eprintln!("{name}: EVENTLET_STRESS_SEED={seed} EVENTLET_STRESS_SECS={secs}");
+    (seed, secs)
+}
+
 pub mod servers;
 
 #[path = "../../../eventlet-http/tests/util/tools.rs"]
