@@ -52,6 +52,13 @@ fn child() {
         "select-on-a-short-bitmap" => select_on_a_short_bitmap(),
         "sendmsg-iovlen-beyond-32-bits" => sendmsg_iovlen_beyond_32_bits(),
         "errno-after-closing-calls" => errno_after_closing_calls(),
+        "stale-pipe-kind-on-an-uncached-file" => stale_pipe_kind_on_an_uncached_file(),
+        "stale-pipe-kind-on-a-non-blocking-file" => stale_pipe_kind_on_a_non_blocking_file(),
+        "stale-pipe-kind-on-a-proc-file" => stale_pipe_kind_on_a_proc_file(),
+        "number-of-a-pclosed-pipe" => number_of_a_pclosed_pipe(),
+        "number-replaced-by-freopen" => number_replaced_by_freopen(),
+        "named-fifo-leaves-pipes-green" => named_fifo_leaves_pipes_green(),
+        "accept-on-what-does-not-listen" => accept_on_what_does_not_listen(),
         "green-overflow" => overflow(true),
         "thread-overflow" => overflow(false),
         other => panic!("unknown child case {other}"),
@@ -476,4 +483,343 @@ fn errno_after_closing_calls() {
 #[test]
 fn the_closing_calls_keep_errno_when_they_succeed() {
     child_ok("errno-after-closing-calls");
+}
+
+/// A file of `len` bytes `a` beside this test binary (not under /tmp,
+/// which may be a tmpfs: its data must be on disk, so that it can leave
+/// the page cache), written through to the disk.
+fn data_file(name: &str, len: usize) -> std::path::PathBuf {
+    let path = std::env::current_exe().unwrap().with_extension(format!("{name}.dat"));
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&vec![b'a'; len]).unwrap();
+    f.sync_all().unwrap();
+    path
+}
+
+/// Drops the data of the file open as `fd` from the page cache.
+fn evict(fd: i32) {
+    // SAFETY: advice on an open descriptor; no memory is involved.
+    assert_eq!(unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
+}
+
+/// Closes `fd` around the patched closing calls, as a raw system call (or
+/// a C library's own close, or glibc inside libc) does: its number keeps
+/// whatever kind the patch last saw for it.
+fn raw_close(fd: i32) {
+    // SAFETY: closes a descriptor this test owns and no longer uses.
+    assert_eq!(unsafe { libc::syscall(libc::SYS_close, fd) }, 0);
+}
+
+/// A pipe whose read end's number is known to the patch as a pipe (a
+/// patched read went through it), then closed around the patched calls;
+/// the number is free again. The write end stays open (returned).
+fn stale_pipe_number() -> (i32, std::fs::File) {
+    let (mut r, mut w) = pipe();
+    eventlet::spawn(move || {
+        w.write_all(b"x").unwrap();
+        r.read_exact(&mut [0u8; 1]).unwrap(); // a patched read: known as a pipe
+        (r, w)
+    })
+    .join()
+    .map(|(r, w)| {
+        let number = std::os::fd::IntoRawFd::into_raw_fd(r);
+        raw_close(number);
+        (number, w)
+    })
+    .unwrap()
+}
+
+/// A regular file on the number of a pipe closed around the patched calls:
+/// the number's stale kind said pipe, the read asked for `RWF_NOWAIT`, got
+/// `EAGAIN`, and waited for a readiness a regular file never signals
+/// (epoll refuses it; the wait looked again every millisecond). A buffered
+/// read that says `EAGAIN` (its data not in the page cache) is read again
+/// a millisecond later, once the read-ahead it started has landed, unless
+/// the pages left the cache meanwhile (memory pressure); a direct
+/// (`O_DIRECT`) read says `EAGAIN` for as long as part of its range waits
+/// to be written back, here up to 30 s (`vm.dirty_expire_centisecs`): the
+/// alarm ended the wait. The original read writes the range back, then
+/// reads it.
+fn stale_pipe_kind_on_an_uncached_file() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    eventlet::monkey_patch();
+    let len = 1 << 16;
+    let path = data_file("stale-pipe-kind-direct", len);
+    // The first page written again and not synced: dirty in the page cache.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[b'b'; 4096], 0).unwrap();
+    let (number, _w) = stale_pipe_number();
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path).unwrap();
+    assert_eq!(file.as_raw_fd(), number, "the file gets the pipe's number");
+    let back = eventlet::spawn(move || {
+        // Direct I/O wants a buffer aligned to the block size.
+        let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
+        // SAFETY: a buffer of `len` bytes (non-zero), freed below.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!p.is_null());
+        // SAFETY: `p` holds `len` initialized bytes.
+        let buf = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        let r = file.read_exact(buf).map(|()| buf.to_vec());
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(p, layout) };
+        r
+    })
+    .join()
+    .unwrap();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    let back = back.unwrap();
+    assert!(back[..4096].iter().all(|&b| b == b'b') && back[4096..].iter().all(|&b| b == b'a'));
+}
+
+#[test]
+fn a_regular_file_on_the_number_of_a_closed_pipe_is_read_as_a_file() {
+    child_ok("stale-pipe-kind-on-an-uncached-file");
+}
+
+/// As above, the file opened `O_NONBLOCK` (which regular files ignore: the
+/// original read waits for the disk): the `EAGAIN` of `RWF_NOWAIT` was
+/// taken for the user's own non-blocking mode and returned.
+fn stale_pipe_kind_on_a_non_blocking_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    eventlet::monkey_patch();
+    let path = data_file("stale-pipe-kind-non-blocking", 1 << 20);
+    let (number, _w) = stale_pipe_number();
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+    assert_eq!(file.as_raw_fd(), number, "the file gets the pipe's number");
+    evict(number);
+    let back = eventlet::spawn(move || {
+        let mut back = vec![0u8; 1 << 20];
+        file.read_exact(&mut back).map(|()| back)
+    })
+    .join()
+    .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(back.unwrap().iter().all(|&b| b == b'a'));
+}
+
+#[test]
+fn a_non_blocking_regular_file_on_the_number_of_a_closed_pipe_is_read_whole() {
+    child_ok("stale-pipe-kind-on-a-non-blocking-file");
+}
+
+/// A `/proc` file on the number of a pipe closed around the patched calls:
+/// the kernel refuses `RWF_NOWAIT` on it (`EOPNOTSUPP`), which the patch
+/// took to mean that pipes do not take it, for the whole process: from
+/// then on every pipe read was the original, blocking call, and a green
+/// reader blocked the hub before its green writer could write (the alarm
+/// ended it).
+fn stale_pipe_kind_on_a_proc_file() {
+    eventlet::monkey_patch();
+    let (number, _w) = stale_pipe_number();
+    let mut stat = std::fs::File::open("/proc/self/stat").unwrap();
+    assert_eq!(stat.as_raw_fd(), number, "the /proc file gets the pipe's number");
+    let text = eventlet::spawn(move || {
+        let mut text = String::new();
+        stat.read_to_string(&mut text).unwrap();
+        text
+    })
+    .join()
+    .unwrap();
+    assert!(text.starts_with(&format!("{} ", std::process::id())), "{text}");
+    let (mut r, mut w) = pipe();
+    let reader = eventlet::spawn(move || r.read_exact(&mut [0u8; 1]).unwrap());
+    let writer = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(10));
+        w.write_all(b"x").unwrap();
+    });
+    reader.join().unwrap();
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_proc_file_on_the_number_of_a_closed_pipe_leaves_pipes_green() {
+    child_ok("stale-pipe-kind-on-a-proc-file");
+}
+
+/// One patched `read` of the whole regular file open as `file` (of `len`
+/// bytes `a`), with only its first page in the page cache, on a green
+/// thread: what it returned. A number wrongly known as a pipe is read with
+/// `RWF_NOWAIT`, which returns only what the page cache holds (the first
+/// page); the original returns the whole file.
+fn read_partly_cached(file: std::fs::File, len: usize) -> isize {
+    let fd = file.as_raw_fd();
+    evict(fd);
+    // SAFETY: advice on an open descriptor; a read into our buffer
+    // (pread is not patched). No read-ahead: one page is read.
+    unsafe {
+        assert_eq!(libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM), 0);
+        let mut page = [0u8; 4096];
+        assert_eq!(libc::pread(fd, page.as_mut_ptr().cast(), page.len(), 0), 4096);
+    }
+    let (n, back) = eventlet::spawn(move || {
+        let mut back = vec![0u8; len];
+        // SAFETY: a read into our buffer.
+        let n = unsafe { libc::read(file.as_raw_fd(), back.as_mut_ptr().cast(), len) };
+        (n, back)
+    })
+    .join()
+    .unwrap();
+    assert!(back[..n.max(0) as usize].iter().all(|&b| b == b'a'));
+    n
+}
+
+/// glibc's `pclose` closes its pipe inside libc, around the patched
+/// `close`: the number stayed known as a pipe, and one `read` of a regular
+/// file that got it returned its first page only (see
+/// [`read_partly_cached`]). Had the file's data not been in the page cache
+/// at all, the read waited for a readiness a regular file never signals.
+fn number_of_a_pclosed_pipe() {
+    eventlet::monkey_patch();
+    let len = 1 << 20;
+    let path = data_file("number-of-a-pclosed-pipe", len);
+    let number = eventlet::spawn(|| {
+        // SAFETY: popen of a shell command; a read from its pipe; pclose.
+        unsafe {
+            let p = libc::popen(c"echo hello".as_ptr(), c"r".as_ptr());
+            assert!(!p.is_null());
+            let fd = libc::fileno(p);
+            let mut buf = [0u8; 6];
+            // A patched read: the number is known as a pipe from now on.
+            assert_eq!(libc::read(fd, buf.as_mut_ptr().cast(), buf.len()), 6);
+            assert_eq!(&buf, b"hello\n");
+            assert_eq!(libc::pclose(p), 0);
+            fd
+        }
+    })
+    .join()
+    .unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    assert_eq!(file.as_raw_fd(), number, "the file gets the pipe's number");
+    let n = read_partly_cached(file, len);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(n, len as isize, "one read of a regular file reads it whole");
+}
+
+#[test]
+fn a_regular_file_on_the_number_of_a_pclosed_pipe_is_read_whole() {
+    child_ok("number-of-a-pclosed-pipe");
+}
+
+/// `freopen` moves the new file onto the stream's number inside libc
+/// (`dup3`), around the patched `dup3`: a stream over a pipe reopened over
+/// a regular file kept the number known as a pipe, and one `read` of the
+/// file returned its first page only (see [`read_partly_cached`]).
+fn number_replaced_by_freopen() {
+    use std::os::unix::ffi::OsStrExt;
+    eventlet::monkey_patch();
+    let len = 1 << 20;
+    let path = data_file("number-replaced-by-freopen", len);
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let (r, mut w) = pipe();
+    w.write_all(b"x").unwrap();
+    let number = std::os::fd::IntoRawFd::into_raw_fd(r);
+    // The stream is left open (the child process ends soon): the file is
+    // read through its descriptor.
+    let _stream = eventlet::spawn(move || {
+        // SAFETY: a stream over the pipe's read end (which it owns from
+        // now on), read through its descriptor, reopened over the file.
+        unsafe {
+            let f = libc::fdopen(number, c"r".as_ptr());
+            assert!(!f.is_null());
+            let mut buf = [0u8; 1];
+            // A patched read: the number is known as a pipe.
+            assert_eq!(libc::read(number, buf.as_mut_ptr().cast(), 1), 1);
+            let g = libc::freopen(cpath.as_ptr(), c"r".as_ptr(), f);
+            assert!(!g.is_null());
+            assert_eq!(libc::fileno(g), number, "freopen keeps the number");
+            g as usize
+        }
+    })
+    .join()
+    .unwrap();
+    // SAFETY: the stream's descriptor, which nothing else closes.
+    let file = unsafe { std::fs::File::from_raw_fd(number) };
+    let n = read_partly_cached(file, len);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(n, len as isize, "one read of a regular file reads it whole");
+}
+
+#[test]
+fn a_regular_file_freopened_onto_the_number_of_a_pipe_is_read_whole() {
+    child_ok("number-replaced-by-freopen");
+}
+
+/// A named FIFO: the kernel refuses `RWF_NOWAIT` on it (`EOPNOTSUPP`;
+/// anonymous pipes take it), which the patch took to mean that no pipe
+/// takes it, for the whole process: from then on every pipe read was the
+/// original, blocking call, and a green reader blocked the hub before its
+/// green writer could write (the alarm ended it).
+fn named_fifo_leaves_pipes_green() {
+    eventlet::monkey_patch();
+    let fifo = std::env::current_exe().unwrap().with_extension("named-fifo.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let cfifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo of a fresh path.
+    assert_eq!(unsafe { libc::mkfifo(cfifo.as_ptr(), 0o600) }, 0);
+    // Read-write: the open does not wait for a writer.
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let _ = std::fs::remove_file(&fifo);
+    eventlet::spawn(move || {
+        f.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+    })
+    .join()
+    .unwrap();
+    let (mut r, mut w) = pipe();
+    let reader = eventlet::spawn(move || r.read_exact(&mut [0u8; 1]).unwrap());
+    let writer = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(10));
+        w.write_all(b"x").unwrap();
+    });
+    reader.join().unwrap();
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_named_fifo_leaves_pipes_green() {
+    child_ok("named-fifo-leaves-pipes-green");
+}
+
+/// `accept` on what does not listen fails at once (`ENOTSOCK`, `EINVAL`);
+/// the patched call waited for it to be readable first: on a connected
+/// socket nobody writes to, and on a pipe that got the number of a socket
+/// closed around the patched calls (its stale kind said socket), for good
+/// (the alarm ended it).
+fn accept_on_what_does_not_listen() {
+    eventlet::monkey_patch();
+    let (a, b) = UnixStream::pair().unwrap();
+    eventlet::spawn(move || {
+        // SAFETY: accept on a connected socket, no address wanted.
+        let r = unsafe { libc::accept(a.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert_eq!((r, errno()), (-1, libc::EINVAL), "accept on a connected socket");
+        (a, b)
+    })
+    .join()
+    .unwrap();
+    let (c, d) = UnixStream::pair().unwrap();
+    let number = eventlet::spawn(move || {
+        (&c).write_all(b"x").unwrap(); // a patched write: known as a socket
+        std::os::fd::IntoRawFd::into_raw_fd(c)
+    })
+    .join()
+    .unwrap();
+    raw_close(number);
+    let (r, _w) = pipe();
+    assert_eq!(r.as_raw_fd(), number, "the pipe gets the socket's number");
+    eventlet::spawn(move || {
+        // SAFETY: as above, on a pipe.
+        let got = unsafe { libc::accept(r.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert_eq!((got, errno()), (-1, libc::ENOTSOCK), "accept on a pipe");
+    })
+    .join()
+    .unwrap();
+    drop(d);
+}
+
+#[test]
+fn accept_on_what_does_not_listen_fails_at_once() {
+    child_ok("accept-on-what-does-not-listen");
 }

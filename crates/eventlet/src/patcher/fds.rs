@@ -7,11 +7,12 @@
 //! never stale: a flag set through a `dup` of the descriptor, by another
 //! thread, or in another process sharing the file shows as it is. The
 //! kind cannot change while the number stays open; the patched `close`,
-//! `dup2`, `dup3`, `close_range`, `closefrom` and `fclose` forget it (before
-//! and after the real call, so a lookup racing with the close cannot leave
-//! the old kind behind). A descriptor closed some other way (a raw
-//! `syscall`) may keep a stale kind for its number; see [`Kind`] for what
-//! that costs.
+//! `dup2`, `dup3`, `close_range`, `closefrom`, `fclose`, `pclose` and
+//! `freopen` forget it (before and after the real call, so a lookup racing
+//! with the close cannot leave the old kind behind). A descriptor closed
+//! some other way (a raw `syscall`, io_uring) may keep a stale kind for
+//! its number: the kind is a hint for the fast path, and the hooks check
+//! it against the kernel before they park on it; see [`Kind`].
 
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -24,16 +25,22 @@ pub(crate) enum Kind {
     /// A socket: reads and writes become `recv`/`send` with `MSG_DONTWAIT`
     /// (the same calls, per `recv(2)`, but never waiting). A stale entry
     /// is harmless: on anything else `recv` fails with `ENOTSOCK`, and the
-    /// hook looks again.
+    /// hook looks again; `accept` asks whether the socket listens before
+    /// it parks.
     Socket = 1,
-    /// A pipe or FIFO: reads and writes become `preadv2`/`pwritev2` with
-    /// `RWF_NOWAIT` at the current position. A stale entry on what is now a
-    /// regular file could make a read shorter than the original (only the
-    /// cached part), which is why the closing calls are patched.
+    /// A pipe: reads and writes become `preadv2`/`pwritev2` with
+    /// `RWF_NOWAIT` at the current position. Before a wait, and when the
+    /// kernel refuses the flag, the hook checks that the descriptor is
+    /// still a pipe (a stale entry on a regular file said `EAGAIN` and
+    /// waited for good); a pipe that refuses the flag (a named FIFO)
+    /// becomes `Other`. What a stale entry still costs: one read of a
+    /// regular file may return only the part in the page cache.
     Pipe = 2,
-    /// Anything else (regular files, terminals, eventfds...), and standard
-    /// output and error whatever they are (see `look`): the original call,
-    /// always.
+    /// Anything else (regular files, terminals, eventfds...), pipes that
+    /// refuse `RWF_NOWAIT`, and standard output and error whatever they
+    /// are (see `look`): the original call, always. A stale entry on what
+    /// is now a blocking socket or pipe blocks the OS thread, as without
+    /// the patch.
     Other = 3,
     /// A socket or pipe of eventlet's own (`eventlet::net`, green pipes):
     /// non-blocking, registered with a hub, and waited on by its owner, so

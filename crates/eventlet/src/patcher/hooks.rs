@@ -178,6 +178,9 @@ hooks! {
     book fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int;
     book fn closefrom(low: c_int) -> ();
     book fn fclose(f: *mut FILE) -> c_int;
+    book fn pclose(f: *mut FILE) -> c_int;
+    book fn freopen(path: *const c_char, mode: *const c_char, f: *mut FILE) -> *mut FILE;
+    book fn freopen64(path: *const c_char, mode: *const c_char, f: *mut FILE) -> *mut FILE;
     sig fn sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
     sig fn __sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
     sig fn signal(sig: c_int, h: sighandler_t) -> sighandler_t;
@@ -470,17 +473,57 @@ mod green {
         len > 0 && len <= 1024
     }
 
-    /// Whether pipes take `RWF_NOWAIT` (Linux 5.? and later; learnt on
-    /// first use): 0 unknown, 1 yes, 2 no.
-    static PIPE_NOWAIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    /// Whether `fd` is a pipe or FIFO now (`errno` left as it was).
+    fn is_fifo(fd: c_int) -> bool {
+        let e = errno();
+        // SAFETY: `st` is plain data that fstat fills in; fstat is not patched.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let fifo = unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO };
+        set_errno(e);
+        fifo
+    }
 
-    /// `preadv2`/`pwritev2` at the current position without waiting; `None`
-    /// if the kernel refuses `RWF_NOWAIT` on this file (then the caller
-    /// makes the original call).
-    fn pipe_rw(fd: c_int, iov: &[iovec], write: bool) -> Option<ssize_t> {
-        if PIPE_NOWAIT.load(Ordering::Relaxed) == 2 {
-            return None;
+    /// What [`pipe_rw`] did.
+    enum Nowait {
+        /// The call was made: its result (with `errno` on failure).
+        Did(ssize_t),
+        /// The kernel refuses `RWF_NOWAIT` on this pipe: make the original
+        /// call (the descriptor is known as `Other` from now on).
+        Refused,
+        /// The descriptor is not a pipe: its kind was stale and is
+        /// forgotten; start the call over.
+        NotAPipe,
+    }
+
+    impl Nowait {
+        /// The result, or `other()` when the call was not made (inside a
+        /// wait loop: the descriptor changed under the call).
+        fn or(self, other: impl FnOnce() -> ssize_t) -> ssize_t {
+            match self {
+                Nowait::Did(r) => r,
+                Nowait::Refused | Nowait::NotAPipe => other(),
+            }
         }
+    }
+
+    /// `preadv2`/`pwritev2` at the current position without waiting, on a
+    /// descriptor believed to be a pipe.
+    ///
+    /// The belief can be stale: a descriptor closed around the patched
+    /// closing calls (a raw `syscall(SYS_close)`, a C library's own
+    /// `close`) keeps its kind, and a regular file, a socket or a `/proc`
+    /// file may get the number. So every answer that changes course is
+    /// checked against the kernel first (an `fstat`, on this slow path
+    /// only). `EAGAIN`, before the caller parks: a regular file whose data
+    /// is not in the page cache says `EAGAIN` and never signals a
+    /// readiness (the wait never ended), and one the user opened
+    /// `O_NONBLOCK` had the `EAGAIN` returned. `EOPNOTSUPP`, `ENOSYS`,
+    /// `EINVAL`: the kernel refuses the flag on this file, which is a
+    /// matter of the file, not of the process (anonymous pipes take it,
+    /// named FIFOs and `/proc` files do not, on Linux 6.18): a refusing
+    /// FIFO is known as `Other` from then on, and other pipes stay green.
+    fn pipe_rw(fd: c_int, iov: &[iovec], write: bool) -> Nowait {
         // SAFETY: the iovecs describe the caller's buffers; offset -1 is
         // the current position.
         let r = unsafe {
@@ -490,19 +533,20 @@ mod green {
                 libc::preadv2(fd, iov.as_ptr(), iov.len() as c_int, -1, libc::RWF_NOWAIT)
             }
         };
-        if r < 0 {
-            match errno() {
-                libc::EOPNOTSUPP | libc::ENOSYS => {
-                    PIPE_NOWAIT.store(2, Ordering::Relaxed);
-                    return None;
-                }
-                libc::EINVAL => return None,
-                _ => {}
-            }
-        } else {
-            PIPE_NOWAIT.store(1, Ordering::Relaxed);
+        if r >= 0 {
+            return Nowait::Did(r);
         }
-        Some(r)
+        match errno() {
+            libc::EAGAIN | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL if !is_fifo(fd) => {
+                fds::forget(fd);
+                Nowait::NotAPipe
+            }
+            libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => {
+                fds::set(fd, Kind::Other);
+                Nowait::Refused
+            }
+            _ => Nowait::Did(r),
+        }
     }
 
     /// `r` from a call on a descriptor believed to be a socket: `None`
@@ -542,13 +586,21 @@ mod green {
                 let iov = [iovec { iov_base: buf, iov_len: n }];
                 let saved = errno();
                 match pipe_rw(fd, &iov, false) {
-                    None => {
+                    Nowait::Did(r) if r >= 0 || !is_again(errno()) => r,
+                    Nowait::Did(r) => once(fd, READ, None, saved, Some(r), || {
+                        // SAFETY: the caller's arguments.
+                        pipe_rw(fd, &iov, false).or(|| unsafe { orig::read(fd, buf, n) })
+                    }),
+                    Nowait::Refused => {
                         set_errno(saved);
                         // SAFETY: the caller's arguments.
                         unsafe { orig::read(fd, buf, n) }
                     }
-                    Some(r) if r >= 0 || !is_again(errno()) => r,
-                    Some(r) => once(fd, READ, None, saved, Some(r), || pipe_rw(fd, &iov, false).unwrap_or(-1)),
+                    Nowait::NotAPipe => {
+                        set_errno(saved);
+                        // SAFETY: the caller's arguments, with the kind looked at again.
+                        unsafe { super::read(fd, buf, n) }
+                    }
                 }
             }
             // SAFETY: the caller's arguments.
@@ -595,13 +647,21 @@ mod green {
                 let v = unsafe { Iovs::new(iov, cnt as usize) };
                 let saved = errno();
                 match pipe_rw(fd, &v.0, false) {
-                    None => {
+                    Nowait::Did(r) if r >= 0 || !is_again(errno()) => r,
+                    Nowait::Did(r) => once(fd, READ, None, saved, Some(r), || {
+                        // SAFETY: the caller's arguments.
+                        pipe_rw(fd, &v.0, false).or(|| unsafe { orig::readv(fd, iov, cnt) })
+                    }),
+                    Nowait::Refused => {
                         set_errno(saved);
                         // SAFETY: the caller's arguments.
                         unsafe { orig::readv(fd, iov, cnt) }
                     }
-                    Some(r) if r >= 0 || !is_again(errno()) => r,
-                    Some(r) => once(fd, READ, None, saved, Some(r), || pipe_rw(fd, &v.0, false).unwrap_or(-1)),
+                    Nowait::NotAPipe => {
+                        set_errno(saved);
+                        // SAFETY: the caller's arguments, with the kind looked at again.
+                        unsafe { super::readv(fd, iov, cnt) }
+                    }
                 }
             }
             // SAFETY: the caller's arguments.
@@ -656,17 +716,24 @@ mod green {
                 let whole = [iovec { iov_base: buf.cast_mut(), iov_len: n }];
                 let saved = errno();
                 match pipe_rw(fd, &whole, true) {
-                    None => {
+                    Nowait::Did(r) if (r >= 0 && r as usize == n) || (r < 0 && !is_again(errno())) => r,
+                    Nowait::Did(r) => all(fd, WRITE, None, n, saved, Some(r), |done| {
+                        // SAFETY: `done < n`: within the caller's buffer.
+                        let base = unsafe { buf.cast::<u8>().add(done) };
+                        let rest = [iovec { iov_base: base.cast_mut().cast(), iov_len: n - done }];
+                        // SAFETY: the rest of the caller's buffer.
+                        pipe_rw(fd, &rest, true).or(|| unsafe { orig::write(fd, base.cast(), n - done) })
+                    }),
+                    Nowait::Refused => {
                         set_errno(saved);
                         // SAFETY: the caller's arguments.
                         unsafe { orig::write(fd, buf, n) }
                     }
-                    Some(r) if (r >= 0 && r as usize == n) || (r < 0 && !is_again(errno())) => r,
-                    Some(r) => all(fd, WRITE, None, n, saved, Some(r), |done| {
-                        // SAFETY: `done < n`: within the caller's buffer.
-                        let base = unsafe { buf.cast::<u8>().add(done) }.cast_mut().cast();
-                        pipe_rw(fd, &[iovec { iov_base: base, iov_len: n - done }], true).unwrap_or(-1)
-                    }),
+                    Nowait::NotAPipe => {
+                        set_errno(saved);
+                        // SAFETY: the caller's arguments, with the kind looked at again.
+                        unsafe { super::write(fd, buf, n) }
+                    }
                 }
             }
             // SAFETY: the caller's arguments.
@@ -699,11 +766,16 @@ mod green {
             r
         } else {
             match pipe_rw(fd, &v.0, true) {
-                Some(r) => r,
-                None => {
+                Nowait::Did(r) => r,
+                Nowait::Refused => {
                     set_errno(saved);
                     // SAFETY: the caller's arguments.
                     return unsafe { orig::writev(fd, iov, cnt) };
+                }
+                Nowait::NotAPipe => {
+                    set_errno(saved);
+                    // SAFETY: the caller's arguments, with the kind looked at again.
+                    return unsafe { super::writev(fd, iov, cnt) };
                 }
             }
         };
@@ -716,7 +788,8 @@ mod green {
             if kind == Kind::Socket {
                 sendmsg_iov(fd, &rest, 0)
             } else {
-                pipe_rw(fd, &rest, true).unwrap_or(-1)
+                // SAFETY: the rest of the caller's buffers.
+                pipe_rw(fd, &rest, true).or(|| unsafe { orig::writev(fd, rest.as_ptr(), rest.len() as c_int) })
             }
         })
     }
@@ -901,6 +974,25 @@ mod green {
         unsafe { orig::poll(&mut p, 1, 0) > 0 }
     }
 
+    /// Whether `fd` is a listening socket (`errno` left as it was), asked
+    /// before an `accept` parks: on anything else the original fails at
+    /// once (`ENOTSOCK`, `EINVAL`), where a wait for the descriptor to be
+    /// readable could last for good (a connected socket nobody writes to,
+    /// a pipe that got the number of a socket closed around the patched
+    /// calls, whose stale kind is then forgotten).
+    fn listening(fd: c_int) -> bool {
+        let e = errno();
+        let mut on: c_int = 0;
+        let mut len = std::mem::size_of::<c_int>() as socklen_t;
+        // SAFETY: `on` and `len` are valid for getsockopt to fill.
+        let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&raw mut on).cast(), &mut len) };
+        if r != 0 && errno() == libc::ENOTSOCK {
+            fds::forget(fd);
+        }
+        set_errno(e);
+        r == 0 && on != 0
+    }
+
     pub(super) unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
         // SAFETY: the caller's arguments.
         unsafe { accept4(fd, addr, len, 0) }
@@ -922,6 +1014,12 @@ mod green {
             // non-blocking flag, and the listener's own flag is not ours
             // to change.
             if ready_now(fd, libc::POLLIN) {
+                set_errno(saved);
+                // SAFETY: the caller's arguments.
+                return unsafe { orig::accept4(fd, addr, len, flags) };
+            }
+            if deadline.is_none() && !listening(fd) {
+                // Where the original fails at once: let it.
                 set_errno(saved);
                 // SAFETY: the caller's arguments.
                 return unsafe { orig::accept4(fd, addr, len, flags) };
@@ -985,6 +1083,9 @@ mod green {
                     backoff = (backoff * 2).min(Duration::from_millis(50));
                 }
                 _ => {
+                    if e == libc::ENOTSOCK {
+                        fds::forget(fd); // a stale kind
+                    }
                     set_errno(e);
                     return -1;
                 }
@@ -1523,21 +1624,67 @@ mod book {
         fds::forget_range(first, c_uint::MAX);
     }
 
-    pub(super) unsafe fn fclose(f: *mut FILE) -> c_int {
-        // `fileno` sets errno on a stream without a descriptor (fmemopen's,
-        // fopencookie's): the caller's is put back.
+    /// The descriptor of the stream `f`, or -1. `fileno` sets errno on a
+    /// stream without one (fmemopen's, fopencookie's): the caller's is put
+    /// back.
+    ///
+    /// # Safety
+    /// `f` is null or an open stream (the precondition of the calls that
+    /// take it).
+    unsafe fn stream_fd(f: *mut FILE) -> c_int {
         let saved = errno();
-        // SAFETY: the caller's open stream (fclose's own precondition).
+        // SAFETY: per the contract.
         let fd = if f.is_null() { -1 } else { unsafe { libc::fileno(f) } };
         set_errno(saved);
+        fd
+    }
+
+    /// A call that closes the stream `f`'s descriptor inside libc, where
+    /// the patched `close` does not see it.
+    ///
+    /// # Safety
+    /// As [`stream_fd`].
+    unsafe fn closing_stream<R>(f: *mut FILE, call: impl FnOnce() -> R) -> R {
+        // SAFETY: per the contract.
+        let fd = unsafe { stream_fd(f) };
         if fd >= 0 {
             going(fd);
         }
-        // SAFETY: the caller's argument.
-        let r = unsafe { orig::fclose(f) };
+        let r = call();
         if fd >= 0 {
             fds::forget(fd);
         }
+        r
+    }
+
+    pub(super) unsafe fn fclose(f: *mut FILE) -> c_int {
+        // SAFETY: the caller's stream; then the caller's argument.
+        unsafe { closing_stream(f, || orig::fclose(f)) }
+    }
+
+    /// glibc's `pclose` closes its pipe inside libc: without this, the
+    /// pipe's number stayed known as a pipe for whatever got it next.
+    pub(super) unsafe fn pclose(f: *mut FILE) -> c_int {
+        // SAFETY: as above.
+        unsafe { closing_stream(f, || orig::pclose(f)) }
+    }
+
+    /// `freopen` opens the new file and moves it onto the stream's old
+    /// number inside libc (`dup3`): the number's kind is forgotten, and
+    /// the new number's too if it differs.
+    pub(super) unsafe fn freopen(path: *const c_char, mode: *const c_char, f: *mut FILE) -> *mut FILE {
+        // SAFETY: as above.
+        let r = unsafe { closing_stream(f, || orig::freopen(path, mode, f)) };
+        // SAFETY: a stream freopen returned is open.
+        fds::forget(unsafe { stream_fd(r) });
+        r
+    }
+
+    pub(super) unsafe fn freopen64(path: *const c_char, mode: *const c_char, f: *mut FILE) -> *mut FILE {
+        // SAFETY: as above.
+        let r = unsafe { closing_stream(f, || orig::freopen64(path, mode, f)) };
+        // SAFETY: as above.
+        fds::forget(unsafe { stream_fd(r) });
         r
     }
 }

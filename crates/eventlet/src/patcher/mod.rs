@@ -27,14 +27,14 @@
 //!
 //! | call | on a green thread |
 //! | --- | --- |
-//! | `read`, `readv`, `write`, `writev` | on sockets the same call as `recv`/`recvmsg`/`send`/`sendmsg` with `MSG_DONTWAIT`; on pipes and FIFOs `preadv2`/`pwritev2` with `RWF_NOWAIT`; park until ready and retry. Other files: the original |
+//! | `read`, `readv`, `write`, `writev` | on sockets the same call as `recv`/`recvmsg`/`send`/`sendmsg` with `MSG_DONTWAIT`; on pipes `preadv2`/`pwritev2` with `RWF_NOWAIT`; park until ready and retry. Other files, and pipes whose kernel refuses `RWF_NOWAIT` (named FIFOs): the original |
 //! | `recv`, `recvfrom`, `recvmsg`, `send`, `sendto`, `sendmsg` | the call with `MSG_DONTWAIT` added; park until ready and retry |
 //! | `accept`, `accept4` | park until the listener is readable, then the call |
 //! | `connect` | started non-blocking, park until writable, `SO_ERROR` |
 //! | `poll`, `ppoll`, `select`, `pselect` | the call without waiting; if nothing is ready, park until one of the descriptors is, or the timeout |
 //! | `nanosleep`, `clock_nanosleep`, `usleep`, `sleep` | park until the time |
 //! | `getaddrinfo` | run on the [`tpool`](crate::tpool) (a numeric address: at once) |
-//! | `close`, `dup2`, `dup3`, `close_range`, `closefrom`, `fclose` | bookkeeping, on every thread: forget the descriptor's kind; wake green threads waiting on it |
+//! | `close`, `dup2`, `dup3`, `close_range`, `closefrom`, `fclose`, `pclose`, `freopen`, `freopen64` | bookkeeping, on every thread: forget the descriptor's kind; wake green threads waiting on it |
 //! | `sigaction`, `signal` (and `__sigaction`, `bsd_signal`, `ssignal`, `sysv_signal`, `__sysv_signal`, `sigset`) | on every thread: the handler runs behind a wrapper that turns the patch off on its thread while it runs (see *Soundness*); the handler is what they report back |
 //!
 //! The `_FORTIFY_SOURCE` variants `__read_chk`, `__recv_chk`,
@@ -63,10 +63,11 @@
 //!   [`tpool`](crate::tpool) worker, runs a signal handler, or runs its
 //!   hub loop (the hub's own calls, mio's included, never park);
 //! - the calling green thread is unwinding (`std::thread::panicking()`);
-//! - the descriptor is not a socket, pipe or FIFO (regular files,
-//!   terminals, eventfds, epoll descriptors), or is one of eventlet's own
-//!   (`eventlet::net`'s sockets, green pipes: non-blocking, waited on by
-//!   their owner);
+//! - the descriptor is not a socket or pipe (regular files, terminals,
+//!   eventfds, epoll descriptors), is a pipe on which the kernel refuses
+//!   `RWF_NOWAIT` (named FIFOs, on Linux 6.18), or is one of eventlet's
+//!   own (`eventlet::net`'s sockets, green pipes: non-blocking, waited on
+//!   by their owner);
 //! - the descriptor is standard output or error (1 or 2), whatever file
 //!   it is: `println!` and `eprintln!` write under a lock per OS thread
 //!   that lets that thread in again (C's stdio likewise), so a green
@@ -120,12 +121,20 @@
 //! 4. *No context goes stale unseen.* The blocking mode and the
 //!    timeouts are read from the kernel when needed, never copied; the one
 //!    thing cached, a descriptor's kind (socket, pipe, other), is forgotten
-//!    by the patched closing calls. A descriptor closed around them (a raw
-//!    `syscall(SYS_close)`) can leave a stale kind for its number: a stale
-//!    *socket* is noticed at the next call (`ENOTSOCK`) and looked up
-//!    again; a stale *pipe* on what is now a regular file could make one
-//!    read shorter than the original would (a short read is legal, but
-//!    rare on files); a stale *other* only means the original call.
+//!    by the patched closing calls, the closes libc makes inside `pclose`
+//!    and `freopen` included. A descriptor closed around them (a raw
+//!    `syscall(SYS_close)`, io_uring) can leave a stale kind for its
+//!    number. The kind is a hint for the fast path only: nothing parks on
+//!    it unchecked. A stale *socket* is noticed by the call itself
+//!    (`ENOTSOCK`) and looked up again, and `accept` asks the kernel
+//!    whether the socket listens before it parks. A stale *pipe* is
+//!    looked at again (`fstat`) before any wait and whenever the kernel
+//!    refuses `RWF_NOWAIT`, which is judged per descriptor, never for
+//!    the process: on what is now a regular file it can only make one
+//!    read shorter than the original would (the part in the page cache:
+//!    a short read is legal, but rare on files). A stale *other* or
+//!    *eventlet's own* means the original call: on what is now a blocking
+//!    socket or pipe, the OS thread blocks, as without the patch.
 //! 5. *Signal handlers see the originals.* A handler may call `write`,
 //!    `close` or `poll` (they are async-signal-safe); their patched forms
 //!    on a green thread are not: they may yield or park, which would run
