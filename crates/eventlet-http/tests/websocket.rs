@@ -32,6 +32,16 @@ fn routes(req: Request<Body>) -> Response<Body> {
                 while ws.read().is_ok() {}
             })
         }
+        // No size limits at all (the user's choice).
+        "/unlimited" => websocket::upgrade_with_config(
+            &req,
+            WebSocketConfig::default().max_message_size(None).max_frame_size(None),
+            echo,
+        ),
+        // Small frames, large messages.
+        "/small-frames" => {
+            websocket::upgrade_with_config(&req, WebSocketConfig::default().max_frame_size(Some(4096)), echo)
+        }
         _ => Response::new(Body::from("plain")),
     }
 }
@@ -507,4 +517,190 @@ fn permessage_deflate_frames_on_the_wire() {
     let mut plain = Vec::with_capacity(text.len() + 16);
     Decompress::new(false).decompress_vec(&payload, &mut plain, FlushDecompress::Sync).unwrap();
     assert_eq!(plain, text.as_bytes());
+}
+
+/// A WebSocket opened by hand offering permessage-deflate; fails unless
+/// the server agreed to it.
+fn raw_ws_deflate(addr: SocketAddr, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(head.contains("sec-websocket-extensions: permessage-deflate"), "{head}");
+    s
+}
+
+/// `data` compressed as permessage-deflate sends it (a sync flush without
+/// its last four bytes).
+fn deflated(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    let mut input = data;
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity());
+        }
+        let before = c.total_in();
+        c.compress_vec(input, &mut out, FlushCompress::Sync).unwrap();
+        input = &input[(c.total_in() - before) as usize..];
+        if input.is_empty() && out.capacity() - out.len() >= 1024 {
+            break;
+        }
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A masked client frame of any length.
+fn long_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [9u8, 8, 7, 6];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// Reads one server frame: its first byte and payload.
+fn read_frame(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    use std::io::Read;
+    let mut hdr = [0u8; 2];
+    s.read_exact(&mut hdr).expect("the server closed the connection");
+    assert_eq!(hdr[1] & 0x80, 0, "a server frame is never masked");
+    let len = match hdr[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).unwrap();
+            u64::from(u16::from_be_bytes(l))
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l)
+        }
+        n => u64::from(n),
+    };
+    assert!(len < 1 << 30, "a frame of {len} bytes");
+    let mut payload = vec![0; len as usize];
+    s.read_exact(&mut payload).unwrap();
+    (hdr[0], payload)
+}
+
+/// Reads the server's next message (its opcode and payload, inflated if
+/// compressed), skipping control frames other than Close.
+fn read_message(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    use flate2::{Decompress, FlushDecompress};
+    let (first, mut payload) = read_frame(s);
+    let opcode = first & 0x0f;
+    if opcode == 8 {
+        return (8, payload);
+    }
+    assert_ne!(first & 0x80, 0, "the echo is one frame");
+    if first & 0x40 == 0 {
+        return (opcode, payload);
+    }
+    payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut plain = Vec::with_capacity(payload.len() * 4 + 1024);
+    let mut d = Decompress::new(false);
+    let mut input = &payload[..];
+    loop {
+        if plain.capacity() - plain.len() < 1024 {
+            plain.reserve(plain.capacity());
+        }
+        let before = d.total_in();
+        d.decompress_vec(input, &mut plain, FlushDecompress::Sync).unwrap();
+        input = &input[(d.total_in() - before) as usize..];
+        if input.is_empty() && plain.capacity() - plain.len() >= 1024 {
+            break;
+        }
+    }
+    (opcode, plain)
+}
+
+/// A compressed frame whose 64-bit length is near `u64::MAX`: the length
+/// arithmetic overflowed and the connection's green thread panicked
+/// (debug: `attempt to add with overflow`; release: a slice out of range),
+/// dropping the connection without a Close frame. Now: Close 1009.
+#[test]
+fn deflate_frame_with_an_absurd_length_is_refused() {
+    use std::io::Write;
+    let addr = server();
+    for len in [u64::MAX - 4, u64::MAX, 1 << 63] {
+        let mut s = raw_ws_deflate(addr, "/read-only");
+        let mut f = vec![0xc1, 0xff];
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        s.write_all(&f).unwrap();
+        assert_eq!(close_code(&mut s), 1009, "a frame of {len} bytes");
+    }
+}
+
+/// With no size limits configured (`max_message_size(None)`), a
+/// compressed message was compared against `usize::MAX + 14`: an overflow
+/// (debug: a panic; release: every frame "too big"). Now it is echoed.
+#[test]
+fn deflate_without_size_limits_echoes() {
+    use std::io::Write;
+    let addr = server();
+    let mut s = raw_ws_deflate(addr, "/unlimited");
+    let text = "unlimited ".repeat(100);
+    s.write_all(&long_frame(0xc1, &deflated(text.as_bytes()))).unwrap();
+    assert_eq!(read_message(&mut s), (1, text.into_bytes()));
+}
+
+/// A compressed message larger than `max_frame_size` but within
+/// `max_message_size` was handed to tungstenite inflated as one frame, and
+/// refused as a frame too big (Close 1009); a browser's message of 20 MB
+/// failed so under the defaults (16 MiB frames, 64 MiB messages). Now the
+/// inflated message goes to tungstenite in frames of its size, and is
+/// echoed; the message limit still holds.
+#[test]
+fn deflate_message_larger_than_a_frame_is_accepted() {
+    use std::io::Write;
+    let addr = server();
+    let mut s = raw_ws_deflate(addr, "/small-frames");
+    let data = pattern(100_000);
+    s.write_all(&long_frame(0xc2, &deflated(&data))).unwrap();
+    let (opcode, echoed) = read_message(&mut s);
+    assert_eq!(opcode, 2, "a binary echo, got opcode {opcode}: {:?}", String::from_utf8_lossy(&echoed));
+    assert!(echoed == data, "the echo differs ({} bytes)", echoed.len());
+}
+
+/// A decompression bomb (16 MiB of zeros in some 16 KB) against a
+/// message limit of 1 KiB: Close 1009, once the inflated bytes pass the
+/// limit (not after inflating all of them).
+#[test]
+fn deflate_bomb_is_refused_at_the_message_limit() {
+    use std::io::Write;
+    let addr = server();
+    let mut s = raw_ws_deflate(addr, "/read-only");
+    let bomb = deflated(&vec![0; 16 << 20]);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    s.write_all(&long_frame(0xc2, &bomb)).unwrap();
+    assert_eq!(close_code(&mut s), 1009);
 }

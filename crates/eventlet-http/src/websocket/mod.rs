@@ -254,10 +254,10 @@ where
     };
     let accept = derive_accept_key(key.as_bytes());
     let agreed = deflate::negotiate(req.headers());
-    let limit = config.max_message_size.unwrap_or(usize::MAX);
+    let max_frame = config.max_frame_size;
     let body = Body::upgrade(move |conn| {
         let inner = match agreed {
-            Some(a) => StreamKind::Deflate(deflate::DeflateStream::new(conn, a, limit)),
+            Some(a) => StreamKind::Deflate(deflate::DeflateStream::new(conn, a, max_frame)),
             None => StreamKind::Plain(conn),
         };
         on_open(ServerSocket { ws: WebSocket::from_raw_socket(Stream { inner }, Role::Server, Some(config)) })
