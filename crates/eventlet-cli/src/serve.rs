@@ -5,8 +5,10 @@
 //! A request path is percent-decoded and split into segments; a `..`
 //! segment (written plainly or as `%2e%2e`) is refused with `403`, and so
 //! is a path that leads out of the directory through a symbolic link (the
-//! resolved file must lie under the resolved directory). A directory is
-//! answered with its `index.html` if it has one, else with a listing.
+//! resolved file must lie under the resolved directory), and so is
+//! anything but a regular file or a directory (a FIFO, whose opening would
+//! wait with the hub's thread; a device). A directory is answered with its
+//! `index.html` if it has one, else with a listing.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -144,7 +146,8 @@ fn file_response(root: &Path, req: &Request<Body>) -> Response<Body> {
     };
     if meta.is_dir() {
         if !url_path.ends_with('/') {
-            let mut location = format!("{url_path}/");
+            // A path on this server: `//name/` would be another host's.
+            let mut location = format!("/{}/", url_path.trim_start_matches('/'));
             if let Some(q) = req.uri().query() {
                 location = format!("{location}?{q}");
             }
@@ -159,6 +162,11 @@ fn file_response(root: &Path, req: &Request<Body>) -> Response<Body> {
             return send_file(&index, req);
         }
         return listing(&real, url_path);
+    }
+    if !meta.is_file() {
+        // A FIFO or a device: opening one may wait (for a writer) with
+        // the hub's whole OS thread.
+        return text(StatusCode::FORBIDDEN, "forbidden: not a regular file\n");
     }
     send_file(&real, req)
 }
@@ -330,6 +338,11 @@ mod http_date {
         let month = f.next()?;
         let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(month))? as u32 + 1;
         let y: i64 = f.next()?.parse().ok()?;
+        // Beyond these years the day arithmetic would overflow; HTTP dates
+        // have four-digit years.
+        if !(1970..=9999).contains(&y) {
+            return None;
+        }
         let mut hms = f.next()?.split(':').map(|x| x.parse::<u64>().ok());
         let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
         if f.next()? != "GMT" || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
@@ -476,6 +489,8 @@ mod tests {
             assert_eq!(http_date::parse(&http_date::format(t)), Some(t));
         }
         assert_eq!(http_date::parse("yesterday"), None);
+        assert_eq!(http_date::parse("Sun, 06 Nov 9223372036854775807 08:49:37 GMT"), None);
+        assert_eq!(http_date::parse("Fri, 31 Dec 9999 23:59:59 GMT"), Some(253_402_300_799));
     }
 
     #[test]

@@ -157,3 +157,71 @@ fn ctrl_c_stops_it_cleanly() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.ends_with("server stopped\n"), "{out:?}");
 }
+
+/// One request with extra header lines, `Connection: close`; the status
+/// and the response, 5 s at most.
+fn http_with(addr: &str, target: &str, headers: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    if let Err(e) = s.read_to_end(&mut raw) {
+        panic!("GET {target}: no answer in 5 s ({e}): {}", String::from_utf8_lossy(&raw));
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// A named pipe (FIFO) in the served directory: `File::open` on it waited
+/// for a writer, blocking the hub's OS thread and every connection on it
+/// (here the only hub: the server stopped answering anyone). Now it is
+/// refused with 403 like any file that is not a regular one.
+#[test]
+fn a_fifo_in_the_directory_does_not_stall_the_server() {
+    let site = TempDir::new("serve-fifo");
+    site.write("ok.txt", "ok");
+    let fifo = site.path().join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (_server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0", "--workers", "1", site.str()]);
+    let (status, text) = http_with(&addr, "/pipe", "");
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = http_with(&addr, "/ok.txt", "");
+    assert_eq!((status, text.ends_with("\r\n\r\nok")), (200, true), "{text}");
+}
+
+/// Dates with absurd years in conditional headers overflowed the date
+/// arithmetic: the handler panicked (a 500 and a panic report per request
+/// in a debug build). Now such a date is ignored, as any malformed one.
+#[test]
+fn absurd_dates_in_conditional_headers_are_ignored() {
+    let site = TempDir::new("serve-dates");
+    site.write("f.txt", "0123456789");
+    let (server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0", site.str()]);
+    for year in ["99999999999999", "9223372036854775807", "999999999999999999999", "-9223372036854775808"] {
+        let date = format!("Sun, 06 Nov {year} 08:49:37 GMT");
+        let (status, text) = http_with(&addr, "/f.txt", &format!("If-Modified-Since: {date}\r\n"));
+        assert_eq!(status, 200, "If-Modified-Since: {date}: {text}");
+        let (status, text) = http_with(&addr, "/f.txt", &format!("Range: bytes=0-1\r\nIf-Range: {date}\r\n"));
+        assert_eq!(status, 200, "If-Range: {date}: {text}");
+    }
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+/// A directory asked for without its slash is redirected to the path
+/// with one; a path beginning `//` made that `Location: //name/`, which a
+/// browser reads as another host. Now the Location is a path on this
+/// server.
+#[test]
+fn directory_redirects_stay_on_this_server() {
+    let site = TempDir::new("serve-redirect");
+    site.write("evil.example/index.html", "x");
+    let (_server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0", site.str()]);
+    for target in ["//evil.example", "///evil.example", "/evil.example"] {
+        let (status, text) = http_with(&addr, target, "");
+        assert_eq!(status, 301, "{target}: {text}");
+        let location = text.lines().find_map(|l| l.strip_prefix("location: ").or(l.strip_prefix("Location: ")));
+        assert_eq!(location, Some("/evil.example/"), "{target}: {text}");
+    }
+}
