@@ -4,7 +4,10 @@
 //! unbounded) with and without timeouts, select over them, kill receivers
 //! and senders while they wait, join each other across hubs, and await
 //! green threads as futures (or drop those futures, which kills them), in
-//! interleavings chosen by a seeded generator, for a bounded time.
+//! interleavings chosen by a seeded generator, for a bounded time. With the
+//! `tokio` feature a tokio runtime on another plain thread takes part too:
+//! it awaits green threads of the group's hubs as futures under tokio's
+//! timeouts, drops them or detaches them.
 //!
 //! Invariants at the end, which a lost wake-up, a lost or duplicated item,
 //! or an outcome given to a waiter that had given up would break:
@@ -220,6 +223,48 @@ fn worker(w: Arc<World>, mut rng: Rng) {
     }
 }
 
+/// A tokio task's steps: a green thread of a random hub that receives or
+/// sends, awaited under a tokio timeout (dropping it on expiry kills it),
+/// dropped at once, or detached.
+#[cfg(feature = "tokio")]
+fn from_tokio(w: Arc<World>, mut rng: Rng) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        while w.going() {
+            let hub = &w.hubs[rng.below(w.hubs.len() as u64) as usize];
+            let (tx, rx) = w.chans[rng.below(w.chans.len() as u64) as usize].clone();
+            let w1 = w.clone();
+            let patience = rng.ms(3);
+            let f = if rng.chance(50) {
+                hub.spawn_future(move || {
+                    if let Ok(item) = rx.recv_timeout(patience) {
+                        w1.received(item);
+                    }
+                })
+                .ok()
+            } else {
+                // Its green thread may be killed (the future dropped) after
+                // the item was taken: then it reports nothing.
+                let item = w.item();
+                w.ledger.lock().unwrap().unsure.insert(item.id);
+                hub.spawn_future(move || {
+                    let id = item.id;
+                    if tx.send_timeout(item, patience).is_ok() {
+                        w1.sent(id);
+                    }
+                })
+                .ok()
+            };
+            let Some(f) = f else { continue };
+            match rng.below(3) {
+                0 => drop(tokio::time::timeout(rng.ms(3), f).await),
+                1 => drop(f),
+                _ => f.detach(),
+            }
+        }
+    });
+}
+
 #[test]
 fn random_interleavings_across_hubs_keep_every_invariant() {
     let (seed, secs) = util::stress_plan("stress across hubs");
@@ -264,6 +309,14 @@ fn random_interleavings_across_hubs_keep_every_invariant() {
             }
         })
     };
+    // With the tokio bridge: a tokio runtime on a plain thread awaits green
+    // threads of the group's hubs as futures, drops them (killing them) or
+    // detaches them.
+    #[cfg(feature = "tokio")]
+    let from_tokio = {
+        let (w, r) = (w.clone(), Rng(rng.next() | 1));
+        std::thread::spawn(move || from_tokio(w, r))
+    };
     // And green threads of this thread's hub.
     let local: Vec<_> = (0..20)
         .map(|_| {
@@ -278,6 +331,8 @@ fn random_interleavings_across_hubs_keep_every_invariant() {
         h.join().expect("a worker of the group panicked");
     }
     plain.join().expect("the plain thread panicked");
+    #[cfg(feature = "tokio")]
+    from_tokio.join().expect("the tokio thread panicked");
     // Every worker has ended; what they spawned on the group's hubs ends
     // within its own short timeouts (the world's handles would keep a
     // plain `join` waiting).
