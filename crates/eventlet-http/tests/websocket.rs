@@ -704,3 +704,45 @@ fn deflate_bomb_is_refused_at_the_message_limit() {
     s.write_all(&long_frame(0xc2, &bomb)).unwrap();
     assert_eq!(close_code(&mut s), 1009);
 }
+
+/// A server that accepts and never answers the handshake (or answers a
+/// byte at a time): `websocket::connect` waited forever. Now the
+/// connection and the handshake have a deadline (30 s by default;
+/// `connect_timeout` sets another), and its expiry is `TimedOut`.
+#[test]
+fn client_handshake_with_a_silent_server_times_out() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, s) in listener.incoming().take(2).enumerate() {
+            let mut s = s.unwrap();
+            if i == 1 {
+                // The second: a 101 head dripped a byte every 100 ms.
+                let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                for b in b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX: ".iter().cycle().take(40) {
+                    if s.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            held.push(s);
+        }
+        held
+    });
+    for what in ["silent", "dripping"] {
+        let t = Instant::now();
+        let r = websocket::connect_timeout(&format!("ws://{addr}/"), None, Some(Duration::from_millis(500)));
+        let waited = t.elapsed();
+        match r {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{what}: {e}"),
+            Err(e) => panic!("{what}: {e}"),
+            Ok(_) => panic!("{what}: a handshake"),
+        }
+        assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(3), "{what}: {waited:?}");
+    }
+    drop(server.join().unwrap());
+}

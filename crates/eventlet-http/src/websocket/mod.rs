@@ -46,6 +46,7 @@
 //! socket from other green threads (a broadcast), take a [`Sender`] from it.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use eventlet::net::TcpStream;
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -397,12 +398,20 @@ impl Drop for Outbox {
     }
 }
 
-/// Opens a WebSocket to a `ws://` URL over a green [`TcpStream`].
+/// How long [`connect`] and [`connect_with_config`] may take to open the
+/// connection and finish the handshake (as the HTTP client's connect
+/// timeout): a server that accepts and never answers does not hold the
+/// caller forever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens a WebSocket to a `ws://` URL over a green [`TcpStream`], within
+/// [`CONNECT_TIMEOUT`].
 ///
 /// # Errors
 ///
 /// A bad or non-`ws://` URL ([`Error::Url`]), the connection's error
-/// ([`Error::Io`]), a refused handshake ([`Error::Http`]).
+/// ([`Error::Io`]; `TimedOut` past the timeout), a refused handshake
+/// ([`Error::Http`]).
 pub fn connect(url: &str) -> Result<Connected<TcpStream>, Error> {
     connect_with_config(url, None)
 }
@@ -413,6 +422,32 @@ pub fn connect(url: &str) -> Result<Connected<TcpStream>, Error> {
 ///
 /// As [`connect`].
 pub fn connect_with_config(url: &str, config: Option<WebSocketConfig>) -> Result<Connected<TcpStream>, Error> {
+    connect_timeout(url, config, Some(CONNECT_TIMEOUT))
+}
+
+/// [`connect_with_config`] with a deadline of your own for opening the
+/// connection and the whole handshake (`None`: none). The socket has no
+/// read or write timeout afterwards.
+///
+/// # Errors
+///
+/// As [`connect`]; past `timeout`, [`Error::Io`] with `TimedOut`.
+pub fn connect_timeout(
+    url: &str,
+    config: Option<WebSocketConfig>,
+    timeout: Option<Duration>,
+) -> Result<Connected<TcpStream>, Error> {
+    let Some(t) = timeout else { return open(url, config) };
+    eventlet::with_timeout(t, || open(url, config)).unwrap_or_else(|_| {
+        Err(Error::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("WebSocket connection to {url} not open after {t:?}"),
+        )))
+    })
+}
+
+/// Connects to `url` and runs the handshake, without a deadline.
+fn open(url: &str, config: Option<WebSocketConfig>) -> Result<Connected<TcpStream>, Error> {
     use tungstenite::error::UrlError;
     let request = url.into_client_request()?;
     let uri = request.uri();
@@ -428,7 +463,10 @@ pub fn connect_with_config(url: &str, config: Option<WebSocketConfig>) -> Result
 }
 
 /// The client handshake over any stream already connected (a green
-/// [`TcpStream`], a TLS stream over one, ...).
+/// [`TcpStream`], a TLS stream over one, ...). It has no deadline of its
+/// own: give the stream read and write timeouts, or call it inside
+/// [`eventlet::with_timeout`], lest a server that never answers hold the
+/// caller forever.
 ///
 /// # Errors
 ///
