@@ -9,6 +9,8 @@
 //! pool before the next round; D waves at most. Each wave is one `imap`,
 //! so the output is in a stable order: the given URLs, then the links of
 //! the first page in the order they appear, then those of the second...
+//! Links are looked for in the first 4 MiB of a page; the rest of it is
+//! counted, not kept, so a page without end does not take the memory.
 //!
 //! One line per URL on stdout: `STATUS BYTES URL`, or
 //! `error - URL REASON` for a URL that could not be fetched (malformed,
@@ -52,6 +54,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_pages: usize,
 }
+
+/// Bytes of a page searched for links (and held in memory); links past
+/// them are not followed.
+const MAX_PAGE: u64 = 4 << 20;
 
 /// What fetching one URL gave.
 struct Fetched {
@@ -204,11 +210,16 @@ fn fetch(client: &Client, url: &str, follow: bool) -> Result<Fetched, String> {
         .is_none_or(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("html")));
     let mut body = resp.into_body();
     if follow && html && status < 300 {
-        let bytes = body.into_bytes().map_err(|e| format!("reading the body: {}", describe(&e)))?;
-        let links = links(&bytes).filter_map(|href| parsed.join(&href)).filter(|u| u.same_origin(&parsed));
+        // Links are looked for in the first MAX_PAGE bytes; the rest is
+        // counted, not kept (a page without end must not take the memory).
+        let mut page = Vec::new();
+        let reading = |e: io::Error| format!("reading the body: {}", describe(&e));
+        io::Read::read_to_end(&mut io::Read::take(&mut body, MAX_PAGE), &mut page).map_err(reading)?;
+        let rest = io::copy(&mut body, &mut io::sink()).map_err(reading)?;
+        let links = links(&page).filter_map(|href| parsed.join(&href)).filter(|u| u.same_origin(&parsed));
         return Ok(Fetched {
             status,
-            bytes: bytes.len() as u64,
+            bytes: page.len() as u64 + rest,
             moved_to,
             links: links.map(|u| u.to_string()).collect(),
         });

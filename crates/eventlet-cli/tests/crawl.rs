@@ -167,3 +167,49 @@ fn a_slow_server_times_out() {
     assert_eq!(out.one_line_error(), "eventlet: 1 of 1 URLs failed");
     assert!(out.stdout.contains("timed out"), "{out:?}");
 }
+
+/// The peak resident memory of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A hostile page: 128 MiB of HTML, links all the way. The crawler read a
+/// page to follow whole into memory (RSS past 128 MiB, and a page without
+/// end took all of it); now it looks for links in the first 4 MiB and
+/// counts the rest without keeping it.
+#[test]
+fn a_huge_page_is_crawled_in_bounded_memory() {
+    use std::io::{Read, Write};
+    const TOTAL: usize = 128 << 20;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel::<u32>();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = [0; 4096];
+        let _ = s.read(&mut head).unwrap();
+        let chunk = "<a href=\"/x\">x</a> ".repeat(1 << 16);
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n").unwrap();
+        let mut sent = 0;
+        while sent < TOTAL {
+            s.write_all(chunk.as_bytes()).unwrap();
+            sent += chunk.len();
+        }
+        // Before closing, while the crawler is still on the page.
+        let pid = pid_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        (sent, peak_rss_kib(pid))
+    });
+    let crawler = Proc::spawn(&["crawl", "--depth", "1", "--max-pages", "1", &format!("http://{addr}/")]);
+    pid_tx.send(crawler.pid()).unwrap();
+    let (sent, peak) = server.join().unwrap();
+    let out = crawler.wait(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    let (status, bytes, url, _) = fields(out.stdout.lines().next().unwrap());
+    assert_eq!((status, bytes, url), ("200".into(), sent.to_string(), format!("http://{addr}/")), "{}", out.stdout);
+    assert!(peak < 64 << 10, "the crawler's peak RSS was {peak} KiB for a page of {sent} bytes");
+}
