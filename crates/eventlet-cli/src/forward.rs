@@ -4,6 +4,10 @@
 //! (EOF), the other side's write half is shut down, so a half-closed
 //! connection stays half-open through the forwarder and the answer still
 //! comes back; when a side fails (a reset), both connections are closed.
+//! A side that stops reading while bytes wait for it is a failure once a
+//! write to it has waited `--write-timeout` (60 s): without it, a target
+//! that never reads held the connection, its two green threads and its
+//! place under `--max-clients` for good, even after the client had gone.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -26,6 +30,9 @@ pub(crate) struct Args {
     /// Hubs (OS threads) forwarding connections [default: every core this process may use].
     #[arg(short, long, value_name = "N")]
     workers: Option<usize>,
+    /// Close a connection (both sides) when a write to either side waits this long: 60, 2.5, 500ms, 1m.
+    #[arg(long, value_name = "S", default_value = "60", value_parser = crate::parse_positive_duration)]
+    write_timeout: Duration,
     /// Do not log each connection on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -41,7 +48,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let stop = server.stop_handle();
     crate::signal::on_interrupt(move || stop.stop())?;
     println!("forwarding {addr} to {}", args.target);
-    let (target, quiet) = (Arc::new(args.target), args.quiet);
+    let (target, quiet, write_timeout) = (Arc::new(args.target), args.quiet, args.write_timeout);
     server.serve(move |client, peer| {
         let upstream = match eventlet::connect(&targets[..]) {
             Ok(s) => s,
@@ -50,8 +57,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 return;
             }
         };
-        let _ = client.set_nodelay(true);
-        let _ = upstream.set_nodelay(true);
+        for s in [&client, &upstream] {
+            let _ = s.set_nodelay(true);
+            let _ = s.set_write_timeout(Some(write_timeout));
+        }
         let (sent, received) = relay(client, upstream);
         if !quiet {
             eprintln!("forward: {peer}: closed, {sent} bytes sent to {target}, {received} received");

@@ -117,3 +117,38 @@ fn bad_input_is_one_line_and_non_zero() {
     let out = run(&["forward", "127.0.0.1:0"], LIMIT);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// A target that accepts and never reads, and a client that sends more
+/// than the socket buffers hold and goes away: the forwarder's write to
+/// the target waited forever, holding both connections (and the client's
+/// place under --max-clients) after the client had gone. Now a write that
+/// waits --write-timeout closes both.
+#[test]
+fn a_target_that_never_reads_is_let_go_after_the_write_timeout() {
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_addr = target.local_addr().unwrap().to_string();
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
+    let held = std::thread::spawn(move || {
+        let (s, _) = target.accept().unwrap();
+        // Held unread until the test is over (30 s at most).
+        let _ = done.recv_timeout(Duration::from_secs(30));
+        drop(s);
+    });
+    let (fwd, addr) = Proc::server(&["forward", "--write-timeout", "500ms", "127.0.0.1:0", &target_addr]);
+    let mut c = connect(&addr);
+    c.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let mut sent = 0;
+    while sent < 64 << 20 && c.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    drop(c);
+    let t = std::time::Instant::now();
+    while !fwd.stderr().contains("closed,") && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = fwd.stderr();
+    drop(done_tx);
+    held.join().unwrap();
+    assert!(log.contains("closed,"), "the forwarder still holds the connection 5 s on: {log}");
+}
