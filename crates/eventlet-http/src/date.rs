@@ -1,7 +1,7 @@
 //! Dates for the `Date` header and the access log (UTC, no time zone data).
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -66,21 +66,79 @@ pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-thread_local! {
-    static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+/// The length of a `Date` header line: `Date: ` and an IMF-fixdate of
+/// a four-digit year (29 bytes), and its line break.
+pub(crate) const LINE: usize = 37;
+
+/// The `Date` header line of the current second, and until when it holds.
+#[derive(Clone, Copy)]
+struct DateLine {
+    until: Option<Instant>,
+    line: [u8; LINE],
 }
 
-/// Appends the current `Date` header value to `out`; it is formatted at
-/// most once a second.
-pub(crate) fn push_http_date_now(out: &mut Vec<u8>) {
-    let now = now_secs();
+thread_local! {
+    static CACHED: Cell<DateLine> = const { Cell::new(DateLine { until: None, line: [0; LINE] }) };
+}
+
+/// The `Date` header line (`Date: ...\r\n`) of the current second:
+/// formatted once a second. Each call reads the monotonic clock (no
+/// system call: the vDSO) to tell whether the second has turned, so the
+/// line is right to the second however long a handler ran.
+pub(crate) fn date_line() -> [u8; LINE] {
+    current(Instant::now()).line
+}
+
+/// The line of the second `now` is in, and until when (`until` is read
+/// from the wall clock after `now`, so it is never past the turn of the
+/// second).
+fn current(now: Instant) -> DateLine {
     CACHED.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != now {
-            *c = (now, http_date(now));
+        let cached = c.get();
+        if cached.until.is_some_and(|until| now < until) {
+            return cached;
         }
-        out.extend_from_slice(c.1.as_bytes());
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let rest_of_second = Duration::from_secs(1) - Duration::from_nanos(u64::from(wall.subsec_nanos()));
+        // (Four-digit years: the last second of 9999 at most.)
+        let text = format!("Date: {}\r\n", http_date(wall.as_secs().min(LAST_SECOND)));
+        let mut line = [b' '; LINE];
+        let n = text.len().min(LINE);
+        line[..n].copy_from_slice(&text.as_bytes()[..n]);
+        let fresh = DateLine { until: now.checked_add(rest_of_second), line };
+        c.set(fresh);
+        fresh
     })
+}
+
+/// A copy of the `Date` line kept by a loop that writes many responses
+/// (a batch of pipelined ones): checking it costs a read of the monotonic
+/// clock and no copy, and it is as fresh as [`date_line`].
+pub(crate) struct Dates(DateLine);
+
+impl Dates {
+    pub(crate) fn new() -> Dates {
+        Dates(DateLine { until: None, line: [0; LINE] })
+    }
+
+    /// The `Date` line now.
+    #[inline]
+    pub(crate) fn line(&mut self) -> &[u8; LINE] {
+        let now = Instant::now();
+        if self.0.until.is_none_or(|until| now >= until) {
+            self.0 = current(now);
+        }
+        &self.0.line
+    }
+}
+
+/// 9999-12-31 23:59:59 UTC.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// Appends the `Date` header line (see [`date_line`]) to `out`.
+#[inline]
+pub(crate) fn push_date_header(out: &mut Vec<u8>) {
+    out.extend_from_slice(&date_line());
 }
 
 #[cfg(test)]
@@ -94,5 +152,25 @@ mod tests {
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(log_date(784_111_777), "06/Nov/1994 08:49:37");
         assert_eq!(http_date(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
+        assert_eq!(http_date(LAST_SECOND), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn date_header_is_the_current_second() {
+        let mut out = Vec::new();
+        let before = now_secs();
+        push_date_header(&mut out);
+        let after = now_secs();
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line == format!("Date: {}\r\n", http_date(before)) || line == format!("Date: {}\r\n", http_date(after)),
+            "{line:?}"
+        );
+        // A second later, the line has moved on.
+        eventlet::sleep(Duration::from_millis(1100));
+        let mut again = Vec::new();
+        push_date_header(&mut again);
+        assert_ne!(again, line.as_bytes());
+        assert!(String::from_utf8(again).unwrap().starts_with("Date: "));
     }
 }

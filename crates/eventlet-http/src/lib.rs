@@ -104,7 +104,7 @@ pub use server::{serve, RemoteAddr, Server, ShutdownHandle, Workers};
 pub use upgrade::{Upgraded, UpgradedWriter};
 
 #[doc(hidden)]
-pub use server::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};
+pub use server::{parse_request_for_fuzzing, parse_request_for_fuzzing_raw, FUZZ_METHOD_HEADER};
 
 pub use http;
 pub use tungstenite;

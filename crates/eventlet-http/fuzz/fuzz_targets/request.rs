@@ -2,7 +2,10 @@
 //! limits), body framing (`Content-Length`, chunked with extensions and
 //! trailers, `Expect: 100-continue`) and pipelining, all through
 //! [`eventlet_http::parse_request_for_fuzzing`], which runs a real server
-//! connection over the input held in memory.
+//! connection over the input held in memory; and the same through
+//! [`eventlet_http::parse_request_for_fuzzing_raw`], whose handler is a raw
+//! one (`Server::serve_raw`: requests without a body served straight from
+//! the read buffer).
 //!
 //! It must never panic, and what it writes back must be a well-formed
 //! sequence of HTTP/1.1 responses: interim `100 Continue`s only between
@@ -10,11 +13,13 @@
 //! be cut short (the server gave up on the connection).
 #![no_main]
 
-use eventlet_http::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};
+use eventlet_http::{parse_request_for_fuzzing, parse_request_for_fuzzing_raw, FUZZ_METHOD_HEADER};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let out = parse_request_for_fuzzing(data);
+    check_responses(&out);
+    let out = parse_request_for_fuzzing_raw(data);
     check_responses(&out);
 });
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 
-use super::conn::Connection;
+use super::conn::{Connection, Handler};
+use super::raw;
 use super::response::simple_response;
 use super::{Config, State};
 use crate::body::Body;
@@ -81,11 +82,29 @@ pub const FUZZ_METHOD_HEADER: &str = "x-fuzz-method";
 /// here.
 #[doc(hidden)]
 pub fn parse_request_for_fuzzing(bytes: &[u8]) -> Vec<u8> {
-    serve_from_memory(bytes).0
+    serve_from_memory(bytes, Kind::Http).0
 }
 
-/// [`parse_request_for_fuzzing`], and how many writes the server made.
-fn serve_from_memory(bytes: &[u8]) -> (Vec<u8>, usize) {
+/// [`parse_request_for_fuzzing`] with a raw handler (see
+/// [`raw`](super::raw)) that answers as that one's does, but for `/stream`,
+/// whose answer it cannot stream: it echoes the request body read whole.
+///
+/// For the fuzz target in this crate's `fuzz/` directory; not a stable API.
+#[doc(hidden)]
+pub fn parse_request_for_fuzzing_raw(bytes: &[u8]) -> Vec<u8> {
+    serve_from_memory(bytes, Kind::Raw).0
+}
+
+/// Which handler [`serve_from_memory`] serves with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Raw,
+}
+
+/// [`parse_request_for_fuzzing`] (or its raw twin), and how many writes
+/// the server made.
+fn serve_from_memory(bytes: &[u8], kind: Kind) -> (Vec<u8>, usize) {
     let config = Rc::new(Config { max_body_size: FUZZ_BODY_LIMIT, ..Config::default() });
     let memory = Memory {
         input: RefCell::new(io::Cursor::new(bytes.to_vec())),
@@ -94,25 +113,49 @@ fn serve_from_memory(bytes: &[u8]) -> (Vec<u8>, usize) {
     };
     let conn = Connection::new(memory, SocketAddr::from(([127, 0, 0, 1], 0)), config, State::new());
     let caught = RefCell::new(None);
-    conn.run(|_| Ok(()), &|req: Request<Body>| {
+    // A panic while the body is read, which the server would answer `500`,
+    // is kept to be raised again.
+    let read_body = |body: Body| match panic::catch_unwind(AssertUnwindSafe(|| body.into_bytes())) {
+        Ok(Ok(body)) => Some(body),
+        Ok(Err(e)) => Some(e.to_string().into_bytes()),
+        Err(p) => {
+            *caught.borrow_mut() = Some(p);
+            None
+        }
+    };
+    let http = |req: Request<Body>| {
         let method = HeaderValue::from_str(req.method().as_str()).ok();
         let mut resp = match req.uri().path() {
             "/ignore" => Response::new(Body::from("ignored")),
             "/stream" => Response::new(req.into_body()),
-            _ => match panic::catch_unwind(AssertUnwindSafe(|| req.into_body().into_bytes())) {
-                Ok(Ok(body)) => Response::new(Body::from(body)),
-                Ok(Err(e)) => Response::new(Body::from(e.to_string())),
-                Err(p) => {
-                    *caught.borrow_mut() = Some(p);
-                    simple_response(StatusCode::INTERNAL_SERVER_ERROR)
-                }
+            _ => match read_body(req.into_body()) {
+                Some(body) => Response::new(Body::from(body)),
+                None => simple_response(StatusCode::INTERNAL_SERVER_ERROR),
             },
         };
         if let Some(m) = method {
             resp.headers_mut().insert(HeaderName::from_static(FUZZ_METHOD_HEADER), m);
         }
         resp
-    });
+    };
+    let raw = |req: &mut raw::Request<'_>, res: &mut raw::Response<'_>| {
+        res.header(FUZZ_METHOD_HEADER, req.method());
+        let path = req.path().split('?').next().unwrap_or("");
+        if path == "/ignore" {
+            res.body_static(b"ignored");
+        } else {
+            match read_body(std::mem::take(req.body())) {
+                Some(body) => res.body_mut().extend_from_slice(&body),
+                None => {
+                    res.status(StatusCode::INTERNAL_SERVER_ERROR);
+                }
+            }
+        }
+    };
+    match kind {
+        Kind::Http => conn.run(|_| Ok(()), Handler::Http(&http)),
+        Kind::Raw => conn.run(|_| Ok(()), Handler::Raw(&raw)),
+    }
     if let Some(p) = caught.into_inner() {
         panic::resume_unwind(p);
     }
@@ -170,7 +213,7 @@ mod tests {
     /// first (its body may take a wait, or a `100 Continue`), in order.
     #[test]
     fn pipelined_answers_go_out_together() {
-        let (out, writes) = serve_from_memory(&b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(16));
+        let (out, writes) = serve_from_memory(&b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(16), Kind::Http);
         let out = String::from_utf8(out).unwrap();
         assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 16, "{out}");
         assert_eq!(writes, 1, "{out}");
@@ -178,13 +221,111 @@ mod tests {
         let mut input = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3);
         input.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi");
         input.extend_from_slice(&b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3));
-        let (out, writes) = serve_from_memory(&input);
+        let (out, writes) = serve_from_memory(&input, Kind::Http);
         let out = String::from_utf8(out).unwrap();
         let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|a| &a[..3]).collect();
         assert_eq!(statuses, ["200", "200", "200", "100", "200", "200", "200", "200"], "{out}");
         assert!(out.contains("\r\n\r\nhi"), "{out}");
         // The three before the body, the continue, the rest.
         assert_eq!(writes, 3, "{out}");
+    }
+
+    /// What a server wrote, with each `Date` line's value blanked (two
+    /// runs may straddle a second).
+    fn without_dates(out: &[u8]) -> String {
+        let out = String::from_utf8_lossy(out);
+        let mut lines: Vec<String> = Vec::new();
+        for line in out.split("\r\n") {
+            lines.push(if line.starts_with("Date: ") { "Date: -".into() } else { line.into() });
+        }
+        lines.join("\r\n")
+    }
+
+    /// The inputs of the tests above and the fuzz seeds.
+    fn inputs() -> Vec<(String, Vec<u8>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
+        let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap())
+            })
+            .collect();
+        let get = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut mixed = get.repeat(3);
+        mixed.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi");
+        mixed.extend_from_slice(&get.repeat(3));
+        for (name, bytes) in [
+            ("pipelined 16", get.repeat(16)),
+            ("pipelined with a body among them", mixed),
+            (
+                "chunked, ignored, too large",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n\
+                  GET /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+                  POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+                    .to_vec(),
+            ),
+            (
+                "HEAD, HTTP/1.0, close, no host, partial",
+                b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+                  GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /after-close HTTP/1.1\r\nHost: x\r\n\r\n"
+                    .to_vec(),
+            ),
+            ("HTTP/1.0 closes", b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n".to_vec()),
+            (
+                "a second host",
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".to_vec(),
+            ),
+            ("a head cut short", b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHo".to_vec()),
+            (
+                "blank lines between",
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            ),
+        ] {
+            all.push((name.to_string(), bytes));
+        }
+        all
+    }
+
+    /// A raw handler's connection answers every input as a handler of
+    /// `http` types does, byte for byte but the `Date`: the same parser,
+    /// checks, framing, keep-alive and pipelining, whether its requests
+    /// are served from the read buffer in a batch or one at a time (with
+    /// a body). The handlers stream nothing (`/stream`, which only the
+    /// `http` one streams, is compared by status).
+    #[test]
+    fn raw_handler_answers_as_the_http_one() {
+        let mut compared = 0;
+        for (name, input) in inputs() {
+            let http = serve_from_memory(&input, Kind::Http);
+            let raw = serve_from_memory(&input, Kind::Raw);
+            if input.windows(7).any(|w| w == b"/stream") {
+                let statuses = |out: &[u8]| -> Vec<String> {
+                    String::from_utf8_lossy(out)
+                        .split("HTTP/1.1 ")
+                        .skip(1)
+                        .map(|a| a.split(' ').next().unwrap_or("").to_string())
+                        .collect()
+                };
+                assert_eq!(statuses(&raw.0), statuses(&http.0), "{name}");
+                continue;
+            }
+            assert_eq!(without_dates(&raw.0), without_dates(&http.0), "{name}");
+            assert_eq!(raw.1, http.1, "{name}: writes");
+            compared += 1;
+        }
+        assert!(compared >= 20, "{compared}");
+    }
+
+    /// Sixteen pipelined requests to a raw handler: served from the read
+    /// buffer, answered in one write.
+    #[test]
+    fn raw_pipelined_answers_go_out_together() {
+        let (out, writes) = serve_from_memory(&b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(16), Kind::Raw);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches("HTTP/1.1 200 OK\r\nx-fuzz-method: GET\r\nDate: ").count(), 16, "{out}");
+        assert_eq!(out.matches("\r\nContent-Length: 0\r\n\r\n").count(), 16, "{out}");
+        assert_eq!(writes, 1, "{out}");
     }
 
     /// The fuzz target's seed corpus, run by plain `cargo test`: every seed

@@ -44,15 +44,32 @@ mod conn;
 mod fuzz;
 mod head;
 mod incoming;
+pub mod raw;
 mod reader;
 mod response;
 mod workers;
 
-use conn::{Connection, KeepAlive};
+use conn::{Connection, Handler, KeepAlive, RawHandler};
+
+/// A server's handler, of either kind, shared by its connections.
+#[derive(Clone)]
+enum OwnedHandler {
+    Http(Rc<dyn Fn(Request<Body>) -> Response<Body>>),
+    Raw(Rc<RawHandler<'static>>),
+}
+
+impl OwnedHandler {
+    fn get(&self) -> Handler<'_> {
+        match self {
+            OwnedHandler::Http(h) => Handler::Http(&**h),
+            OwnedHandler::Raw(h) => Handler::Raw(&**h),
+        }
+    }
+}
 pub(crate) use head::has_token;
 
 #[doc(hidden)]
-pub use fuzz::{parse_request_for_fuzzing, FUZZ_METHOD_HEADER};
+pub use fuzz::{parse_request_for_fuzzing, parse_request_for_fuzzing_raw, FUZZ_METHOD_HEADER};
 pub use workers::Workers;
 
 /// Longest request line accepted (longer: `414 URI Too Long`).
@@ -432,18 +449,45 @@ impl Server {
     where
         H: Fn(Request<Body>) -> Response<Body> + 'static,
     {
+        self.serve_handler(OwnedHandler::Http(Rc::new(handler)))
+    }
+
+    /// Serves with a raw handler (see [`raw`]): the request head as the
+    /// server parsed it, the response written into the connection's
+    /// buffers; no `http` types, no allocation per request. Otherwise as
+    /// [`serve`](Self::serve).
+    ///
+    /// ```no_run
+    /// use eventlet_http::server::raw::{Request, Response};
+    ///
+    /// eventlet_http::Server::bind("0.0.0.0:8090")?.serve_raw(|_req: &mut Request<'_>, res: &mut Response<'_>| {
+    ///     res.header("Content-Type", "text/plain").body_static(b"Hello, World!");
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub fn serve_raw<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(&mut raw::Request<'_>, &mut raw::Response<'_>) + 'static,
+    {
+        self.serve_handler(OwnedHandler::Raw(Rc::new(handler)))
+    }
+
+    fn serve_handler(self, handler: OwnedHandler) -> io::Result<()> {
         let Server { listener, config, state } = self;
         if state.shutting_down.get() {
             return Ok(());
         }
         let server = eventlet::Server::new(listener, config.max_connections);
         *state.stop.borrow_mut() = Some(server.stop_handle());
-        let handler = Rc::new(handler);
         let config = Rc::new(config);
         let st = state.clone();
         let result = server.serve(move |sock, peer| {
             let _live = Live::new(st.clone());
-            serve_connection(sock, peer, &config, &st, &*handler);
+            serve_connection(sock, peer, &config, &st, handler.get());
         });
         *state.stop.borrow_mut() = None;
         while state.live.get() > 0 {
@@ -479,7 +523,7 @@ fn serve_connection(
     peer: SocketAddr,
     config: &Rc<Config>,
     state: &Rc<State>,
-    handler: &dyn Fn(Request<Body>) -> Response<Body>,
+    handler: Handler<'_>,
 ) {
     let _ = sock.set_nodelay(true);
     let _ = sock.set_write_timeout(config.write_timeout);

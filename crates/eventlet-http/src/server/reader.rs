@@ -38,10 +38,12 @@ impl<S: Transport> Reader<S> {
         }
     }
 
+    #[inline]
     pub(super) fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..self.end]
     }
 
+    #[inline]
     pub(super) fn consume(&mut self, n: usize) {
         self.pos += n;
         debug_assert!(self.pos <= self.end);

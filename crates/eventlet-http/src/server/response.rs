@@ -15,6 +15,7 @@ use http::{Response, StatusCode, Version};
 
 use super::conn::Connection;
 use super::head::value_has_token;
+use super::raw;
 use crate::body::Body;
 use crate::date;
 use crate::transport::Transport;
@@ -23,8 +24,9 @@ use crate::transport::Transport;
 const COALESCE: usize = 32 * 1024;
 /// Most bytes of answers to pipelined requests gathered before a write.
 const GATHER: usize = 64 * 1024;
-/// The largest response buffer a connection keeps for its next response.
-const KEEP_OUT: usize = 1024;
+/// The largest output buffer a connection keeps between writes: room for
+/// the answers to sixteen pipelined small requests.
+const KEEP_OUT: usize = 4096;
 
 /// A plain-text response `STATUS REASON`.
 pub(super) fn simple_response(status: StatusCode) -> Response<Body> {
@@ -38,6 +40,14 @@ pub(super) fn simple_response(status: StatusCode) -> Response<Body> {
 /// Appends `n` in decimal.
 #[inline(always)]
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -51,29 +61,78 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Appends the status line.
+#[inline]
+fn push_status_line(out: &mut Vec<u8>, status: StatusCode) {
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a `Content-Length` line.
+#[inline]
+fn push_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a response with `status` has no body.
+fn bodiless(status: StatusCode) -> bool {
+    status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+}
+
 impl<S: Transport> Connection<S> {
+    /// Appends the `Connection` line the response needs (none for a
+    /// kept-alive HTTP/1.1 connection) and the blank line that ends the head.
+    #[inline]
+    fn end_head(&self, out: &mut Vec<u8>, version: Version) {
+        if !self.keeps_alive() {
+            out.extend_from_slice(b"Connection: close\r\n\r\n");
+        } else if version == Version::HTTP_10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
     /// Writes `resp`; returns the body bytes sent. The response says
     /// `Connection: close` when the connection's keep-alive is off (or the
     /// response itself turns it off).
     pub(super) fn write_response(&self, resp: Response<Body>, version: Version, is_head: bool) -> io::Result<u64> {
-        // The head is assembled in a buffer kept between responses (when
-        // small: an idle connection should not hold much).
         if let Ok(mut ex) = self.ex.try_borrow_mut() {
             // `100 Continue` may only come before the final head: a body
             // read from here on (by a response body that reads the
             // request's) waits for the client to send it unasked.
             ex.continue_pending = false;
         }
-        let mut out = self.out.take();
-        out.clear();
+        // The response is assembled behind the answers gathered so far.
+        let mut out = self.pending.take();
         let sent = self.write_response_with(&mut out, resp, version, is_head);
-        if out.capacity() <= KEEP_OUT {
-            self.out.set(out);
+        if sent.is_err() {
+            // The connection is done for: nothing more goes out on it.
+            out.clear();
         }
+        self.keep_out(out);
         sent
     }
 
-    /// [`write_response`](Self::write_response) with `out` to assemble in.
+    /// Keeps `out` (what is in it waits for the next write) unless it is
+    /// empty and large: an idle connection should not hold much.
+    pub(super) fn keep_out(&self, out: Vec<u8>) {
+        if !out.is_empty() || out.capacity() <= KEEP_OUT {
+            self.pending.set(out);
+        }
+    }
+
+    /// [`write_response`](Self::write_response), assembling in `out`
+    /// (which may hold answers not written yet).
     fn write_response_with(
         &self,
         out: &mut Vec<u8>,
@@ -83,19 +142,14 @@ impl<S: Transport> Connection<S> {
     ) -> io::Result<u64> {
         let (parts, mut body) = resp.into_parts();
         let status = parts.status;
-        let no_body =
-            status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let no_body = bodiless(status);
 
         // The head is assembled by hand: `write!` cost more than the rest
         // of a small response's user-space work. One pass over the
         // handler's headers writes them and picks out those the server
         // acts on.
         out.reserve(256);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_status_line(out, status);
         let mut has_date = false;
         let (mut handler_len, mut seen_length) = (None, false);
         for (name, value) in &parts.headers {
@@ -124,52 +178,42 @@ impl<S: Transport> Connection<S> {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        // The map serves the connection's next request.
+        self.arena.borrow_mut().recycle(parts.headers);
         let len = body.len().or(handler_len);
         let chunked = !no_body && len.is_none() && version == Version::HTTP_11;
         if !no_body && len.is_none() && !chunked && !is_head {
             self.disable_keep_alive(); // HTTP/1.0 and no length: the close ends the body
         }
         if !has_date {
-            out.extend_from_slice(b"Date: ");
-            date::push_http_date_now(out);
-            out.extend_from_slice(b"\r\n");
+            date::push_date_header(out);
         }
-        let content_length = |out: &mut Vec<u8>, n: u64| {
-            out.extend_from_slice(b"Content-Length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        };
         if no_body {
             // A 304 may repeat the length of what a GET would send.
             if let (StatusCode::NOT_MODIFIED, Some(n)) = (status, handler_len) {
-                content_length(out, n);
+                push_content_length(out, n);
             }
         } else if let Some(n) = len {
-            content_length(out, n);
+            push_content_length(out, n);
         } else if chunked {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
-        if !self.keeps_alive() {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if version == Version::HTTP_10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        self.end_head(out, version);
 
-        let w = &*self.stream;
         if is_head || no_body {
-            self.send(out)?;
+            self.send(out, self.more_buffered())?;
             return Ok(0);
         }
         if let Some(bytes) = body.remaining_bytes().filter(|b| b.len() <= COALESCE) {
             out.extend_from_slice(bytes);
-            self.send(out)?;
+            self.send(out, self.more_buffered())?;
             return Ok(bytes.len() as u64);
         }
-        self.flush_pending()?;
         // A streamed body: each read goes out as soon as it is read, the
-        // first one in the same write as the head (a small file: one
-        // write). A body that fails midway has sent what it read.
+        // first one in the same write as the head (and the answers
+        // gathered before it; a small file: one write). A body that fails
+        // midway has sent what it read.
+        let w = &*self.stream;
         let mut buf = vec![0; 16 * 1024];
         let mut sent = 0u64;
         let mut head_sent = false;
@@ -188,15 +232,13 @@ impl<S: Transport> Connection<S> {
                     self.disable_keep_alive();
                     if !head_sent {
                         w.write_all(out)?;
+                        out.clear();
                     }
                     return Err(e);
                 }
             };
             if k == 0 {
                 break;
-            }
-            if head_sent {
-                out.clear();
             }
             if chunked {
                 write!(out, "{k:x}\r\n")?;
@@ -206,48 +248,102 @@ impl<S: Transport> Connection<S> {
                 out.extend_from_slice(&buf[..k]);
             }
             w.write_all(out)?;
+            out.clear();
             head_sent = true;
             sent += k as u64;
         }
         if chunked {
-            if head_sent {
-                out.clear();
-            }
             out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if chunked || !head_sent {
             w.write_all(out)?;
-        } else {
-            if !head_sent {
-                w.write_all(out)?;
-            }
-            if len.is_some_and(|n| n != sent) {
-                self.disable_keep_alive();
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "response body shorter than its length"));
-            }
+            out.clear();
+        }
+        if !chunked && len.is_some_and(|n| n != sent) {
+            self.disable_keep_alive();
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "response body shorter than its length"));
         }
         Ok(sent)
     }
 
-    /// Sends a whole response: gathered behind the ones pending while the
-    /// next request is already in the read buffer (a pipelining client, who
-    /// gets them all in one write), else written now, with any pending.
-    fn send(&self, out: &[u8]) -> io::Result<()> {
-        let mut pending = self.pending.take();
-        let more = self.ex.try_borrow().is_ok_and(|ex| !ex.reader.buffered().is_empty());
-        let r = if more && pending.len() + out.len() <= GATHER {
-            pending.extend_from_slice(out);
-            Ok(())
-        } else if pending.is_empty() {
-            self.stream.write_all(out)
-        } else {
-            pending.extend_from_slice(out);
-            let r = self.stream.write_all(&pending);
-            pending.clear();
-            r
-        };
-        // An idle connection should not hold much.
-        if more || pending.capacity() <= KEEP_OUT {
-            self.pending.set(pending);
+    /// Writes a raw handler's response (see [`raw`](super::raw)): its
+    /// buffers and what `meta` says; returns the body bytes sent.
+    pub(super) fn write_raw(
+        &self,
+        bufs: &raw::ResponseBufs,
+        meta: &raw::Meta,
+        version: Version,
+        is_head: bool,
+    ) -> io::Result<u64> {
+        let mut out = self.pending.take();
+        let more = self.more_buffered();
+        let sent = self.put_raw(&mut out, bufs, meta, version, is_head, more, &date::date_line());
+        if sent.is_err() {
+            // The connection is done for: nothing more goes out on it.
+            out.clear();
         }
+        self.keep_out(out);
+        sent
+    }
+
+    /// Appends a raw handler's response to `out` and sends it as
+    /// [`send`](Self::send) does (`more`: the next request is buffered
+    /// already; `date`: the `Date` line); returns the body bytes sent.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn put_raw(
+        &self,
+        out: &mut Vec<u8>,
+        bufs: &raw::ResponseBufs,
+        meta: &raw::Meta,
+        version: Version,
+        is_head: bool,
+        more: bool,
+        date: &[u8; date::LINE],
+    ) -> io::Result<u64> {
+        let status = meta.status;
+        let no_body = bodiless(status);
+        let body = bufs.body(meta);
+        let head_lines = bufs.head_lines();
+        out.reserve(128 + head_lines.len() + body.len().min(COALESCE));
+        push_status_line(out, status);
+        out.extend_from_slice(head_lines);
+        if !meta.has_date {
+            out.extend_from_slice(date);
+        }
+        if !no_body {
+            push_content_length(out, body.len() as u64);
+        }
+        self.end_head(out, version);
+        if is_head || no_body {
+            self.send(out, more)?;
+            return Ok(0);
+        }
+        if body.len() <= COALESCE {
+            out.extend_from_slice(body);
+            self.send(out, more)?;
+        } else {
+            // A large body goes out from where it is, after the head.
+            self.stream.write_all(out)?;
+            out.clear();
+            self.stream.write_all(body)?;
+        }
+        Ok(body.len() as u64)
+    }
+
+    /// Whether the next request is in the read buffer already.
+    fn more_buffered(&self) -> bool {
+        self.ex.try_borrow().is_ok_and(|ex| !ex.reader.buffered().is_empty())
+    }
+
+    /// Sends the whole responses in `out`: gathered (left in `out`) while
+    /// the next request is already in the read buffer (`more`: a
+    /// pipelining client, who gets them all in one write), else written now.
+    fn send(&self, out: &mut Vec<u8>, more: bool) -> io::Result<()> {
+        if more && out.len() <= GATHER {
+            return Ok(());
+        }
+        let r = self.stream.write_all(out);
+        out.clear();
         r
     }
 
@@ -260,9 +356,7 @@ impl<S: Transport> Connection<S> {
         }
         let r = self.stream.write_all(&pending);
         pending.clear();
-        if pending.capacity() <= KEEP_OUT {
-            self.pending.set(pending);
-        }
+        self.keep_out(pending);
         r
     }
 
@@ -278,9 +372,7 @@ impl<S: Transport> Connection<S> {
             out.extend_from_slice(b"\r\n");
         }
         if !resp.headers().contains_key(header::DATE) {
-            out.extend_from_slice(b"Date: ");
-            date::push_http_date_now(&mut out);
-            out.extend_from_slice(b"\r\n");
+            date::push_date_header(&mut out);
         }
         out.extend_from_slice(b"\r\n");
         self.stream.write_all(&out)

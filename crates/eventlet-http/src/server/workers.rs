@@ -10,7 +10,7 @@ use std::time::Duration;
 use eventlet::StopHandle;
 use http::{Request, Response};
 
-use super::{serve_connection, Config, Live, Server, ShutdownHandle, State};
+use super::{raw, serve_connection, Config, Live, OwnedHandler, Server, ShutdownHandle, State};
 use crate::body::Body;
 
 /// A [`Server`] serving on several hubs: from [`Server::workers`].
@@ -128,6 +128,44 @@ impl Workers {
         M: Fn() -> H + Send + Sync + 'static,
         H: Fn(Request<Body>) -> Response<Body> + 'static,
     {
+        self.serve_handlers(move || OwnedHandler::Http(Rc::new(make())))
+    }
+
+    /// Serves a raw handler (see [`raw`]) on every hub; otherwise as
+    /// [`serve`](Self::serve).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub fn serve_raw<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(&mut raw::Request<'_>, &mut raw::Response<'_>) + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.serve_raw_with(move || {
+            let h = handler.clone();
+            move |req: &mut raw::Request<'_>, res: &mut raw::Response<'_>| h(req, res)
+        })
+    }
+
+    /// Serves a raw handler made on each hub by `make`, as
+    /// [`serve_with`](Self::serve_with) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve_with`](Self::serve_with).
+    pub fn serve_raw_with<M, H>(self, make: M) -> io::Result<()>
+    where
+        M: Fn() -> H + Send + Sync + 'static,
+        H: Fn(&mut raw::Request<'_>, &mut raw::Response<'_>) + 'static,
+    {
+        self.serve_handlers(move || OwnedHandler::Raw(Rc::new(make())))
+    }
+
+    fn serve_handlers<M>(self, make: M) -> io::Result<()>
+    where
+        M: Fn() -> OwnedHandler + Send + Sync + 'static,
+    {
         let Workers { inner, config } = self;
         let stop = inner.stop_handle();
         let config = Arc::new(config);
@@ -146,7 +184,7 @@ impl Workers {
             let handler = make();
             move |sock, peer| {
                 let _live = Live::new(state.clone());
-                serve_connection(sock, peer, &config, &state, &handler);
+                serve_connection(sock, peer, &config, &state, handler.get());
             }
         })
     }
