@@ -88,6 +88,7 @@ pub(crate) fn echo(opts: &Opts) -> Result<Report> {
 pub(crate) fn http(opts: &Opts) -> Result<Report> {
     let peers = [
         ("eventlet", Peer::Builtin("eventlet-http")),
+        ("eventlet-raw", Peer::Builtin("eventlet-raw-http")),
         ("hyper", Peer::Builtin("hyper-http")),
         ("may_minihttp", Peer::Builtin("may-http")),
         ("go", Peer::Go("http.go", external::HTTP_GO)),
@@ -111,6 +112,7 @@ pub(crate) fn http(opts: &Opts) -> Result<Report> {
 pub(crate) fn plaintext(opts: &Opts) -> Result<Report> {
     let peers = [
         ("eventlet", Peer::Builtin("eventlet-plaintext")),
+        ("eventlet-raw", Peer::Builtin("eventlet-raw-plaintext")),
         ("hyper", Peer::Builtin("hyper-plaintext")),
         ("may_minihttp", Peer::Builtin("may-http")),
         ("go", Peer::Go("http.go", external::HTTP_GO)),
@@ -247,8 +249,9 @@ fn heavy_tenth(n: usize) -> Vec<bool> {
 
 /// Runs one of this module's peer servers until killed, with `threads`
 /// threads: `eventlet-echo` (and its variants), `tokio-echo`, `may-echo`,
-/// `mio-echo`, `eventlet-http`, `hyper-http`, `may-http`,
-/// `eventlet-plaintext`, `hyper-plaintext`.
+/// `mio-echo`, `eventlet-http`, `eventlet-raw-http`, `hyper-http`,
+/// `may-http`, `eventlet-plaintext`, `eventlet-raw-plaintext`,
+/// `hyper-plaintext`.
 pub(crate) fn peer(kind: &str, addr: &str, threads: usize, console: Option<&str>) -> Result<()> {
     use eventlet::net::Balance;
 
@@ -273,6 +276,8 @@ pub(crate) fn peer(kind: &str, addr: &str, threads: usize, console: Option<&str>
         "mio-echo" => servers::mio_echo(addr),
         "eventlet-http" => servers::eventlet_http(addr, threads, false),
         "eventlet-plaintext" => servers::eventlet_http(addr, threads, true),
+        "eventlet-raw-http" => servers::eventlet_raw(addr, threads, false),
+        "eventlet-raw-plaintext" => servers::eventlet_raw(addr, threads, true),
         "hyper-http" => servers::hyper_http(addr, threads, false),
         "hyper-plaintext" => servers::hyper_http(addr, threads, true),
         "may-http" => servers::may_http(addr, threads),
@@ -449,6 +454,9 @@ fn run_scenario(opts: &Opts, s: &Scenario, peers: &[(&'static str, Peer)]) -> Re
     raise_nofile();
     let layout = Layout::new(opts)?;
     let mut report = Report::new(&scenario_name(s.name, opts.cores), s.unit, true);
+    if peers.iter().any(|(name, _)| *name == "eventlet-raw") {
+        report.compared.push("eventlet-raw".into());
+    }
     let scratch = Scratch::new()?;
     let contenders = resolve(peers, opts, &scratch, &mut report, opts.cores)?;
     let configs: &[usize] = if opts.quick { &s.configs[..1] } else { s.configs };

@@ -76,6 +76,10 @@ pub(crate) struct Report {
     pub skipped: Vec<String>,
     /// Remarks printed under the table (bottlenecks, machine facts).
     pub notes: Vec<String>,
+    /// Our rows compared with the others, each in columns of its own
+    /// (`eventlet is`, ...): `eventlet`, and variants worth a ratio of their
+    /// own (the raw HTTP handler: `eventlet-raw`).
+    pub compared: Vec<String>,
 }
 
 impl Report {
@@ -88,18 +92,20 @@ impl Report {
             rows: Vec::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
+            compared: vec!["eventlet".into()],
         }
     }
 
     /// eventlet's advantage over each other row in the same configuration:
-    /// above 1 means eventlet is better, whichever way the unit points.
+    /// above 1 means eventlet is better, whichever way the unit points
+    /// (for each of the [`compared`](Self::compared) rows).
     pub(crate) fn ratios(&self) -> Vec<(String, f64)> {
         let mut out = Vec::new();
-        for ours in self.rows.iter().filter(|r| r.name == "eventlet") {
+        for ours in self.rows.iter().filter(|r| self.compared.contains(&r.name)) {
             for peer in self.rows.iter().filter(|r| !r.is_ours() && r.config == ours.config) {
                 if ours.median > 0.0 && peer.median > 0.0 {
                     let x = if self.higher_is_better { ours.median / peer.median } else { peer.median / ours.median };
-                    out.push((format!("eventlet/{}", peer.key()), x));
+                    out.push((format!("{}/{}", ours.name, peer.key()), x));
                 }
             }
         }
@@ -110,11 +116,11 @@ impl Report {
     /// configuration: above 1 means eventlet uses less.
     pub(crate) fn cpu_ratios(&self) -> Vec<(String, f64)> {
         let mut out = Vec::new();
-        for ours in self.rows.iter().filter(|r| r.name == "eventlet") {
+        for ours in self.rows.iter().filter(|r| self.compared.contains(&r.name)) {
             let Some(mine) = ours.per_op.filter(|x| *x > 0.0) else { continue };
             for peer in self.rows.iter().filter(|r| !r.is_ours() && r.config == ours.config) {
                 if let Some(theirs) = peer.per_op.filter(|x| *x > 0.0) {
-                    out.push((format!("eventlet/{}", peer.key()), theirs / mine));
+                    out.push((format!("{}/{}", ours.name, peer.key()), theirs / mine));
                 }
             }
         }
@@ -131,11 +137,13 @@ impl Report {
                 }
             }
         }
-        let ours: Vec<&Row> = self.rows.iter().filter(|r| r.name == "eventlet").collect();
         let with_cpu = self.rows.iter().any(|r| r.per_op.is_some());
-        headings.push("eventlet is".into());
-        if with_cpu {
-            headings.push("eventlet cpu/op is".into());
+        let fixed = headings.len();
+        for name in &self.compared {
+            headings.push(format!("{name} is"));
+            if with_cpu {
+                headings.push(format!("{name} cpu/op is"));
+            }
         }
         let mut lines: Vec<Vec<String>> = vec![headings.clone()];
         for r in &self.rows {
@@ -145,28 +153,26 @@ impl Report {
                 fmt_num(r.median),
                 r.rounds.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(" "),
             ];
-            let fixed = if with_cpu { 2 } else { 1 };
-            for h in &headings[4..headings.len() - fixed] {
+            for h in &headings[4..fixed] {
                 cells.push(r.extra.iter().find(|(k, _)| k == h).map(|(_, v)| v.clone()).unwrap_or_default());
             }
-            let ratio = ours
-                .iter()
-                .find(|o| o.config == r.config && !r.is_ours())
-                .filter(|o| o.median > 0.0 && r.median > 0.0)
-                .map(|o| {
-                    let x = if self.higher_is_better { o.median / r.median } else { r.median / o.median };
-                    format!("{x:.2}x")
-                })
-                .unwrap_or_default();
-            cells.push(ratio);
-            if with_cpu {
-                let cpu = ours
-                    .iter()
-                    .find(|o| o.config == r.config && !r.is_ours())
-                    .and_then(|o| Some((o.per_op.filter(|x| *x > 0.0)?, r.per_op.filter(|x| *x > 0.0)?)))
-                    .map(|(mine, theirs)| format!("{:.2}x", theirs / mine))
+            for name in &self.compared {
+                let ours = self.rows.iter().find(|o| &o.name == name && o.config == r.config && !r.is_ours());
+                let ratio = ours
+                    .filter(|o| o.median > 0.0 && r.median > 0.0)
+                    .map(|o| {
+                        let x = if self.higher_is_better { o.median / r.median } else { r.median / o.median };
+                        format!("{x:.2}x")
+                    })
                     .unwrap_or_default();
-                cells.push(cpu);
+                cells.push(ratio);
+                if with_cpu {
+                    let cpu = ours
+                        .and_then(|o| Some((o.per_op.filter(|x| *x > 0.0)?, r.per_op.filter(|x| *x > 0.0)?)))
+                        .map(|(mine, theirs)| format!("{:.2}x", theirs / mine))
+                        .unwrap_or_default();
+                    cells.push(cpu);
+                }
             }
             lines.push(cells);
         }
@@ -273,5 +279,11 @@ mod tests {
         assert_eq!(t.cpu_ratios(), vec![("eventlet/tokio@100".to_string(), 1.5)]);
         assert_eq!(t.json()["cpu_ratios"]["eventlet/tokio@100"], 1.5);
         assert!(t.table().contains("eventlet cpu/op is"), "{}", t.table());
+        // A variant compared in its own columns.
+        t.compared.push("eventlet-raw".into());
+        t.rows.push(Row::new("eventlet-raw", "100 conns", vec![300.0]).per_op(1.0));
+        assert_eq!(t.json()["ratios"]["eventlet-raw/tokio@100"], 3.0);
+        assert_eq!(t.json()["cpu_ratios"]["eventlet-raw/tokio@100"], 3.0);
+        assert!(t.table().contains("eventlet-raw cpu/op is"), "{}", t.table());
     }
 }

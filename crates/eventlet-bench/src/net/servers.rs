@@ -100,6 +100,32 @@ pub(crate) fn eventlet_http(addr: &str, threads: usize, plaintext: bool) -> Resu
     Ok(())
 }
 
+/// eventlet-http's server with a raw handler (`Server::serve_raw`: the
+/// request head borrowed as parsed, the response written into the
+/// connection's buffers, no `http` types), answering as the one above.
+pub(crate) fn eventlet_raw(addr: &str, threads: usize, plaintext: bool) -> Result<()> {
+    use eventlet_http::server::raw::{HeaderLine, Request, Response};
+    use eventlet_http::Server;
+
+    const TEXT: HeaderLine = HeaderLine::new("Content-Type: text/plain");
+    const SERVER: HeaderLine = HeaderLine::new("Server: eventlet");
+    let hello = move |_req: &mut Request<'_>, res: &mut Response<'_>| {
+        res.header_line(TEXT);
+        if plaintext {
+            res.header_line(SERVER);
+        }
+        res.body_static(HTTP_BODY);
+    };
+    let server = Server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let server = server.max_connections(MAX_CONNS).access_log(false);
+    if threads == 1 {
+        server.serve_raw(hello)?;
+    } else {
+        server.workers(threads).serve_raw(hello)?;
+    }
+    Ok(())
+}
+
 /// A tokio runtime: current-thread for one thread, else multi-thread with
 /// `threads` workers.
 fn tokio_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
@@ -436,10 +462,13 @@ mod tests {
 
     #[test]
     fn http_peers_say_hello() {
-        let servers: [fn(&str) -> anyhow::Result<()>; 6] = [
+        let servers: [fn(&str) -> anyhow::Result<()>; 9] = [
             |a| super::eventlet_http(a, 1, false),
             |a| super::eventlet_http(a, 2, false),
             |a| super::eventlet_http(a, 2, true),
+            |a| super::eventlet_raw(a, 1, false),
+            |a| super::eventlet_raw(a, 1, true),
+            |a| super::eventlet_raw(a, 2, true),
             |a| super::hyper_http(a, 1, false),
             |a| super::hyper_http(a, 2, true),
             |a| super::hyper_http(a, 1, true),
