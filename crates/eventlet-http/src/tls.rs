@@ -216,6 +216,9 @@ pub struct TlsStream<S> {
     read_side: eventlet::Lock<Vec<u8>>,
     /// Keeps writes one at a time, so records go out in order.
     write_side: eventlet::Lock<()>,
+    /// How long one read of plaintext may wait in all, as a server
+    /// connection set it ([`Transport`](crate::transport::Transport)).
+    read_timeout: std::cell::Cell<Option<std::time::Duration>>,
 }
 
 impl<S> TlsStream<S> {
@@ -225,6 +228,7 @@ impl<S> TlsStream<S> {
             conn: std::cell::RefCell::new(conn),
             read_side: eventlet::Lock::new(Vec::new()),
             write_side: eventlet::Lock::new(()),
+            read_timeout: std::cell::Cell::new(None),
         }
     }
 }
@@ -337,6 +341,13 @@ where
     /// Reads plaintext; `Ok(0)` at the end (a peer that closes without
     /// `close_notify` ends the stream too).
     fn read_plain(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_plain_paced(buf, &|| Ok(()))
+    }
+
+    /// [`read_plain`](Self::read_plain), calling `before_socket_read`
+    /// before each read of the socket (which may set its timeout; its
+    /// error ends the read).
+    fn read_plain_paced(&self, buf: &mut [u8], before_socket_read: &dyn Fn() -> io::Result<()>) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -350,6 +361,7 @@ where
                     Err(e) => return Err(e),
                 }
             }
+            before_socket_read()?;
             if self.read_tls()? == 0 {
                 // End of stream: what rustls says about it (plaintext left,
                 // a clean or an unclean end) comes on the next turn.
@@ -444,9 +456,22 @@ impl<S: std::fmt::Debug> std::fmt::Debug for TlsStream<S> {
 }
 
 /// A server connection's TLS (see [`Server::tls`](crate::Server::tls)).
+///
+/// Its read timeout bounds a whole read of plaintext, however many records
+/// that takes: records without data (key updates, empty records) do not
+/// each get the timeout anew, or a client sending one now and then would
+/// hold a connection past its deadlines.
 impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_plain(buf)
+        let Some(timeout) = self.read_timeout.get() else { return self.read_plain(buf) };
+        let Some(deadline) = std::time::Instant::now().checked_add(timeout) else { return self.read_plain(buf) };
+        self.read_plain_paced(buf, &|| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS read timed out"));
+            }
+            self.sock.set_read_timeout(Some(left))
+        })
     }
 
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
@@ -454,6 +479,7 @@ impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
     }
 
     fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        self.read_timeout.set(t);
         self.sock.set_read_timeout(t)
     }
 

@@ -192,3 +192,49 @@ fn a_tls_handshake_sent_byte_by_byte_ends_at_the_header_timeout() {
     let closed = closed.expect("the server still held the dripping handshake after 4 s (header timeout 500 ms)");
     assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
 }
+
+/// After the handshake, a client that sends TLS records carrying no data
+/// (here key updates), each within the read timeout of the last: one read
+/// of the connection went on reading records, each socket read with the
+/// whole timeout again, so the head's deadline never came and the client
+/// held the connection for as long as rustls allowed (32 key updates:
+/// here some 5 s for a header timeout of 600 ms; 16 minutes under the
+/// default 30 s). Now a read of a TLS stream waits the read timeout in
+/// all, however many records come.
+#[test]
+fn tls_records_without_data_do_not_stretch_the_header_timeout() {
+    use std::time::{Duration, Instant};
+    let dir = certs("tls-keyupdates");
+    let (cert, key) = (dir.join("srv.pem"), dir.join("srv.key"));
+    let addr = util::spawn_server(
+        move |s: Server| s.tls_files(cert, key).unwrap().header_timeout(Duration::from_millis(600)),
+        handler,
+    );
+    let config = tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+    let mut conn = tls::rustls::ClientConnection::new(config, "127.0.0.1".try_into().unwrap()).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+    let t = Instant::now();
+    let closed = loop {
+        if t.elapsed() > Duration::from_secs(4) {
+            break None;
+        }
+        conn.refresh_traffic_keys().unwrap();
+        if conn.write_tls(&mut sock).is_err() {
+            break Some(t.elapsed());
+        }
+        match sock.read(&mut [0; 4096]) {
+            Ok(0) => break Some(t.elapsed()),
+            // A session ticket: not read any further.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break Some(t.elapsed()),
+        }
+    };
+    let closed = closed.expect("the server still held the connection after 4 s (header timeout 600 ms)");
+    assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
+}
