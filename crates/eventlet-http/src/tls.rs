@@ -239,6 +239,12 @@ where
 {
     /// Runs the handshake to its end.
     pub(crate) fn handshake(&self) -> io::Result<()> {
+        self.handshake_paced(&|| Ok(()))
+    }
+
+    /// [`handshake`](Self::handshake), calling `before_socket_read` before
+    /// each read of the socket (see [`read_plain_paced`](Self::read_plain_paced)).
+    fn handshake_paced(&self, before_socket_read: &dyn Fn() -> io::Result<()>) -> io::Result<()> {
         loop {
             let (handshaking, wants_write) = {
                 let c = self.conn.borrow();
@@ -247,6 +253,7 @@ where
             if wants_write {
                 self.flush_tls()?;
             } else if handshaking {
+                before_socket_read()?;
                 if self.read_tls()? == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -463,15 +470,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for TlsStream<S> {
 /// hold a connection past its deadlines.
 impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(timeout) = self.read_timeout.get() else { return self.read_plain(buf) };
-        let Some(deadline) = std::time::Instant::now().checked_add(timeout) else { return self.read_plain(buf) };
-        self.read_plain_paced(buf, &|| {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS read timed out"));
-            }
-            self.sock.set_read_timeout(Some(left))
-        })
+        self.within_read_timeout(|pace| self.read_plain_paced(buf, pace))
     }
 
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
@@ -499,8 +498,32 @@ impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
     }
 }
 
+impl TlsStream<eventlet::net::TcpStream> {
+    /// Runs `f` with a pace for its socket reads that ends them all by the
+    /// read timeout the server set, from now: each read waits only what is
+    /// left of it, and past it the pace fails with `TimedOut`.
+    fn within_read_timeout<T>(&self, f: impl FnOnce(&dyn Fn() -> io::Result<()>) -> io::Result<T>) -> io::Result<T> {
+        let deadline = self.read_timeout.get().and_then(|t| std::time::Instant::now().checked_add(t));
+        f(&|| {
+            let Some(deadline) = deadline else { return Ok(()) };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS read timed out"));
+            }
+            self.sock.set_read_timeout(Some(left))
+        })
+    }
+
+    /// A server connection's handshake, ended by the read timeout the
+    /// server set before it (the header timeout) in all, however the
+    /// client paces its bytes.
+    pub(crate) fn server_handshake(&self) -> io::Result<()> {
+        self.within_read_timeout(|pace| self.handshake_paced(pace))
+    }
+}
+
 /// A server connection's TLS over `tcp` with `config`, before the
-/// handshake ([`TlsStream::handshake`]).
+/// handshake ([`TlsStream::server_handshake`]).
 pub(crate) fn server_stream(
     tcp: eventlet::net::TcpStream,
     config: Arc<ServerConfig>,

@@ -161,7 +161,6 @@ fn green_tls_stream_read_and_written_at_once() {
 /// Now the handshake and the first head share one deadline, as a plain
 /// connection's head has.
 #[test]
-#[ignore = "fails until the server's connection code (being rewritten) gives the TLS handshake the head's deadline"]
 fn a_tls_handshake_sent_byte_by_byte_ends_at_the_header_timeout() {
     use std::time::{Duration, Instant};
     let dir = certs("tls-drip");

@@ -538,7 +538,7 @@ fn serve_connection(
     if let Some(tls) = &config.tls {
         match crate::tls::server_stream(sock, tls.clone()) {
             Ok(s) => Connection::new(s, peer, config.clone(), state.clone())
-                .run(crate::tls::TlsStream::<eventlet::net::TcpStream>::handshake, handler),
+                .run(crate::tls::TlsStream::<eventlet::net::TcpStream>::server_handshake, handler),
             Err(e) => log::debug!("eventlet_http: TLS with {peer} failed: {e}"),
         }
         return;
