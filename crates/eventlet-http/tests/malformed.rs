@@ -122,3 +122,54 @@ fn slowloris_is_dropped_after_the_header_timeout() {
     assert_eq!(read_all(&mut s), "");
     assert!(t.elapsed() < Duration::from_secs(3));
 }
+
+/// Request smuggling and framing tricks, each followed by a pipelined
+/// request that must never be answered: one `400` (or `501`) and the
+/// connection closes, with the plain server and the raw handler alike.
+#[test]
+fn smuggling_attempts_get_one_answer_and_close() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("two different lengths", "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "400"),
+        ("a list of lengths", "Content-Length: 5, 6\r\n\r\nhello!", "400"),
+        ("a signed length", "Content-Length: +5\r\n\r\nhello", "400"),
+        ("a length past u64", "Content-Length: 99999999999999999999999\r\n\r\nhello", "400"),
+        ("length and chunked", "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"),
+        ("chunked not last", "Transfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "400"),
+        ("another coding before chunked", "Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n", "501"),
+        ("obs-fold", "X-A: a\r\n b\r\nContent-Length: 0\r\n\r\n", "400"),
+        ("a space before the colon", "Content-Length : 5\r\n\r\nhello", "400"),
+        (
+            "a chunk size past u64",
+            "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            "400",
+        ),
+        ("a hex-prefixed chunk size", "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", "400"),
+        ("chunk data longer than its size", "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n", "400"),
+    ];
+    let plain = spawn_server(|s| s, routes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let server = eventlet_http::Server::bind("127.0.0.1:0").unwrap();
+        tx.send(server.local_addr().unwrap()).unwrap();
+        server
+            .serve_raw(|req, res| {
+                let mut body = Vec::new();
+                if std::io::Read::read_to_end(req.body(), &mut body).is_ok() {
+                    res.body_static(b"ok");
+                }
+            })
+            .unwrap();
+    });
+    let raw_addr = rx.recv_timeout(util::TIMEOUT).unwrap();
+    for addr in [plain, raw_addr] {
+        for (what, rest, code) in cases {
+            let req = format!("POST /echo HTTP/1.1\r\nHost: x\r\n{rest}GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+            let reply = raw(addr, req.as_bytes());
+            assert_closes_with(&reply, code);
+            assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{what}: {reply:?}");
+        }
+        // HTTP/1.0 with chunked: 400 (RFC 9112 §6.1).
+        let reply = raw(addr, b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+        assert_closes_with(&reply, "400");
+    }
+}
