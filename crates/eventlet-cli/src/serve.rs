@@ -5,7 +5,8 @@
 //! A request path is percent-decoded and split into segments; a `..`
 //! segment (written plainly or as `%2e%2e`) is refused with `403`, and so
 //! is a path that leads out of the directory through a symbolic link (the
-//! resolved file must lie under the resolved directory), and so is
+//! resolved file, a directory's `index.html` too, must lie under the
+//! resolved directory), and so is
 //! anything but a regular file or a directory (a FIFO, whose opening would
 //! wait with the hub's thread; a device). A directory is answered with its
 //! `index.html` if it has one, else with a listing.
@@ -157,9 +158,15 @@ fn file_response(root: &Path, req: &Request<Body>) -> Response<Body> {
             }
             return r;
         }
-        let index = real.join("index.html");
-        if index.is_file() {
-            return send_file(&index, req);
+        // The index is a path like any other: a link out of the
+        // directory is refused.
+        if let Ok(index) = real.join("index.html").canonicalize() {
+            if !index.starts_with(root) {
+                return text(StatusCode::FORBIDDEN, "forbidden: outside the served directory\n");
+            }
+            if index.is_file() {
+                return send_file(&index, req);
+            }
         }
         return listing(&real, url_path);
     }

@@ -225,3 +225,28 @@ fn directory_redirects_stay_on_this_server() {
         assert_eq!(location, Some("/evil.example/"), "{target}: {text}");
     }
 }
+
+/// A directory's `index.html` that is a symbolic link out of the served
+/// directory: the directory was checked to lie inside, its index was not,
+/// and `GET /sub/` served the file the link points to. Now the index is
+/// resolved and checked like any other path (403 when outside).
+#[test]
+fn an_index_html_linked_out_of_the_directory_is_refused() {
+    let top = TempDir::new("serve-index-link");
+    top.write("secret.txt", "TOP SECRET");
+    top.write("root/inside.html", "inside");
+    top.write("root/sub/.keep", "");
+    top.write("root/ok/.keep", "");
+    std::os::unix::fs::symlink(top.path().join("secret.txt"), top.path().join("root/sub/index.html")).unwrap();
+    std::os::unix::fs::symlink(top.path().join("secret.txt"), top.path().join("root/index.html")).unwrap();
+    std::os::unix::fs::symlink(top.path().join("root/inside.html"), top.path().join("root/ok/index.html")).unwrap();
+    let root = top.path().join("root");
+    let (_server, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0", root.to_str().unwrap()]);
+    for target in ["/sub/", "/"] {
+        let r = http(&addr, "GET", target);
+        assert!(!r.text().contains("TOP SECRET"), "{target} leaked the file: {r:?}");
+        assert_eq!(r.status, 403, "{target}: {r:?}");
+    }
+    // A link that stays inside still serves.
+    assert_eq!(http(&addr, "GET", "/ok/").text(), "inside");
+}
