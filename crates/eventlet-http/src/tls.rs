@@ -486,9 +486,17 @@ impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
         self.sock.set_write_timeout(t)
     }
 
+    /// `Write` (the server's last answer is out) sends `close_notify` and
+    /// may wait to; `Both` (letting go of a peer, perhaps one that stopped
+    /// reading) never waits: it sends `close_notify` only if that can go
+    /// out at once, then the socket's shutdown ends any write parked on it.
     fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        if let std::net::Shutdown::Write | std::net::Shutdown::Both = how {
-            let _ = self.send_close_notify();
+        match how {
+            std::net::Shutdown::Write => {
+                let _ = self.send_close_notify();
+            }
+            std::net::Shutdown::Both => self.try_close_notify(),
+            std::net::Shutdown::Read => {}
         }
         self.sock.shutdown(how)
     }
@@ -512,6 +520,26 @@ impl TlsStream<eventlet::net::TcpStream> {
             }
             self.sock.set_read_timeout(Some(left))
         })
+    }
+
+    /// Sends `close_notify` if it can go out at once: not while a writer
+    /// holds the write side (parked in a write the peer does not take,
+    /// which would make this wait out the write timeout), and not waiting
+    /// for room in the socket's buffer.
+    fn try_close_notify(&self) {
+        let Some(_turn) = self.write_side.try_lock() else { return };
+        let mut out = Vec::new();
+        {
+            let mut c = self.conn.borrow_mut();
+            c.send_close_notify();
+            while c.wants_write() {
+                if c.write_tls(&mut out).is_err() {
+                    return;
+                }
+            }
+        }
+        // The descriptor is non-blocking: this send never parks.
+        let _ = socket2::SockRef::from(&self.sock).send(&out);
     }
 
     /// A server connection's handshake, ended by the read timeout the

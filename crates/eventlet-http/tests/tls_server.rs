@@ -237,3 +237,46 @@ fn tls_records_without_data_do_not_stretch_the_header_timeout() {
     let closed = closed.expect("the server still held the connection after 4 s (header timeout 600 ms)");
     assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
 }
+
+/// Over TLS, letting go of a WebSocket member that stopped reading (the
+/// chat's broadcast: `Outbox::disconnect`) waited for the member's writer
+/// green thread, parked in a write the peer never takes, to let go of the
+/// write side so that a `close_notify` could go out: the broadcaster (and
+/// with it the room) waited the whole write timeout. Now the shutdown does
+/// not wait: with the write side busy it goes without `close_notify`.
+#[test]
+fn disconnecting_a_stalled_wss_member_does_not_wait_for_its_writer() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    let dir = certs("tls-disconnect");
+    let (cert, key) = (dir.join("srv.pem"), dir.join("srv.key"));
+    let (tx, took) = mpsc::channel::<Duration>();
+    let addr = util::spawn_server(
+        move |s: Server| s.tls_files(cert, key).unwrap().write_timeout(Some(Duration::from_secs(5))),
+        move |req| {
+            let tx = tx.clone();
+            websocket::upgrade(&req, move |ws| {
+                let outbox = websocket::Outbox::new(&ws, 4);
+                // Fill the socket buffers and the queue: the peer reads nothing.
+                let big = vec![7u8; 256 << 10];
+                while outbox.try_send(Message::binary(big.clone())).is_ok() {
+                    eventlet::sleep(Duration::from_millis(5));
+                }
+                let t = Instant::now();
+                outbox.disconnect();
+                let _ = tx.send(t.elapsed());
+            })
+        },
+    );
+    let config = tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+    let conn = tls::rustls::ClientConnection::new(config, "127.0.0.1".try_into().unwrap()).unwrap();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let stream = tls::rustls::StreamOwned::new(conn, sock);
+    let (ws, _) = tungstenite::client(format!("wss://127.0.0.1:{}/ws", addr.port()), stream).unwrap();
+    // The member reads nothing more.
+    let took = took.recv_timeout(Duration::from_secs(20)).expect("the handler never got to disconnect");
+    drop(ws);
+    assert!(took < Duration::from_secs(1), "disconnect took {took:?} (write timeout 5 s)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
