@@ -318,6 +318,10 @@ fn lock<T>(m: &Mutex<Shared<T>>) -> MutexGuard<'_, Shared<T>> {
 /// Dropping it before the green thread has finished kills the green thread
 /// (if it has not started, it never will); [`detach`](Self::detach) lets it
 /// run on.
+///
+/// If the green thread never runs (its hub's thread ended before it
+/// started, or it was killed first), the output is `Err` with
+/// [`Killed`](crate::Killed), as for a green thread killed while it ran.
 #[must_use = "dropping a GreenFuture kills its green thread; call `detach` to let it run"]
 pub struct GreenFuture<T> {
     state: Arc<Mutex<Shared<T>>>,
@@ -395,23 +399,41 @@ impl<T> fmt::Debug for GreenFuture<T> {
 }
 
 /// The green thread's side of a [`GreenFuture`]: runs `f` unless the
-/// handle is gone, and hands the result over.
+/// handle is gone, and hands the result over. If the closure is dropped
+/// unrun (its hub's thread ended first, or the green thread was killed
+/// before it started), the future gets [`Killed`](hub::Killed) instead of
+/// waiting forever.
 fn remote_body<F, T>(f: F, state: Arc<Mutex<Shared<T>>>) -> impl FnOnce() + Send + 'static
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let end = End(state);
     move || {
+        let end = end;
         {
-            let mut s = lock(&state);
+            let mut s = lock(&end.0);
             if s.cancelled {
                 return;
             }
             s.task = Some(with_hub(Hub::current_key_id));
         }
         let r = panic::catch_unwind(AssertUnwindSafe(f));
+        end.finish(r);
+    }
+}
+
+/// Hands a [`GreenFuture`] its result; dropped without [`finish`](Self::finish)
+/// (the closure dropped unrun), hands it [`Killed`](hub::Killed).
+struct End<T>(Arc<Mutex<Shared<T>>>);
+
+impl<T> End<T> {
+    fn finish(&self, r: std::thread::Result<T>) {
         let waker = {
-            let mut s = lock(&state);
+            let mut s = lock(&self.0);
+            if s.done {
+                return;
+            }
             s.done = true;
             if s.cancelled {
                 None
@@ -420,8 +442,17 @@ where
                 s.waker.take()
             }
         };
+        // The result (if nobody wants it) is dropped after the lock.
         if let Some(w) = waker {
             w.wake();
+        }
+    }
+}
+
+impl<T> Drop for End<T> {
+    fn drop(&mut self) {
+        if !lock(&self.0).done {
+            self.finish(Err(Box::new(hub::Killed)));
         }
     }
 }

@@ -308,6 +308,42 @@ fn dropping_a_remote_join_handle_kills_the_green_thread() {
     assert_eq!(ran.load(Ordering::SeqCst), 1, "a detached green thread did not run to its end");
 }
 
+/// Polls `fut` once with a waker that does nothing.
+fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn a_green_future_whose_closure_is_dropped_unrun_ends_killed() {
+    let _turn = turn();
+    // Sent to a plain thread's hub that exits before it looks at its
+    // wake-ups: the closure is dropped unrun with the hub.
+    let (to_main, handle) = std::sync::mpsc::channel();
+    let (go, exit) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        to_main.send(eventlet::hub::handle()).unwrap();
+        exit.recv().unwrap();
+    });
+    let hub = handle.recv().unwrap();
+    let mut queued = hub.spawn_future(|| 5).unwrap();
+    let joinable = hub.spawn(|| 6).unwrap();
+    go.send(()).unwrap();
+    t.join().unwrap();
+    match poll_once(&mut queued) {
+        Poll::Ready(r) => assert!(r.unwrap_err().is::<eventlet::Killed>()),
+        Poll::Pending => panic!("the future of a closure dropped unrun waits forever"),
+    }
+    assert!(joinable.join().unwrap_err().is::<eventlet::Killed>());
+
+    // Spawned on a thread's own hub (at once), not started when the
+    // thread exits: run once with a kill pending, which drops the closure.
+    let mut unstarted = std::thread::spawn(|| eventlet::hub::handle().spawn_future(|| 7).unwrap()).join().unwrap();
+    match poll_once(&mut unstarted) {
+        Poll::Ready(r) => assert!(r.unwrap_err().is::<eventlet::Killed>()),
+        Poll::Pending => panic!("the future of a green thread killed before it started waits forever"),
+    }
+}
+
 #[test]
 fn block_on_while_unwinding_does_not_switch() {
     let _turn = turn();
