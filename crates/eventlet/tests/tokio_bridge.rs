@@ -397,3 +397,57 @@ fn a_group_hub_that_used_tokio_finishes_its_tasks() {
     group.join();
     assert_eq!(done.load(Ordering::SeqCst), 1, "the group ended before its tokio task ran");
 }
+
+/// The message of a caught panic.
+fn message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn block_on_where_another_runtime_is_driven_panics_and_the_hub_goes_on() {
+    on_fresh_thread(|| {
+        // The hub first, then a runtime of the user's driven on its thread.
+        assert_eq!(eventlet::spawn(|| 1).join().unwrap(), 1);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async { eventlet::block_on(tokio::time::sleep(Duration::from_millis(1))) })
+        }));
+        let p = refused.expect_err("nested runtimes cannot both block this thread");
+        assert!(message(p.as_ref()).contains("within a runtime"), "{}", message(p.as_ref()));
+        // The thread's hub is whole: green threads, timers, block_on.
+        let j = eventlet::spawn(|| {
+            eventlet::sleep(Duration::from_millis(2));
+            2
+        });
+        assert_eq!(j.join().unwrap(), 2);
+        eventlet::sleep(Duration::from_millis(1));
+        eventlet::block_on(tokio::time::sleep(Duration::from_millis(1)));
+    });
+
+    // A multi-threaded runtime's worker: the same, task after task.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    for _ in 0..3 {
+        let refused = rt.block_on(async { tokio::spawn(async { eventlet::block_on(async { 3 }) }).await });
+        // A ready future needs no wait: that is allowed anywhere.
+        assert_eq!(refused.unwrap(), 3);
+        let refused = rt.block_on(async {
+            tokio::spawn(async { eventlet::block_on(tokio::time::sleep(Duration::from_millis(1))) }).await
+        });
+        let e = refused.expect_err("a worker cannot drive the hub's runtime");
+        assert!(message(e.into_panic().as_ref()).contains("within a runtime"));
+        let joined = rt.block_on(async {
+            tokio::spawn(async {
+                let j = eventlet::spawn(|| {
+                    eventlet::sleep(Duration::from_millis(1));
+                    4
+                });
+                j.join().unwrap()
+            })
+            .await
+        });
+        assert_eq!(joined.unwrap(), 4, "the worker's hub is broken after the refusal");
+    }
+}

@@ -264,14 +264,31 @@ impl Hub {
     /// Leaves the current context until the hub switches back to it.
     pub(super) fn switch_out(&self, cur: &Task) {
         if cur.is_root() {
+            // The loop may unwind into the root (its deadlock panic; tokio
+            // refusing to start inside another runtime): the root is then
+            // the one unwinding, and running again, so that its later waits
+            // are not refused as if the loop still ran on its stack.
+            let running = Running(cur);
             self.run();
-            cur.state.set(State::Running);
+            drop(running);
             self.budget.set(BUDGET);
         } else {
             self.suspend(cur);
         }
     }
+}
 
+/// Marks the root running again when dropped, however the loop ended.
+struct Running<'a>(&'a Task);
+
+impl Drop for Running<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.state.set(State::Running);
+    }
+}
+
+impl Hub {
     /// Switches from the running green thread `cur` (not the root) to the
     /// hub loop until the loop resumes it.
     #[inline(always)]

@@ -71,6 +71,10 @@
 //!   thread ([`start`](super::start)) and await
 //!   [`Handle::spawn_future`](super::Handle::spawn_future); that is one hop to
 //!   the hub's thread and one back per call (measured in BENCHMARKS.md).
+//!   A `block_on` on a thread that already drives another runtime (a
+//!   multi-threaded runtime's worker, or inside another runtime's
+//!   `block_on`) panics with tokio's "Cannot start a runtime from within a
+//!   runtime"; the thread's hub goes on with its plain loop afterwards.
 //! - While tokio has tasks alive the hub cannot tell that its root is
 //!   deadlocked (a task may still wake it), so it waits instead of
 //!   panicking; likewise while a green thread waits in `block_on` (its
@@ -292,7 +296,28 @@ pub(crate) fn drive(hub: &Hub) {
     }
     b.driving.set(true);
     let _reset = Reset(&b.driving);
-    inner.runtime().block_on(std::future::poll_fn(|cx| turn(hub, inner, cx)));
+    let refused = Refused { bridge: b, turned: Cell::new(false) };
+    inner.runtime().block_on(std::future::poll_fn(|cx| {
+        refused.turned.set(true);
+        turn(hub, inner, cx)
+    }));
+}
+
+/// If tokio refuses to run the loop (this OS thread already drives another
+/// runtime: a multi-threaded runtime's worker, or inside another runtime's
+/// `block_on`), its panic goes to the caller, and the hub goes back to its
+/// plain loop: green threads that do not wait on tokio still run here.
+struct Refused<'a> {
+    bridge: &'a Bridge,
+    turned: Cell<bool>,
+}
+
+impl Drop for Refused<'_> {
+    fn drop(&mut self) {
+        if !self.turned.get() && std::thread::panicking() {
+            self.bridge.on.set(false);
+        }
+    }
 }
 
 /// One poll of the loop: runs green threads until the root is popped
