@@ -284,3 +284,40 @@ fn a_dropped_group_lets_its_green_threads_finish() {
     drop(group);
     wait_until("both finished", || done.load(Ordering::SeqCst) == 2);
 }
+
+/// The message of a green thread's panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn joining_or_shutting_down_a_group_from_its_own_hub_panics_instead_of_waiting_forever() {
+    for shutdown in [false, true] {
+        let group = Group::with_hubs(2).unwrap();
+        let on = group.handle(1).clone();
+        let job = on
+            .spawn(move || {
+                if shutdown {
+                    group.shutdown(Duration::from_secs(3600));
+                } else {
+                    group.join();
+                }
+            })
+            .unwrap();
+        drop(on);
+        let ended = job.join_timeout(Duration::from_secs(5)).expect("it waits for itself");
+        let msg = panic_message(ended.unwrap_err().as_ref());
+        assert!(msg.contains("hub 1 of the group itself"), "{msg}");
+    }
+
+    let hub = hub::start("joins-itself").unwrap();
+    let on = hub.handle().clone();
+    let job = on.spawn(move || hub.join()).unwrap();
+    drop(on);
+    let ended = job.join_timeout(Duration::from_secs(5)).expect("it waits for itself");
+    let msg = panic_message(ended.unwrap_err().as_ref());
+    assert!(msg.contains("the hub thread itself"), "{msg}");
+}

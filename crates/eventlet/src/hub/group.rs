@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::handle::{report_stranded, root_view, spawn_joinable};
 use super::watchdog::{self, Stall};
-use super::{try_with_hub, with_hub, Handle, Hub, HubGone, HubShared, Kill, Remote, RemoteJoinHandle, Stats};
+use super::{peek_hub, try_with_hub, with_hub, Handle, Hub, HubGone, HubShared, Kill, Remote, RemoteJoinHandle, Stats};
 use super::{TaskRef, ThreadInfo};
 use crate::channel;
 use crate::greenthread::{current, park, park_timeout};
@@ -376,9 +376,11 @@ impl Group {
     ///
     /// # Panics
     ///
-    /// If a hub's thread panicked (a bug: green threads' panics stay in
-    /// them).
+    /// If called from one of the group's own hubs (a green thread of the
+    /// group, or its console): that would wait for itself forever. If a
+    /// hub's thread panicked (a bug: green threads' panics stay in them).
     pub fn join(mut self) {
+        self.refuse_own_hub("join");
         self.handles.clear();
         self.wait(None);
         self.reap();
@@ -394,8 +396,10 @@ impl Group {
     ///
     /// # Panics
     ///
-    /// If a hub's thread panicked (a bug).
+    /// If called from one of the group's own hubs (as
+    /// [`join`](Group::join)). If a hub's thread panicked (a bug).
     pub fn shutdown(mut self, grace: Duration) -> usize {
+        self.refuse_own_hub("shutdown");
         self.handles.clear();
         for m in &self.inner.members {
             m.control.closing.store(true, Ordering::SeqCst);
@@ -412,6 +416,17 @@ impl Group {
         }
         self.reap();
         self.inner.members.iter().map(|m| m.control.killed.load(Ordering::SeqCst)).sum()
+    }
+
+    /// Panics if the calling OS thread is one of the group's hubs.
+    fn refuse_own_hub(&self, what: &str) {
+        let here = peek_hub(|h| h.id);
+        if let Some(i) = self.inner.members.iter().position(|m| Some(m.shared.id) == here) {
+            panic!(
+                "eventlet::hub::Group::{what} called on hub {i} of the group itself: it would wait for its own \
+                 thread to end, forever (call it from outside the group)"
+            );
+        }
     }
 
     /// Waits for the hubs' threads to end, until `deadline`; whether all did.

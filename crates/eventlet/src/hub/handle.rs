@@ -254,9 +254,16 @@ impl HubThread {
     ///
     /// # Panics
     ///
-    /// If the hub thread panicked (a bug: green threads' panics stay in
-    /// them).
+    /// If called on the hub thread itself (from one of its green threads):
+    /// that would wait for itself forever. If the hub thread panicked (a
+    /// bug: green threads' panics stay in them).
     pub fn join(self) {
+        if super::peek_hub(|h| h.id) == Some(self.handle.shared.id) {
+            panic!(
+                "eventlet::hub::HubThread::join called on the hub thread itself: it would wait for its own end, \
+                 forever (call it from another thread)"
+            );
+        }
         let HubThread { handle, thread, ended } = self;
         drop(handle);
         // Ends (disconnected) once the thread's body has returned; then
