@@ -321,3 +321,23 @@ fn joining_or_shutting_down_a_group_from_its_own_hub_panics_instead_of_waiting_f
     let msg = panic_message(ended.unwrap_err().as_ref());
     assert!(msg.contains("the hub thread itself"), "{msg}");
 }
+
+#[test]
+fn shutdown_kills_green_threads_that_nothing_can_wake_instead_of_leaking_them() {
+    let group = Group::with_hubs(1).unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = Dropped(dropped.clone());
+    let stuck = group
+        .spawn(move || {
+            let _d = d;
+            // Nobody else can ever set it.
+            eventlet::Event::<()>::new().wait();
+        })
+        .unwrap();
+    wait_until("it waits", || group.load(0) == 1);
+    let killed = group.shutdown(Duration::from_secs(3600));
+    assert_eq!(killed, 1);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "its captures were leaked with the hub, not dropped");
+    let ended = stuck.join_timeout(Duration::from_secs(5)).expect("its handle waits forever");
+    assert!(ended.unwrap_err().is::<eventlet::Killed>());
+}

@@ -215,18 +215,23 @@ fn hub_main(control: &Control) {
             kill_all(control);
         }
         let (idle, left) = root_view();
-        if left == 0 && control.closing.load(Ordering::SeqCst) {
+        let closing = control.closing.load(Ordering::SeqCst);
+        if left == 0 && closing {
             return;
         }
-        if idle {
+        // Closing, green threads that nothing can wake any more are killed
+        // at once (they could never finish), so that they unwind rather
+        // than leak with the hub.
+        if idle && !(closing && kill_all(control) > 0) {
             report_stranded(left);
             return;
         }
     }
 }
 
-/// Kills every green thread of this hub not killed yet (from its root).
-fn kill_all(control: &Control) {
+/// Kills every green thread of this hub not killed yet (from its root);
+/// returns how many.
+fn kill_all(control: &Control) -> usize {
     let victims: Vec<TaskRef> = with_hub(|h| {
         h.tasks
             .borrow()
@@ -236,10 +241,12 @@ fn kill_all(control: &Control) {
             .cloned()
             .collect()
     });
+    let n = victims.len();
     for t in victims {
         with_hub(|h| h.kill(&t));
         control.killed.fetch_add(1, Ordering::SeqCst);
     }
+    n
 }
 
 /// Wakes the root of the hub (its id and slot are fixed: see `Hub::new`).
@@ -390,8 +397,9 @@ impl Group {
     /// threads are done (handles held elsewhere no longer keep it), and
     /// green threads still alive after `grace` are killed (unwound at the
     /// point where they wait, so their destructors run; see
-    /// [`JoinHandle::kill`](crate::JoinHandle::kill)). Returns how many were
-    /// killed. A green thread that catches its kill and goes on keeps its
+    /// [`JoinHandle::kill`](crate::JoinHandle::kill)), and so are, at once,
+    /// those that nothing can wake any more (they could never finish).
+    /// Returns how many were killed. A green thread that catches its kill and goes on keeps its
     /// hub, and this call, waiting.
     ///
     /// # Panics
