@@ -105,8 +105,11 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one read may wait for the server (default 60 s; `None`: no
-    /// limit).
+    /// How long one read or write may wait for the server (default 60 s;
+    /// `None`: no limit), and the response head in all: a body that keeps
+    /// coming is read to its end however long it takes (see
+    /// [`timeout`](Self::timeout) for a limit on the whole request), and a
+    /// server that stops reading the request fails it.
     pub fn timeout_read(mut self, t: impl Into<Option<Duration>>) -> ClientBuilder {
         self.read = t.into();
         self
@@ -186,7 +189,8 @@ impl ClientBuilder {
             .max_redirects_will_error(true)
             .timeout_connect(self.connect)
             .timeout_recv_response(self.read)
-            .timeout_recv_body(self.read)
+            .timeout_per_read(self.read)
+            .timeout_per_write(self.read)
             .timeout_global(self.total)
             .user_agent(self.user_agent.as_str())
             .max_idle_connections(self.idle_total.div_ceil(SHARDS))

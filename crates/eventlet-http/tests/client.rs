@@ -216,3 +216,52 @@ fn error_kinds_a_caller_can_match() {
     let final_uri = landed.extensions().get::<eventlet_http::client::FinalUri>().unwrap().0.to_string();
     assert_eq!(final_uri, format!("http://{addr}/redirect/0"));
 }
+
+/// `timeout_read` is how long one read may wait: a body that arrives
+/// steadily, a byte every 100 ms, for longer than that in all is read to
+/// its end (it was a deadline for the whole body: a download longer than
+/// 60 s failed under the defaults, "timed out (receive body)").
+#[test]
+fn a_steady_body_longer_than_the_read_timeout_is_read_whole() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.read(&mut [0; 4096]);
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n").unwrap();
+        for _ in 0..15 {
+            std::thread::sleep(Duration::from_millis(100));
+            if s.write_all(b"x").is_err() {
+                return;
+            }
+        }
+    });
+    let c = Client::builder().timeout_read(Duration::from_millis(700)).build();
+    let body = c.get(&format!("http://{addr}/")).unwrap().into_body().into_bytes().unwrap();
+    assert_eq!(body, b"x".repeat(15));
+}
+
+/// A server that accepts and never reads: a request body larger than the
+/// socket buffers waited forever to be written (no write timeout at all).
+/// Now a write waits at most `timeout_read`, and fails with `TimedOut`.
+#[test]
+fn a_server_that_never_reads_the_request_times_out() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
+    let held = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        // Held unread until the test is over (10 s at most).
+        let _ = done.recv_timeout(Duration::from_secs(10));
+        drop(s);
+    });
+    let c = Client::builder().timeout_read(Duration::from_millis(500)).build();
+    let t = Instant::now();
+    let e = c.post(&format!("http://{addr}/"), vec![0u8; 64 << 20]).unwrap_err();
+    let waited = t.elapsed();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    drop(done_tx);
+    held.join().unwrap();
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
+}
