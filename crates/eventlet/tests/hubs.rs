@@ -122,3 +122,51 @@ fn an_echo_server_spread_over_two_hubs() {
     // The kernel spreads connections by hash: both hubs get some.
     assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
 }
+
+/// Runs `f` on a new OS thread; panics if it has not returned in 5 s.
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("{what}: still waiting after 5 s"))
+}
+
+#[test]
+fn the_last_unparker_dropped_on_another_thread_lets_the_hub_look_again() {
+    // A hub thread whose last green thread nothing can wake any more ends
+    // (saying so) rather than waiting forever for the dropped unparker.
+    bounded("the hub thread's join", || {
+        let hub = eventlet::hub::start("unparker-dropped").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stuck = hub
+            .handle()
+            .spawn(move || {
+                tx.send(eventlet::current().unparker()).unwrap();
+                eventlet::park();
+            })
+            .unwrap();
+        let unparker = rx.recv().unwrap();
+        drop(stuck);
+        let dropper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(unparker);
+        });
+        hub.join();
+        dropper.join().unwrap();
+    });
+
+    // A root waiting only on such an unparker: the deadlock is reported.
+    let deadlock = bounded("the root's park", || {
+        let unparker = eventlet::current().unparker();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(unparker);
+        });
+        std::panic::catch_unwind(eventlet::park).map_err(|p| {
+            p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        })
+    });
+    let msg = deadlock.unwrap_err().unwrap_or_default();
+    assert!(msg.contains("deadlock"), "{msg}");
+}

@@ -128,7 +128,14 @@ impl Clone for Unparker {
 
 impl Drop for Unparker {
     fn drop(&mut self) {
-        self.shared.handles.fetch_sub(1, Ordering::SeqCst);
+        if self.shared.handles.fetch_sub(1, Ordering::SeqCst) == 1 && peek_hub(|h| h.id == self.shared.id) != Some(true)
+        {
+            // The last handle, dropped on another OS thread: the hub may be
+            // waiting only because of it (a hub thread that could end, a
+            // deadlock to report), so it looks again. On its own thread
+            // the hub looks anyway before it next waits.
+            self.shared.send(Remote::Wake);
+        }
     }
 }
 
