@@ -418,6 +418,10 @@ where
             }
             s.task = Some(with_hub(Hub::current_key_id));
         }
+        // Kept with the green-locals: if this green thread is still parked
+        // when its OS thread exits (leaked, never resumed), the exiting hub
+        // drops it and the future gets `Killed`.
+        crate::local::keep_until_end(Box::new(End(end.0.clone())));
         let r = panic::catch_unwind(AssertUnwindSafe(f));
         end.finish(r);
     }

@@ -38,7 +38,11 @@
 //! or is killed), on that green thread, so their destructors may block and
 //! use green-locals. The root context's values are dropped when its OS
 //! thread exits; a green-local used from a destructor that runs after the
-//! thread's hub is gone gets a fresh value that is dropped at once.
+//! thread's hub is gone gets a fresh value that is dropped at once. So are
+//! the values of a green thread still parked when its OS thread exits
+//! (which is leaked with its stack, never resumed): there, a destructor
+//! that panics is reported and the others still run, and one that blocks
+//! finds the hub gone (a panic, contained likewise).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -184,4 +188,19 @@ impl<T: 'static> fmt::Debug for LocalKey<T> {
 /// returns `None` while this OS thread is being torn down (its hub is gone).
 fn with_current_locals<R>(f: impl FnOnce(&RefCell<Option<Box<Locals>>>) -> R) -> Option<R> {
     try_with_hub(|h| f(&h.current().locals))
+}
+
+crate::green_local! {
+    /// What the runtime keeps for a green thread until it ends (see
+    /// [`keep_until_end`]).
+    static KEPT: RefCell<Vec<Box<dyn Any>>> = RefCell::new(Vec::new());
+}
+
+/// Keeps `value` with the running green thread's green-locals: it is
+/// dropped when the green thread ends, or, if the green thread is still
+/// parked when its OS thread exits, by the exiting hub. For guards that
+/// must answer whoever waits for the green thread from elsewhere even if
+/// it never ends (a `RemoteJoinHandle`, a `GreenFuture`).
+pub(crate) fn keep_until_end(value: Box<dyn Any>) {
+    KEPT.with_borrow_mut(|k| k.push(value));
 }

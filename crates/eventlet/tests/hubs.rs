@@ -170,3 +170,55 @@ fn the_last_unparker_dropped_on_another_thread_lets_the_hub_look_again() {
     let msg = deadlock.unwrap_err().unwrap_or_default();
     assert!(msg.contains("deadlock"), "{msg}");
 }
+
+/// A green thread spawned onto a plain OS thread's hub from elsewhere, and
+/// still parked when that thread exits, is leaked with its stack (it is
+/// never resumed). Whoever joins it from another thread, through a
+/// `RemoteJoinHandle` or a `GreenFuture`, used to wait forever; it now
+/// gets `Killed`, and the green thread's green-locals are dropped.
+#[test]
+fn joining_a_green_thread_leaked_when_its_thread_exits_gives_killed() {
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    eventlet::green_local! {
+        static KEPT: std::cell::RefCell<Option<Counted>> = std::cell::RefCell::new(None);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Arc::new(AtomicUsize::new(0));
+    let thread = std::thread::spawn(move || {
+        tx.send(eventlet::hub::handle()).unwrap();
+        // The root runs the hub meanwhile; then the thread returns.
+        eventlet::sleep(Duration::from_millis(300));
+    });
+    let hub = rx.recv().unwrap();
+    let (s1, s2) = (started.clone(), started.clone());
+    let joinable = hub
+        .spawn(move || {
+            KEPT.with_borrow_mut(|k| *k = Some(Counted));
+            s1.fetch_add(1, Ordering::SeqCst);
+            eventlet::sleep(Duration::from_secs(3600));
+            1
+        })
+        .unwrap_or_else(|_| panic!("the hub is there"));
+    let future = hub
+        .spawn_future(move || {
+            s2.fetch_add(1, Ordering::SeqCst);
+            eventlet::sleep(Duration::from_secs(3600));
+            2
+        })
+        .unwrap_or_else(|_| panic!("the hub is there"));
+    drop(hub);
+    thread.join().unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 2, "both started before the thread exited");
+    let joined = joinable.join_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("join waited forever"));
+    assert!(joined.unwrap_err().is::<eventlet::Killed>());
+    let awaited = eventlet::with_timeout(Duration::from_secs(5), || eventlet::block_on(future))
+        .unwrap_or_else(|_| panic!("the future stayed pending"));
+    assert!(awaited.unwrap_err().is::<eventlet::Killed>());
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 1, "the leaked green thread's green-locals were dropped");
+}

@@ -402,13 +402,16 @@ fn wake_opens_no_fds() {
 // 6. A granted wait wins over an enclosing Timeout that expired with it.
 
 /// Yields until the green thread `id` has been made ready by its timer.
+/// It looks before each yield: on a slow machine (valgrind, a loaded CI
+/// host) the timer may have fired before this green thread first runs, and
+/// a yield then would let `id` run first, which is not the case tested.
 fn yield_until_ready(id: u64) {
     loop {
-        eventlet::yield_now();
         let t = hub::threads().into_iter().find(|t| t.id == id);
         if t.is_none_or(|t| t.state == ThreadState::Ready) {
             return;
         }
+        eventlet::yield_now();
     }
 }
 

@@ -303,7 +303,11 @@ where
 /// The body of a green thread spawned through a [`Handle`]: runs `f`, and
 /// hands its result or panic to the join handle, or reports the panic if
 /// the handle is gone.
-fn run_joinable<T>(f: impl FnOnce() -> T, tx: channel::Sender<std::thread::Result<T>>) {
+fn run_joinable<T: Send + 'static>(f: impl FnOnce() -> T, tx: channel::Sender<std::thread::Result<T>>) {
+    // If this green thread is still parked when its OS thread exits, it is
+    // leaked, never resumed: the guard, dropped with its green-locals then,
+    // tells the joiner it was killed.
+    crate::local::keep_until_end(Box::new(JoinEnd(tx.clone())));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     // Capacity 1, one send: never waits.
     if let Err(TrySendError::Full(Err(p)) | TrySendError::Disconnected(Err(p))) = tx.try_send(result) {
@@ -311,6 +315,18 @@ fn run_joinable<T>(f: impl FnOnce() -> T, tx: channel::Sender<std::thread::Resul
             with_hub(|h| report::green_panic(h.cur(), p.as_ref()));
         }
         report::drop_payload(p);
+    }
+}
+
+/// Sends [`Killed`] to a [`RemoteJoinHandle`] when dropped, unless the
+/// result went first (the channel holds one message).
+struct JoinEnd<T>(channel::Sender<std::thread::Result<T>>);
+
+impl<T> Drop for JoinEnd<T> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.try_send(Err(Box::new(Killed))) {
+            drop(e.into_inner());
+        }
     }
 }
 

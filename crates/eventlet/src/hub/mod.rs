@@ -455,5 +455,24 @@ impl Drop for Hub {
                 }
             }
         }
+        // Their green-locals are `'static` values the leaked frames hold
+        // only through counted references of their own (`LocalKey::with`
+        // clones the value out), so they can be dropped: their guards then
+        // answer whoever joins those green threads from another thread
+        // (`local::keep_until_end`) instead of leaving them waiting forever.
+        let leaked: Vec<TaskRef> =
+            self.tasks.get_mut().iter().filter(|(_, t)| !t.is_root() && !t.is_done()).map(|(_, t)| t.clone()).collect();
+        for t in leaked {
+            loop {
+                let locals = match t.locals.try_borrow_mut() {
+                    Ok(mut l) => l.take(),
+                    Err(_) => None,
+                };
+                let Some(mut locals) = locals else { break };
+                for (_, value) in locals.drain() {
+                    report::contain(|| drop(value));
+                }
+            }
+        }
     }
 }
