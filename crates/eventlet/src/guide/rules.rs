@@ -55,7 +55,7 @@
 //! | the result of a finished green thread whose `JoinHandle` is dropped | the code dropping the handle | unwinds there, as any destructor | as any code there |
 //! | panic payloads | whoever drops them; the runtime's own drops are guarded | the runtime leaks a payload whose drop panics | as any code there |
 //! | callbacks linked with `JoinHandle::link` | the linked green thread, at its end, before its green-locals are dropped (or the caller, if it has ended: an ordinary call) | reported; the next still runs (at once: unwinds in the caller) | it waits; `join` waits for it |
-//! | green-locals' destructors | the green thread, at its end | reported; the rest are still dropped | it waits |
+//! | green-locals' destructors | the green thread, at its end (for one still parked when its OS thread exits, and so leaked: the exiting hub) | reported; the rest are still dropped | it waits (the exiting hub: the hub is gone, the call panics, which is caught and reported) |
 //! | destructors running while a green thread unwinds | that green thread | Rust aborts the process (a panic escaping a destructor during unwinding), as everywhere | the call does not wait: it ends as under an expired timeout |
 //! | the panic hook (std's default or yours) | the panicking green thread | std aborts (a panic inside a panic hook) | the call does not wait |
 //! | the `log` logger, for the runtime's reports | the reporting green thread (the hub loop for a failed `epoll_wait`) | caught | on a green thread it waits; in the hub loop it is refused |

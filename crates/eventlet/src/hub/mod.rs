@@ -16,8 +16,10 @@
 //! still parked are leaked with their stacks, not unwound (their hub is
 //! gone, so their destructors could not run green code), and so are scoped
 //! green threads that never started (their closures may borrow thread-locals
-//! already destroyed): give such threads an end (join them) before the
-//! thread returns.
+//! already destroyed). The green-locals of leaked green threads are dropped
+//! (they are `'static`), which also tells whoever joins them from another
+//! thread (`RemoteJoinHandle`, `GreenFuture`) that they were killed. Give
+//! such threads an end (join them) before the thread returns.
 //!
 //! The files: `task` (a green thread's block and the references to it),
 //! `life` (how a green thread ends), `park` (how one waits), `run` (the
