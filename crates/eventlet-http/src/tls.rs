@@ -219,6 +219,9 @@ pub struct TlsStream<S> {
     /// How long one read of plaintext may wait in all, as a server
     /// connection set it ([`Transport`](crate::transport::Transport)).
     read_timeout: std::cell::Cell<Option<std::time::Duration>>,
+    /// Whether ciphertext came since plaintext was last read: part of a
+    /// record may be buffered (the server's idle check reads it).
+    ciphertext_pending: std::cell::Cell<bool>,
 }
 
 impl<S> TlsStream<S> {
@@ -229,6 +232,7 @@ impl<S> TlsStream<S> {
             read_side: eventlet::Lock::new(Vec::new()),
             write_side: eventlet::Lock::new(()),
             read_timeout: std::cell::Cell::new(None),
+            ciphertext_pending: std::cell::Cell::new(false),
         }
     }
 }
@@ -362,14 +366,19 @@ where
             {
                 let mut c = self.conn.borrow_mut();
                 match c.reader().read(buf) {
-                    Ok(n) => return Ok(n),
+                    Ok(n) => {
+                        self.ciphertext_pending.set(false);
+                        return Ok(n);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                     Err(e) => return Err(e),
                 }
             }
             before_socket_read()?;
-            if self.read_tls()? == 0 {
+            let n = self.read_tls()?;
+            self.ciphertext_pending.set(true);
+            if n == 0 {
                 // End of stream: what rustls says about it (plaintext left,
                 // a clean or an unclean end) comes on the next turn.
                 let mut c = self.conn.borrow_mut();
@@ -503,6 +512,15 @@ impl crate::transport::Transport for TlsStream<eventlet::net::TcpStream> {
 
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.sock.peer_addr()
+    }
+
+    fn has_input(&self) -> bool {
+        // Plaintext rustls holds (or a close_notify it got: `wants_read`
+        // is false then too, and the reader sees it), part of a record, or
+        // bytes on the socket.
+        self.ciphertext_pending.get()
+            || self.conn.try_borrow().map_or(true, |c| !c.wants_read())
+            || crate::transport::socket_has_input(&self.sock)
     }
 }
 

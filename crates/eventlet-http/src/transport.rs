@@ -30,6 +30,17 @@ pub(crate) trait Transport: fmt::Debug + 'static {
 
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Whether bytes the peer sent wait to be read (received, not read
+    /// yet); never waits. End of stream is not input.
+    fn has_input(&self) -> bool;
+}
+
+/// Whether `sock`'s receive queue holds a byte: a non-blocking peek (the
+/// green socket's descriptor is non-blocking, so this never waits).
+pub(crate) fn socket_has_input(sock: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::uninit()];
+    matches!(socket2::SockRef::from(sock).peek(&mut byte), Ok(1..))
 }
 
 impl Transport for TcpStream {
@@ -57,5 +68,9 @@ impl Transport for TcpStream {
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         TcpStream::peer_addr(self)
+    }
+
+    fn has_input(&self) -> bool {
+        socket_has_input(self)
     }
 }

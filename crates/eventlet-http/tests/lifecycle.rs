@@ -112,13 +112,16 @@ fn access_log_uses_eventlets_format() {
 }
 
 #[test]
-fn connection_cap_counts_idle_keep_alive_connections() {
+fn connection_cap_holds_new_clients_while_every_connection_is_busy() {
+    // (Idle connections make room for new clients: see tests/make_room.rs.)
     let addr = spawn_server(|s| s.max_connections(2), routes);
     let mut a = connect(addr);
     let mut b = connect(addr);
     for s in [&mut a, &mut b] {
         s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         read_response(s);
+        // Half a head: busy, not idle.
+        s.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
     }
     let mut c = connect(addr); // in the backlog
     c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
@@ -129,6 +132,9 @@ fn connection_cap_counts_idle_keep_alive_connections() {
     drop(a);
     c.set_read_timeout(Some(util::TIMEOUT)).unwrap();
     assert!(read_response(&mut c).ends_with("hello"));
+    // b's request was not cut short to make room.
+    b.write_all(b"st: a\r\n\r\n").unwrap();
+    assert!(read_response(&mut b).ends_with("hello"));
 }
 
 #[test]

@@ -106,6 +106,9 @@ fn one_connection_limit_for_all_hubs() {
     let mut held: Vec<TcpStream> = (0..4).map(|_| connect(addr)).collect();
     for c in &mut held {
         assert!(get(c, "/").starts_with("HTTP/1.1 200"));
+        // Half a head: busy (an idle connection would be closed to make
+        // room for the fifth, see tests/make_room.rs).
+        c.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
     }
     // A fifth waits in the backlog until one of the four leaves.
     let mut fifth = connect(addr);

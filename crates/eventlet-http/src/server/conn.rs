@@ -32,16 +32,29 @@ const LINGER: Duration = Duration::from_millis(500);
 pub(super) type Started = Option<Instant>;
 
 /// Whether a connection goes on after the request it serves; a graceful
-/// shutdown reads it to close idle connections at once.
+/// shutdown reads it to close idle connections at once, and a full server
+/// to close the oldest idle ones (see [`make_room`](super::make_room)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeepAlive {
-    /// Waiting for its next request.
+    /// Waiting for the first byte of its next request (or of its first),
+    /// every answer before it written, nothing of it read.
     Idle,
+    /// Closed while idle to make room for a new client: its wait for a
+    /// request ends and it closes, whatever that wait read.
+    Evicted,
     /// Serving a request; the connection goes on after it.
     Busy,
     /// Serving its last request: the response says `Connection: close`,
     /// then the connection closes.
     Disabled,
+}
+
+/// What the server watches of a connection, in [`State::conns`].
+pub(super) struct Watch {
+    pub(super) keep_alive: Cell<KeepAlive>,
+    /// When it last became [`KeepAlive::Idle`], in [`State::idle_clock`]
+    /// ticks: the oldest idle connection has the smallest.
+    pub(super) idle_since: Cell<u64>,
 }
 
 /// A raw handler (see [`raw`]).
@@ -133,7 +146,7 @@ pub(super) struct Connection<S> {
     state: Rc<State>,
     pub(super) ex: Rc<RefCell<Exchange<S>>>,
     id: u64,
-    keep_alive: Rc<Cell<KeepAlive>>,
+    watch: Rc<Watch>,
     /// Where responses are assembled, and gathered while the next request
     /// is already in the read buffer (pipelined): small responses go out
     /// in one write before the connection next waits to read.
@@ -158,8 +171,8 @@ impl<S: Transport> Connection<S> {
         let id = state.next_id.get();
         state.next_id.set(id + 1);
         let ex = Rc::new(RefCell::new(Exchange::new(Reader::new(stream.clone()), config.max_body_size)));
-        let keep_alive = Rc::new(Cell::new(KeepAlive::Busy));
-        state.conns.borrow_mut().insert(id, (stream.clone() as Rc<dyn Transport>, keep_alive.clone()));
+        let watch = Rc::new(Watch { keep_alive: Cell::new(KeepAlive::Busy), idle_since: Cell::new(0) });
+        state.conns.borrow_mut().insert(id, (stream.clone() as Rc<dyn Transport>, watch.clone()));
         Connection {
             stream,
             peer,
@@ -167,7 +180,7 @@ impl<S: Transport> Connection<S> {
             state,
             ex,
             id,
-            keep_alive,
+            watch,
             pending: Cell::new(Vec::new()),
             arena: RefCell::new(HeadArena::new()),
             raw_head: RefCell::new(HeadCopy::default()),
@@ -194,12 +207,12 @@ impl<S: Transport> Connection<S> {
 
     /// Whether the connection goes on after the current request.
     pub(super) fn keeps_alive(&self) -> bool {
-        self.keep_alive.get() != KeepAlive::Disabled
+        self.watch.keep_alive.get() != KeepAlive::Disabled
     }
 
     /// Makes the current request the connection's last.
     pub(super) fn disable_keep_alive(&self) {
-        self.keep_alive.set(KeepAlive::Disabled);
+        self.watch.keep_alive.set(KeepAlive::Disabled);
     }
 
     /// Serves the connection's requests, then closes it. `handshake` runs
@@ -311,17 +324,28 @@ impl<S: Transport> Connection<S> {
                 if self.state.shutting_down.get() {
                     return Err(HeadError::Closed);
                 }
-                self.keep_alive.set(KeepAlive::Idle);
                 self.trim();
             }
             // Answers to pipelined requests go out before the wait.
             if self.flush_pending().is_err() {
                 return Err(HeadError::Closed);
             }
+            if idle {
+                // (The flush may have waited: a shutdown may have begun.)
+                if self.state.shutting_down.get() {
+                    return Err(HeadError::Closed);
+                }
+                self.become_idle();
+            }
             let n = self.ex.borrow_mut().reader.fill(MAX_HEAD + 1024);
             // However the wait ended, the connection is busy again (a
-            // shutdown that closed it meanwhile ends the read).
-            self.keep_alive.set(KeepAlive::Busy);
+            // shutdown that closed it meanwhile ends the read). Closed to
+            // make room, it ends here, even if the read found a request
+            // that came too late (the race of keep-alive: the client sees
+            // the close and may retry; the request was not served).
+            if self.watch.keep_alive.replace(KeepAlive::Busy) == KeepAlive::Evicted {
+                return Err(HeadError::Closed);
+            }
             match n {
                 Ok(0) => return Err(HeadError::Closed),
                 Ok(_) => {}
@@ -360,7 +384,7 @@ impl<S: Transport> Connection<S> {
                 break;
             }
             let keep = self.config.keepalive && info.keep_alive;
-            self.keep_alive.set(if keep { KeepAlive::Busy } else { KeepAlive::Disabled });
+            self.watch.keep_alive.set(if keep { KeepAlive::Busy } else { KeepAlive::Disabled });
             let mut req = raw::Request::parsed(&head, self.peer);
             let answer = run_raw(handler, &mut req, &mut bufs);
             let consumed = head.consumed;
@@ -387,6 +411,17 @@ impl<S: Transport> Connection<S> {
         }
         self.keep_out(out);
         served
+    }
+
+    /// Marks the connection idle (see [`KeepAlive::Idle`]), the newest of
+    /// its hub's idle connections.
+    #[inline]
+    fn become_idle(&self) {
+        let clock = &self.state.idle_clock;
+        let now = clock.get();
+        clock.set(now + 1);
+        self.watch.idle_since.set(now);
+        self.watch.keep_alive.set(KeepAlive::Idle);
     }
 
     /// Lets go of large buffers while the connection waits for its next
@@ -423,7 +458,7 @@ impl<S: Transport> Connection<S> {
                 },
             };
         }
-        self.keep_alive.set(if cfg.keepalive && info.keep_alive { KeepAlive::Busy } else { KeepAlive::Disabled });
+        self.watch.keep_alive.set(if cfg.keepalive && info.keep_alive { KeepAlive::Busy } else { KeepAlive::Disabled });
         let refuse = |status| {
             self.disable_keep_alive();
             self.write_error(status, started, Some((info.version, &line)))

@@ -55,6 +55,11 @@ impl Transport for Memory {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
+
+    fn has_input(&self) -> bool {
+        let input = self.input.borrow();
+        input.position() < input.get_ref().len() as u64
+    }
 }
 
 /// The request body limit of [`parse_request_for_fuzzing`]: small, so that

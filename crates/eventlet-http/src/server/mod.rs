@@ -56,7 +56,7 @@ mod reader;
 mod response;
 mod workers;
 
-use conn::{Connection, Handler, KeepAlive, RawHandler};
+use conn::{Connection, Handler, KeepAlive, RawHandler, Watch};
 
 /// A server's handler, of either kind, shared by its connections.
 #[derive(Clone)]
@@ -135,7 +135,8 @@ struct Config {
 /// A handler is a plain function from [`http::Request<Body>`] to
 /// [`http::Response<Body>`]; each connection runs on its own green thread,
 /// at most [`max_connections`](Server::max_connections) at once (an idle
-/// keep-alive connection counts: it holds its green thread).
+/// keep-alive connection counts: it holds its green thread; a full server
+/// closes the oldest idle ones to let new clients in).
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -184,7 +185,7 @@ impl Default for Config {
 }
 
 /// An open connection's stream and its keep-alive state, in [`State::conns`].
-type Registered = (Rc<dyn Transport>, Rc<Cell<KeepAlive>>);
+type Registered = (Rc<dyn Transport>, Rc<Watch>);
 
 /// Shared by the accept loop, the connections and the shutdown handles.
 struct State {
@@ -192,9 +193,13 @@ struct State {
     stop: RefCell<Option<StopHandle>>,
     /// Open connections by id, each with its keep-alive state (registered
     /// once per connection; the state changes per request): a shutdown
-    /// closes those waiting for their next request.
+    /// closes those waiting for their next request, a full server the
+    /// oldest of them ([`make_room`]).
     conns: RefCell<HashMap<u64, Registered>>,
     next_id: Cell<u64>,
+    /// Ticks once each time a connection becomes idle: orders them by
+    /// how long they have been idle ([`Watch::idle_since`]).
+    idle_clock: Cell<u64>,
     live: Cell<usize>,
     waiter: RefCell<Option<GreenThread>>,
 }
@@ -206,6 +211,7 @@ impl State {
             stop: RefCell::new(None),
             conns: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
+            idle_clock: Cell::new(0),
             live: Cell::new(0),
             waiter: RefCell::new(None),
         })
@@ -232,8 +238,8 @@ impl ShutdownHandle {
         if let Some(stop) = st.stop.borrow().as_ref() {
             stop.stop();
         }
-        for (s, keep_alive) in st.conns.borrow().values() {
-            if keep_alive.get() == KeepAlive::Idle {
+        for (s, watch) in st.conns.borrow().values() {
+            if watch.keep_alive.get() == KeepAlive::Idle {
                 let _ = s.shutdown(Shutdown::Both);
             }
         }
@@ -306,8 +312,26 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Most connections open at once (default 1024); past it, new clients
-    /// wait in the kernel's backlog. Idle keep-alive connections count.
+    /// Most connections open at once (default 1024, over all hubs of a
+    /// server on several). Idle connections count (kept alive between
+    /// requests, or new ones that have sent nothing yet), but while the
+    /// server is full and a new client waits to be accepted, the oldest
+    /// idle ones are closed to let it in, as nginx does: see below. Past the limit with no idle connection, new clients wait in
+    /// the kernel's backlog until a connection ends.
+    ///
+    /// Making room closes, on the hub the client waits on, an eighth of
+    /// that hub's idle connections (at least 1, at most 32), those idle
+    /// the longest; a hub with none asks the other hubs to close theirs.
+    /// A connection in the middle of a request (its head or body being
+    /// read, its handler running, its answer being written) is never
+    /// closed, nor one whose next request has begun to arrive. Closing is
+    /// clean: a FIN (TLS: `close_notify` first). A client that sends its
+    /// next request just as its idle connection is closed sees the close
+    /// instead of an answer (its request was not served), the race every
+    /// keep-alive server has, which HTTP clients handle by retrying;
+    /// the window is the time between the server's check that nothing
+    /// arrived and its `shutdown` (microseconds) plus the request's time
+    /// in flight.
     ///
     /// # Panics
     ///
@@ -491,11 +515,14 @@ impl Server {
         let server = eventlet::Server::new(listener, config.max_connections);
         *state.stop.borrow_mut() = Some(server.stop_handle());
         let config = Rc::new(config);
-        let st = state.clone();
-        let result = server.serve(move |sock, peer| {
-            let _live = Live::new(st.clone());
-            serve_connection(sock, peer, &config, &st, handler.get());
-        });
+        let (st, room) = (state.clone(), state.clone());
+        let result = server.serve_making_room(
+            move |sock, peer| {
+                let _live = Live::new(st.clone());
+                serve_connection(sock, peer, &config, &st, handler.get());
+            },
+            move || make_room(&room),
+        );
         *state.stop.borrow_mut() = None;
         while state.live.get() > 0 {
             *state.waiter.borrow_mut() = Some(current());
@@ -544,6 +571,46 @@ fn serve_connection(
         return;
     }
     Connection::new(sock, peer, config.clone(), state.clone()).run(|_| Ok(()), handler);
+}
+
+/// Most idle connections closed at once to make room (nginx's figure).
+const ROOM_MOST: usize = 32;
+
+/// The server is full and a client waits: closes the oldest idle
+/// connections of this hub (an eighth of them, 1 to [`ROOM_MOST`]; see
+/// [`Server::max_connections`]), and returns how many are closing. While
+/// connections closed by an earlier call are still ending, closes no more
+/// and returns their number. Runs only when the server is full, so the
+/// connections' per-request path pays nothing for it but a counter tick.
+fn make_room(state: &State) -> usize {
+    let mut idle = Vec::new();
+    let mut ending = 0;
+    for (stream, watch) in state.conns.borrow().values() {
+        match watch.keep_alive.get() {
+            KeepAlive::Evicted => ending += 1,
+            KeepAlive::Idle => idle.push((watch.idle_since.get(), stream.clone(), watch.clone())),
+            KeepAlive::Busy | KeepAlive::Disabled => {}
+        }
+    }
+    if ending > 0 || idle.is_empty() {
+        return ending;
+    }
+    let want = (idle.len() / 8).clamp(1, ROOM_MOST);
+    idle.sort_unstable_by_key(|(since, ..)| *since);
+    for (_, stream, watch) in idle {
+        if ending == want {
+            break;
+        }
+        // Bytes of a next request arrived (not read yet): it is not idle.
+        if stream.has_input() {
+            continue;
+        }
+        watch.keep_alive.set(KeepAlive::Evicted);
+        // Wakes its green thread, parked reading: it ends the connection.
+        let _ = stream.shutdown(Shutdown::Both);
+        ending += 1;
+    }
+    ending
 }
 
 /// Counts a connection as live for as long as it exists.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use eventlet::StopHandle;
 use http::{Request, Response};
 
-use super::{raw, serve_connection, Config, Live, OwnedHandler, Server, ShutdownHandle, State};
+use super::{make_room, raw, serve_connection, Config, Live, OwnedHandler, Server, ShutdownHandle, State};
 use crate::body::Body;
 
 /// A [`Server`] serving on several hubs: from [`Server::workers`].
@@ -169,7 +169,7 @@ impl Workers {
         let Workers { inner, config } = self;
         let stop = inner.stop_handle();
         let config = Arc::new(config);
-        inner.serve_with(move || {
+        inner.serve_making_room(move || {
             // This hub's part of the server: its connections, its copy of
             // the settings, and a green thread that shuts them down here
             // when the server stops.
@@ -182,10 +182,12 @@ impl Workers {
             });
             let config = Rc::new(Config::clone(&config));
             let handler = make();
-            move |sock, peer| {
+            let room = state.clone();
+            let serve = move |sock, peer| {
                 let _live = Live::new(state.clone());
                 serve_connection(sock, peer, &config, &state, handler.get());
-            }
+            };
+            (serve, move || make_room(&room))
         })
     }
 }

@@ -3,10 +3,12 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::workers::Spread;
 use super::{TcpListener, TcpStream, ToSocketAddrs};
@@ -50,7 +52,10 @@ where
 /// An accept loop that survives what kills simpler ones:
 ///
 /// - while `concurrency` handlers run it stops accepting (the kernel's
-///   backlog holds new clients) and resumes when one ends;
+///   backlog holds new clients) and resumes when one ends; a server whose
+///   handlers can tell which connections would not mind being closed
+///   (idle keep-alive ones) makes room for a waiting client with
+///   [`serve_making_room`](Self::serve_making_room);
 /// - on `EMFILE`/`ENFILE` (out of file descriptors) and kernel memory
 ///   errors it backs off, 10 ms doubling to 1 s, and keeps going;
 /// - a panicking handler ends only its own connection;
@@ -92,6 +97,10 @@ pub(super) struct Shared {
     running: AtomicUsize,
     /// Accept loops waiting for a slot to free.
     full: AtomicUsize,
+    /// Bumped by a full accept loop whose own `make_room` found nothing
+    /// while a client waits on its listener: the other hubs' loops, seeing
+    /// it change, run theirs (see [`Server::serve_making_room`]).
+    room_wanted: AtomicU64,
     /// Every accept loop, and every green thread in [`StopHandle::wait`],
     /// to wake it for a stop or a freed slot.
     acceptors: Mutex<Vec<(u64, Unparker)>>,
@@ -105,6 +114,7 @@ impl Shared {
             taken: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             full: AtomicUsize::new(0),
+            room_wanted: AtomicU64::new(0),
             acceptors: Mutex::new(Vec::new()),
             next_acceptor: AtomicU64::new(0),
         })
@@ -234,6 +244,13 @@ impl Drop for Registered<'_> {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// While full with a client waiting, how often an accept loop asks
+/// `make_room` again (a freed slot wakes it sooner).
+const ROOM_RETRY: Duration = Duration::from_millis(100);
+
+/// What a full server may do to make room for a waiting client: see
+/// [`Server::serve_making_room`].
+pub(super) type MakeRoom<'a> = Option<&'a dyn Fn() -> usize>;
 
 impl Server {
     /// A server for `listener` running at most `concurrency` handlers.
@@ -266,7 +283,67 @@ impl Server {
     where
         F: Fn(TcpStream, SocketAddr) + 'static,
     {
-        accept_loop(&self.listener, &self.shared, self.concurrency, Rc::new(handler), None)
+        accept_loop(&self.listener, &self.shared, self.concurrency, Rc::new(handler), None, None)
+    }
+
+    /// As [`serve`](Self::serve), and when the server is full (`concurrency`
+    /// handlers run) while a client waits in the listener's queue, calls
+    /// `make_room` on the accept loop's green thread. It may end some
+    /// connections that would not mind (an HTTP server closes idle
+    /// keep-alive connections, oldest first, as nginx does) so that the
+    /// waiting client gets in when their handlers end, and returns how many
+    /// it is ending (0: none it can). While the server stays full with a
+    /// client waiting it is called again, at most every 100 ms; a handler
+    /// ending meanwhile lets the client in without it. A server on several
+    /// hubs ([`workers`](Self::workers), [`Workers::serve_making_room`](super::Workers::serve_making_room))
+    /// has one `make_room` per hub, for that hub's connections: when the
+    /// hub a client waits on finds nothing to end, the other hubs' are
+    /// called too.
+    ///
+    /// `make_room` must not block (the accept loop waits for it); a panic
+    /// in it is logged and counts as 0.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::collections::VecDeque;
+    /// use std::io::Read;
+    /// use std::net::Shutdown;
+    /// use std::rc::Rc;
+    ///
+    /// // One connection at most: a new client ends the oldest one.
+    /// let server = eventlet::Server::new(eventlet::listen("127.0.0.1:0")?, 1);
+    /// let addr = server.local_addr()?;
+    /// let stop = server.stop_handle();
+    /// let open: Rc<RefCell<VecDeque<eventlet::net::TcpStream>>> = Rc::default();
+    /// let oldest = open.clone();
+    /// eventlet::spawn_n(move || {
+    ///     let handler = move |mut sock: eventlet::net::TcpStream, _| {
+    ///         open.borrow_mut().push_back(sock.try_clone().unwrap());
+    ///         let _ = sock.read(&mut [0; 1]); // until the client sends or the socket ends
+    ///     };
+    ///     let make_room = move || match oldest.borrow_mut().pop_front() {
+    ///         Some(s) => usize::from(s.shutdown(Shutdown::Both).is_ok()),
+    ///         None => 0,
+    ///     };
+    ///     server.serve_making_room(handler, make_room).unwrap()
+    /// });
+    /// let mut first = eventlet::connect(addr)?;
+    /// eventlet::sleep(std::time::Duration::from_millis(50));
+    /// let _second = eventlet::connect(addr)?; // the server is full: room is made
+    /// assert_eq!(first.read(&mut [0; 1])?, 0, "the first was closed");
+    /// stop.stop();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub fn serve_making_room<F, R>(self, handler: F, make_room: R) -> io::Result<()>
+    where
+        F: Fn(TcpStream, SocketAddr) + 'static,
+        R: Fn() -> usize + 'static,
+    {
+        accept_loop(&self.listener, &self.shared, self.concurrency, Rc::new(handler), None, Some(&make_room))
     }
 }
 
@@ -280,6 +357,7 @@ pub(super) fn accept_loop<F>(
     limit: usize,
     handler: Rc<F>,
     spread: Option<&Spread>,
+    make_room: MakeRoom<'_>,
 ) -> io::Result<()>
 where
     F: Fn(TcpStream, SocketAddr) + 'static,
@@ -288,6 +366,7 @@ where
     shared.acceptors.lock().unwrap_or_else(|e| e.into_inner()).push((id, current().unparker()));
     let _registered = Registered(shared, id);
     let mut backoff = BACKOFF_MIN;
+    let mut room = Room { asked_seen: shared.room_wanted.load(Ordering::SeqCst), next_try: None };
     let result = loop {
         if shared.stopped.load(Ordering::SeqCst) {
             break Ok(());
@@ -297,11 +376,17 @@ where
             // is a safety net).
             shared.full.fetch_add(1, Ordering::SeqCst);
             if shared.taken.load(Ordering::SeqCst) >= limit && !shared.stopped.load(Ordering::SeqCst) {
-                park_timeout(BACKOFF_MAX);
+                match make_room {
+                    None => {
+                        park_timeout(BACKOFF_MAX);
+                    }
+                    Some(f) => room.wait_full(listener, shared, f),
+                }
             }
             shared.full.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
+        room.next_try = None;
         // Every accept spends budget, as reads and writes do: while
         // connections keep arriving the queue never empties, and the
         // handlers spawned here must still get to run.
@@ -348,6 +433,73 @@ where
         shared.stop();
     }
     result
+}
+
+/// A full accept loop's calls of its `make_room`.
+struct Room {
+    /// The last [`Shared::room_wanted`] this loop answered (or asked).
+    asked_seen: u64,
+    /// Not before then does it call `make_room` again for its own waiting
+    /// client (`None`: at once).
+    next_try: Option<Instant>,
+}
+
+impl Room {
+    /// Waits, the server being full, for a freed slot (whose release wakes
+    /// the loop), a stop, or a client to make room for; makes room when a
+    /// client waits on this loop's listener, or another hub asks.
+    fn wait_full(&mut self, listener: &TcpListener, shared: &Shared, make_room: &dyn Fn() -> usize) {
+        let asked = shared.room_wanted.load(Ordering::SeqCst);
+        let waiting = client_waiting(listener);
+        let now = Instant::now();
+        let due = self.next_try.is_none_or(|t| now >= t);
+        if (waiting && due) || asked != self.asked_seen {
+            self.asked_seen = asked;
+            let ending = run_make_room(make_room);
+            if waiting && due {
+                self.next_try = Some(now + ROOM_RETRY);
+                if ending == 0 {
+                    // Nothing to end here: the other hubs may have some.
+                    self.asked_seen = shared.room_wanted.fetch_add(1, Ordering::SeqCst) + 1;
+                    shared.wake_all();
+                }
+            }
+        }
+        match self.next_try {
+            // A client waits: try again in a while, sooner if a slot frees.
+            Some(t) if waiting => {
+                park_timeout(t.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+            }
+            // Until a client arrives (or a slot frees, or another hub asks).
+            _ => {
+                let _ = listener.evented().wait(Direction::Read, Some(Instant::now() + BACKOFF_MAX));
+            }
+        }
+    }
+}
+
+/// Runs `make_room`; a panic is logged and ends nothing (a kill goes on
+/// unwinding).
+fn run_make_room(make_room: &dyn Fn() -> usize) -> usize {
+    match panic::catch_unwind(AssertUnwindSafe(make_room)) {
+        Ok(n) => n,
+        Err(p) if p.is::<crate::Killed>() => panic::resume_unwind(p),
+        Err(p) => {
+            crate::report::log_warn(format_args!(
+                "eventlet::serve: make_room panicked: {}",
+                crate::report::payload_text(p.as_ref())
+            ));
+            0
+        }
+    }
+}
+
+/// Whether a connection waits in `listener`'s accept queue.
+fn client_waiting(listener: &TcpListener) -> bool {
+    let mut p = libc::pollfd { fd: listener.evented().get().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, no wait. (With the patcher on, `poll` with
+    // a zero timeout goes straight to the original.)
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
 }
 
 /// Errors about one connection that died in the queue.

@@ -159,6 +159,37 @@ impl Workers {
         M: Fn() -> H + Send + Sync + 'static,
         H: Fn(TcpStream, SocketAddr) + 'static,
     {
+        self.serve_hubs(move || (make(), None))
+    }
+
+    /// Serves with a handler and a `make_room` made on each hub by `make`,
+    /// as [`serve_with`](Self::serve_with): when the server is full and a
+    /// client waits, the `make_room` of the hub whose listener it waits on
+    /// may end some of that hub's connections to let it in; when it ends
+    /// none, the other hubs' are called (see [`Server::serve_making_room`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve_with`](Self::serve_with).
+    pub fn serve_making_room<M, H, R>(self, make: M) -> io::Result<()>
+    where
+        M: Fn() -> (H, R) + Send + Sync + 'static,
+        H: Fn(TcpStream, SocketAddr) + 'static,
+        R: Fn() -> usize + 'static,
+    {
+        self.serve_hubs(move || {
+            let (h, r) = make();
+            (h, Some(Box::new(r) as Box<dyn Fn() -> usize>))
+        })
+    }
+
+    /// Runs an accept loop on every hub, with the handler (and the
+    /// `make_room`, if any) `make` gives there.
+    fn serve_hubs<M, H>(self, make: M) -> io::Result<()>
+    where
+        M: Fn() -> (H, Option<Box<dyn Fn() -> usize>>) + Send + Sync + 'static,
+        H: Fn(TcpStream, SocketAddr) + 'static,
+    {
         let Workers { server, hubs, balance, rebalance, grace } = self;
         let Server { listener, concurrency, shared } = server;
         let listeners = listeners(listener, hubs, balance)?;
@@ -172,8 +203,8 @@ impl Workers {
             let spread = Spread { index: i, counts: counts.clone(), inboxes: inboxes.clone() };
             let inbox = receivers.remove(0);
             let spawned = group.spawn_on(i, move || {
-                let handler = match panic::catch_unwind(AssertUnwindSafe(|| make())) {
-                    Ok(h) => Rc::new(h),
+                let (handler, make_room) = match panic::catch_unwind(AssertUnwindSafe(|| make())) {
+                    Ok((h, r)) => (Rc::new(h), r),
                     Err(p) => {
                         on_hub.stop();
                         let msg =
@@ -183,7 +214,8 @@ impl Workers {
                 };
                 let h = handler.clone();
                 spawn_n(move || serve_inbox(&inbox, h));
-                accept_loop(&listener, &on_hub, concurrency, handler, rebalance.then_some(&spread))
+                let spread = rebalance.then_some(&spread);
+                accept_loop(&listener, &on_hub, concurrency, handler, spread, make_room.as_deref())
             });
             match spawned {
                 Ok(h) => loops.push(h),
