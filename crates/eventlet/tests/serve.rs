@@ -158,3 +158,98 @@ fn listen_holds_a_burst_of_a_thousand_clients_it_does_not_accept() {
     assert!(failed.is_empty(), "{} of {CLIENTS} clients failed, first: {}", failed.len(), failed[0]);
     drop(listener);
 }
+
+/// A running server: its address, stop handle, the count of its
+/// `make_room` calls, the switch that lets `make_room` end a connection, and
+/// its accept loop.
+type MakingRoom = (
+    std::net::SocketAddr,
+    eventlet::StopHandle,
+    Rc<Cell<usize>>,
+    Rc<Cell<bool>>,
+    eventlet::JoinHandle<std::io::Result<()>>,
+);
+
+/// A server of 2 whose handlers echo once; `make_room` ends the oldest
+/// connection when `allow` is set (else nothing), counting its calls.
+fn making_room_server(make_room_panics: bool) -> MakingRoom {
+    let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 2);
+    let addr = server.local_addr().unwrap();
+    let stop = server.stop_handle();
+    let (calls, allow) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
+    let (c2, a2) = (calls.clone(), allow.clone());
+    let open = Rc::new(std::cell::RefCell::new(std::collections::VecDeque::<TcpStream>::new()));
+    let o2 = open.clone();
+    let accept_loop = eventlet::spawn(move || {
+        server.serve_making_room(
+            move |s, _| {
+                open.borrow_mut().push_back(s.try_clone().unwrap());
+                let _ = echo_once(&s);
+            },
+            move || {
+                c2.set(c2.get() + 1);
+                if make_room_panics {
+                    panic!("make_room told to panic");
+                }
+                let oldest = o2.borrow_mut().pop_front();
+                match oldest {
+                    Some(s) if a2.get() => usize::from(s.shutdown(std::net::Shutdown::Both).is_ok()),
+                    Some(s) => {
+                        o2.borrow_mut().push_front(s);
+                        0
+                    }
+                    None => 0,
+                }
+            },
+        )
+    });
+    (addr, stop, calls, allow, accept_loop)
+}
+
+#[test]
+fn a_full_server_makes_room_only_while_a_client_waits() {
+    let (addr, stop, calls, allow, accept_loop) = making_room_server(false);
+    let mut first = eventlet::connect(addr).unwrap();
+    let _second = eventlet::connect(addr).unwrap();
+    eventlet::sleep(Duration::from_millis(200));
+    assert_eq!(calls.get(), 0, "called with no client waiting");
+    // A third waits: make_room is asked, at most every 100 ms while it
+    // finds nothing.
+    let mut third = eventlet::connect(addr).unwrap();
+    eventlet::sleep(Duration::from_millis(550));
+    assert!((1..=8).contains(&calls.get()), "called {} times in 550 ms", calls.get());
+    // Now it ends the oldest connection: the third gets in.
+    allow.set(true);
+    let start = Instant::now();
+    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third.write_all(b"hi").unwrap();
+    let mut back = [0; 2];
+    third.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hi");
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    let mut rest = Vec::new();
+    assert_eq!(first.read_to_end(&mut rest).unwrap(), 0, "the oldest was closed");
+    stop.stop();
+    drop(_second);
+    accept_loop.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_panicking_make_room_counts_as_nothing_and_the_server_goes_on() {
+    let (addr, stop, calls, _allow, accept_loop) = making_room_server(true);
+    let first = eventlet::connect(addr).unwrap();
+    let second = eventlet::connect(addr).unwrap();
+    let mut third = eventlet::connect(addr).unwrap();
+    eventlet::sleep(Duration::from_millis(250));
+    assert!(calls.get() >= 1);
+    // A connection ends: the third gets in as it would without make_room.
+    drop(first);
+    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third.write_all(b"hi").unwrap();
+    let mut back = [0; 2];
+    third.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hi");
+    stop.stop();
+    drop(second);
+    accept_loop.join().unwrap().unwrap();
+}
