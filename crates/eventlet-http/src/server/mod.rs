@@ -316,22 +316,26 @@ impl Server {
     /// server on several). Idle connections count (kept alive between
     /// requests, or new ones that have sent nothing yet), but while the
     /// server is full and a new client waits to be accepted, the oldest
-    /// idle ones are closed to let it in, as nginx does: see below. Past the limit with no idle connection, new clients wait in
-    /// the kernel's backlog until a connection ends.
+    /// idle ones are closed to let it in, as nginx does. Past the limit
+    /// with no idle connection, new clients wait in the kernel's backlog
+    /// until a connection ends.
     ///
-    /// Making room closes, on the hub the client waits on, an eighth of
-    /// that hub's idle connections (at least 1, at most 32), those idle
-    /// the longest; a hub with none asks the other hubs to close theirs.
-    /// A connection in the middle of a request (its head or body being
-    /// read, its handler running, its answer being written) is never
-    /// closed, nor one whose next request has begun to arrive. Closing is
-    /// clean: a FIN (TLS: `close_notify` first). A client that sends its
-    /// next request just as its idle connection is closed sees the close
-    /// instead of an answer (its request was not served), the race every
-    /// keep-alive server has, which HTTP clients handle by retrying;
-    /// the window is the time between the server's check that nothing
-    /// arrived and its `shutdown` (microseconds) plus the request's time
-    /// in flight.
+    /// Making room closes an eighth of a hub's idle connections (at least
+    /// 1, at most 32), those idle the longest. On several hubs
+    /// ([`workers`](Self::workers)) each hub keeps its own order: every hub
+    /// that sees the waiting client (all of them, with one listening
+    /// socket; the one the kernel chose, with `SO_REUSEPORT`) closes its
+    /// own, and one with none idle asks the others to. A connection in the
+    /// middle of a request (its head or body being read, its handler
+    /// running, its answer being written) is never closed, nor one whose
+    /// next request has begun to arrive. Closing is clean: a FIN (TLS:
+    /// `close_notify` first). A client that sends its next request just as
+    /// its idle connection is closed sees the close instead of an answer
+    /// (its request is not served), the race every keep-alive server has
+    /// and HTTP clients retry idempotent requests for; its window is the
+    /// time between the server's check that nothing arrived and its
+    /// `shutdown` (a few microseconds, no wait between them) plus the
+    /// request's time in flight.
     ///
     /// # Panics
     ///
