@@ -240,3 +240,52 @@ fn a_hub_with_nothing_idle_asks_the_other_hubs_to_make_room() {
     drop(new);
     stop.stop();
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn over_tls_the_idle_connection_is_closed_and_the_busy_one_kept() {
+    use eventlet_http::tls;
+
+    /// Reads one answer of `util::routes` to `GET /` (its body: `hello`).
+    fn hello<S: Read>(s: &mut S) -> String {
+        let mut out = Vec::new();
+        let mut b = [0; 1024];
+        while !out.ends_with(b"hello") {
+            let n = s.read(&mut b).unwrap();
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    let dir = std::env::temp_dir().join(format!("eventlet-http-make-room-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    util::make_certs(&dir);
+    let (cert, key) = (dir.join("srv.pem"), dir.join("srv.key"));
+    let addr = util::spawn_server(move |s: Server| s.max_connections(2).tls_files(cert, key).unwrap(), util::routes);
+    let config = tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+    let open = || {
+        let tcp = eventlet::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(util::TIMEOUT)).unwrap();
+        tls::connect(tcp, "127.0.0.1", config.clone()).unwrap()
+    };
+    let (mut a, mut b) = (open(), open());
+    for s in [&mut a, &mut b] {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(hello(s).starts_with("HTTP/1.1 200"));
+    }
+    // `a`, the older, is now in the middle of a request: `b` is the one
+    // closed for a third client.
+    a.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    eventlet::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let mut c = open();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(hello(&mut c).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    let mut rest = Vec::new();
+    assert_eq!(b.read_to_end(&mut rest).unwrap(), 0, "the idle connection was not closed");
+    a.write_all(b"st: x\r\n\r\n").unwrap();
+    assert!(hello(&mut a).starts_with("HTTP/1.1 200"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
