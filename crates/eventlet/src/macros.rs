@@ -1,21 +1,36 @@
 //! Macros for the green I/O types: the `Read`/`Write` impls and timeout
 //! methods that the sockets and pipes share.
 
-/// `Read` for `$t` and `&$t`, a byte-stream type (a short read means the
-/// descriptor was drained) with an `inner: Evented<_>` field whose `&`
-/// source is `Read`; `$this => $timeout` gives how long a read may wait
-/// (`Option<Duration>`).
+/// `Read` for `$t` and `&$t`, a byte-stream type with an `inner:
+/// Evented<_>` field whose `&` source is `Read`; `$this => $timeout` gives
+/// how long a read may wait (`Option<Duration>`).
+///
+/// With `short_read_drains`, a read that returns less than asked proves the
+/// descriptor drained, so the next read parks until new data without a
+/// syscall (see [`Evented::read_op`](crate::hub::io::Evented::read_op)).
+/// That holds only for TCP, and there only because an urgent mark (which
+/// stops a read short) is reported by the reactor. Where the peer can stop
+/// a read short with data waiting behind (a Unix stream's descriptors or
+/// credentials, a pipe whose writer set `O_DIRECT`), leave it out: every
+/// read tries the syscall first.
 macro_rules! green_read {
     ($t:ty, $this:ident => $timeout:expr) => {
+        green_read!(@impl $t, $this => $timeout, false);
+    };
+    ($t:ty, $this:ident => $timeout:expr, short_read_drains) => {
+        green_read!(@impl $t, $this => $timeout, true);
+    };
+    (@impl $t:ty, $this:ident => $timeout:expr, $drains:expr) => {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let $this: &$t = self;
-                $this.inner.read_op($timeout, buf.len(), |mut s| std::io::Read::read(&mut s, buf))
+                let len = if $drains { Some(buf.len()) } else { None };
+                $this.inner.read_op($timeout, len, |mut s| std::io::Read::read(&mut s, buf))
             }
 
             fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
                 let $this: &$t = self;
-                let len = bufs.iter().map(|b| b.len()).sum();
+                let len = if $drains { $crate::hub::io::vectored_len(bufs.iter().map(|b| b.len())) } else { None };
                 $this.inner.read_op($timeout, len, |mut s| std::io::Read::read_vectored(&mut s, bufs))
             }
         }

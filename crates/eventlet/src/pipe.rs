@@ -37,10 +37,10 @@
 //!
 //! A read tries the descriptor first and parks only on `WouldBlock`,
 //! until the hub's reactor reports it readable (edge-triggered, like the
-//! sockets). For a pipe or FIFO, a read that returns less than asked
-//! drained it, so the next read waits for new data without a syscall; a
-//! descriptor whose reads may stop short while more waits (a terminal
-//! returns one line per read) is always tried first.
+//! sockets). Every read tries first, even after a read that returned less
+//! than asked: that is not proof the descriptor was drained (a terminal
+//! returns one line per read, and any writer of a pipe can put it in
+//! packet mode with `O_DIRECT`, one write per read).
 //!
 //! # Differences from eventlet
 //!
@@ -62,7 +62,6 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
 
 /// The descriptor inside a [`GreenPipe`]: plain `read(2)` and `write(2)`
 /// through `File`, whatever the descriptor is.
@@ -106,8 +105,6 @@ impl AsFd for Fd {
 /// thread, it waits through that thread's hub.
 pub struct GreenPipe {
     inner: Evented<Fd>,
-    /// A pipe or FIFO: a short read drained it (see the module docs).
-    stream: bool,
     read_timeout: Timeout,
     write_timeout: Timeout,
 }
@@ -128,13 +125,7 @@ pub fn pipe() -> io::Result<(GreenPipe, GreenPipe)> {
 impl GreenPipe {
     /// Wraps a non-blocking descriptor.
     fn wrap(fd: Fd) -> GreenPipe {
-        let stream = fd.0.metadata().is_ok_and(|m| m.file_type().is_fifo());
-        GreenPipe {
-            inner: Evented::new(fd),
-            stream,
-            read_timeout: Timeout::default(),
-            write_timeout: Timeout::default(),
-        }
+        GreenPipe { inner: Evented::new(fd), read_timeout: Timeout::default(), write_timeout: Timeout::default() }
     }
 
     /// A second handle to the same descriptor (`dup`; its own timeouts
@@ -150,13 +141,8 @@ impl GreenPipe {
 
     timeout_methods!();
 
-    fn read_with(&self, len: usize, mut f: impl FnMut(&File) -> io::Result<usize>) -> io::Result<usize> {
-        let timeout = self.read_timeout.get();
-        if self.stream {
-            self.inner.read_op(timeout, len, |fd| f(&fd.0))
-        } else {
-            self.inner.op(Direction::Read, timeout, |fd| f(&fd.0))
-        }
+    fn read_with(&self, mut f: impl FnMut(&File) -> io::Result<usize>) -> io::Result<usize> {
+        self.inner.op(Direction::Read, self.read_timeout.get(), |fd| f(&fd.0))
     }
 }
 
@@ -172,12 +158,11 @@ impl From<File> for GreenPipe {
 
 impl Read for &GreenPipe {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(buf.len(), |mut f| f.read(buf))
+        self.read_with(|mut f| f.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.read_with(len, |mut f| f.read_vectored(bufs))
+        self.read_with(|mut f| f.read_vectored(bufs))
     }
 }
 

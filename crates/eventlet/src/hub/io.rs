@@ -38,10 +38,11 @@ struct Slot {
     /// drained the socket), set again by the next read readiness event.
     /// While it is clear a read parks without trying the syscall.
     readable: bool,
-    /// Set for good once the reactor reported end of stream or an error:
-    /// that state raises no further edge, so the socket is never treated
-    /// as drained again (a short read may be followed by EOF that was
-    /// reported in the same event as the data).
+    /// Set for good once the reactor reported end of stream, an error or
+    /// urgent data; the socket is never treated as drained again. End of
+    /// stream and errors raise no further edge (a short read may be
+    /// followed by EOF reported in the same event as the data); a TCP read
+    /// stops short at an urgent mark with ordinary data waiting behind it.
     read_final: bool,
 }
 
@@ -120,7 +121,7 @@ impl Reactor {
             let mut slots = self.slots.borrow_mut();
             let Some(slot) = slots.get_mut(token.0) else { continue };
             let mut woken = 0;
-            if fail || ev.is_read_closed() {
+            if fail || ev.is_read_closed() || ev.is_priority() {
                 slot.read_final = true;
             }
             if read {
@@ -234,7 +235,9 @@ impl Registration {
             return Ok(*t);
         }
         let token = hub.reactor.slots.borrow_mut().insert(Slot::default());
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        // PRIORITY: urgent data (see `Slot::read_final`); one already
+        // pending is reported by the first poll after registering.
+        let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
         if let Err(e) = hub.shared.registry.register(&mut SourceFd(&fd), Token(token), interest) {
             hub.reactor.slots.borrow_mut().remove(token);
             return Err(e);
@@ -343,6 +346,14 @@ pub(crate) fn set_read_drained(reg: &Registration) {
     });
 }
 
+/// The number of bytes a vectored read of buffers of these lengths asks
+/// the kernel for, or `None` if unknown: std passes at most `UIO_MAXIOV`
+/// (1024) buffers to `readv`, so with more a read returns less than their
+/// total while data still waits.
+pub(crate) fn vectored_len(lens: impl ExactSizeIterator<Item = usize>) -> Option<usize> {
+    (lens.len() <= libc::UIO_MAXIOV as usize).then(|| lens.sum())
+}
+
 /// Spends one unit of the running green thread's I/O budget.
 #[inline]
 pub(crate) fn consume_budget() {
@@ -380,16 +391,19 @@ impl<T: AsRawFd> Evented<T> {
         self.op_parking_first(dir, timeout, false, f)
     }
 
-    /// A read of a byte stream of up to `len` bytes: as [`op`](Self::op),
-    /// but a read that returns less than `len` drained the descriptor, so
-    /// the next one parks until the reactor reports new data instead of
-    /// spending a syscall to learn `WouldBlock`.
+    /// A read of a byte stream: as [`op`](Self::op), but with `len`, the
+    /// number of bytes the syscall was asked for, a read that returns less
+    /// drained the descriptor, so the next one parks until the reactor
+    /// reports new data instead of spending a syscall to learn
+    /// `WouldBlock`. Pass `None` where a read may stop short with data
+    /// waiting (see [`green_read!`]); then this is `op`.
     pub(crate) fn read_op(
         &self,
         timeout: Option<Duration>,
-        len: usize,
+        len: Option<usize>,
         f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
+        let Some(len) = len else { return self.op(Direction::Read, timeout, f) };
         let r = self.op_parking_first(Direction::Read, timeout, read_drained(&self.reg), f);
         if let Ok(n) = r {
             if n > 0 && n < len {

@@ -456,7 +456,7 @@ impl TcpStream {
 }
 
 descriptor_traits!(TcpStream, stdnet::TcpStream, |s| TcpStream::from_evented(Evented::new(s)));
-green_read!(TcpStream, this => this.read_timeout.get());
+green_read!(TcpStream, this => this.read_timeout.get(), short_read_drains);
 green_write!(TcpStream, this => this.write_timeout.get());
 
 impl fmt::Debug for TcpStream {
