@@ -27,9 +27,13 @@
 //!
 //! Bind it to loopback: anyone who can connect sees the names of the
 //! program's green threads. Each session is a green thread of the hub the
-//! console runs on and shows up in its listing.
+//! console runs on and shows up in its listing. A hostile client cannot
+//! make it buffer without bound ([`MAX_LINE`]), hold it for good (sessions
+//! are bounded in number and end when idle or not read) or stop it (out of
+//! descriptors, [`serve`] backs off and goes on).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::time::Duration;
 
 use crate::hub;
 use crate::net::{TcpListener, TcpStream};
@@ -38,20 +42,34 @@ const HELP: &str = "commands:\n  threads   the green threads of every hub: id, n
                     stats     every hub's counters\n  hubs      one line per hub\n  help      this list\n  \
                     quit      end the session\n";
 
+/// How many sessions run at once; more clients wait in the listener's
+/// backlog until one ends.
+pub const MAX_SESSIONS: usize = 16;
+
+/// How long a session waits for its client's next command before it ends.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a session waits for its client to take an answer (a client
+/// that never reads) before it ends.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts console sessions on `listener`, each on its own green thread,
-/// until accepting fails.
+/// at most [`MAX_SESSIONS`] at once, through a [`Server`](crate::Server):
+/// running out of descriptors (a flood of clients) makes it back off, not
+/// stop. A session ends after [`IDLE_TIMEOUT`] without a command, or when
+/// its client does not take an answer within [`WRITE_TIMEOUT`].
 ///
 /// # Errors
 ///
-/// The error of `accept` that ended the loop.
+/// An error of `accept` that is not about one connection or a passing
+/// shortage (see [`Server`](crate::Server)).
 pub fn serve(listener: TcpListener) -> io::Result<()> {
-    loop {
-        let (conn, _) = listener.accept()?;
-        crate::spawn_n(move || {
+    crate::Server::new(listener, MAX_SESSIONS).serve(|conn, _| {
+        if conn.set_read_timeout(Some(IDLE_TIMEOUT)).is_ok() && conn.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok() {
             // A client that goes away mid-session is not an error worth a word.
             let _ = session(conn);
-        });
-    }
+        }
+    })
 }
 
 /// The longest command line a session reads; a longer one ends it (so a

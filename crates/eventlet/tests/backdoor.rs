@@ -117,3 +117,30 @@ fn the_console_sees_every_hub_of_a_group() {
     drop(tx);
     group.shutdown(Duration::from_millis(100));
 }
+
+/// Clients beyond `MAX_SESSIONS` wait in the backlog (they cannot make the
+/// console hold a green thread and a buffer each) and get their prompt as
+/// soon as a session ends.
+#[test]
+fn sessions_are_bounded_and_a_waiting_client_gets_in_when_one_ends() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let console = eventlet::spawn(move || eventlet::backdoor::serve(listener));
+    let sessions: Vec<TcpStream> = (0..eventlet::backdoor::MAX_SESSIONS)
+        .map(|_| {
+            let c = TcpStream::connect(addr).unwrap();
+            read_to_prompt(&c);
+            c
+        })
+        .collect();
+    let waiting = TcpStream::connect(addr).unwrap();
+    waiting.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut b = [0u8; 1];
+    let e = (&waiting).read(&mut b).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "a session over the bound was served");
+    let mut first = &sessions[0];
+    first.write_all(b"quit\n").unwrap();
+    waiting.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(read_to_prompt(&waiting).starts_with("eventlet console"));
+    console.kill();
+}
