@@ -387,10 +387,25 @@ impl Child {
     /// and error (each only if piped) while it runs; closes its standard
     /// input first.
     ///
+    /// If it fails or unwinds (an expired [`Timeout`](crate::Timeout), a
+    /// kill), the child, which nobody can reach any more, is killed and
+    /// reaped (Python's `subprocess.run` does the same on a timeout);
+    /// [`Command::output`] goes through here.
+    ///
     /// # Errors
     ///
     /// Reading or waiting failed.
-    pub fn wait_with_output(mut self) -> io::Result<Output> {
+    pub fn wait_with_output(self) -> io::Result<Output> {
+        // Nobody can reach the child after this call: if it fails or
+        // unwinds (a timeout, a kill), kill and reap it rather than leave a
+        // process running and then a zombie.
+        let mut guard = ReapOnDrop(Some(self));
+        let out = guard.0.as_mut().expect("set above").collect_output()?;
+        guard.0 = None;
+        Ok(out)
+    }
+
+    fn collect_output(&mut self) -> io::Result<Output> {
         drop(self.stdin.take());
         // Read standard error on a helper green thread so that neither pipe
         // can fill up while we read the other.
@@ -430,6 +445,24 @@ impl fmt::Debug for Child {
             .field("stdout", &self.stdout)
             .field("stderr", &self.stderr)
             .finish()
+    }
+}
+
+/// Kills and reaps a child whose output was being collected when that
+/// failed or unwound. The reaping waits on a green thread of its own (the
+/// failing one may be unwinding, and then cannot wait).
+struct ReapOnDrop(Option<Child>);
+
+impl Drop for ReapOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            if !matches!(child.inner.try_wait(), Ok(Some(_))) {
+                crate::spawn_n(move || {
+                    let _ = child.wait();
+                });
+            }
+        }
     }
 }
 

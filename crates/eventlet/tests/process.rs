@@ -180,3 +180,24 @@ fn wait_parks_on_the_reactor_not_on_a_polling_timer() {
     assert_eq!(stats.timers, 0, "{stats:?}");
     assert_clean();
 }
+
+/// `output()` under a timeout: the child, which the caller never sees, is
+/// killed and reaped, not left running and then a zombie.
+#[test]
+fn output_cut_short_by_a_timeout_kills_and_reaps_the_child() {
+    let dir = std::env::temp_dir().join(format!("eventlet-output-reap-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let script = format!("echo $$ > {}; exec sleep 30", dir.display());
+    let r = eventlet::with_timeout(std::time::Duration::from_millis(300), || {
+        eventlet::process::Command::new("sh").args(["-c", &script]).output()
+    });
+    assert!(!matches!(r, Ok(Ok(_))), "sleep 30 finished within 300 ms?");
+    let pid: u32 = std::fs::read_to_string(&dir).unwrap().trim().parse().unwrap();
+    let _ = std::fs::remove_file(&dir);
+    let proc_dir = format!("/proc/{pid}");
+    let started = std::time::Instant::now();
+    while std::path::Path::new(&proc_dir).exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "child {pid} still there (running or a zombie)");
+        eventlet::sleep(std::time::Duration::from_millis(10));
+    }
+}
