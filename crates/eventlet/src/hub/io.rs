@@ -403,10 +403,13 @@ impl<T: AsRawFd> Evented<T> {
         len: Option<usize>,
         f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let Some(len) = len else { return self.op(Direction::Read, timeout, f) };
-        let r = self.op_parking_first(Direction::Read, timeout, read_drained(&self.reg), f);
-        if let Ok(n) = r {
-            if n > 0 && n < len {
+        // One call of the loop, so that it stays inlined here (a second
+        // call for `None` made the compiler outline it: ~40 more
+        // instructions per echo message).
+        let park_first = len.is_some() && read_drained(&self.reg);
+        let r = self.op_parking_first(Direction::Read, timeout, park_first, f);
+        if let (Ok(n), Some(len)) = (&r, len) {
+            if *n > 0 && *n < len {
                 set_read_drained(&self.reg);
             }
         }
