@@ -428,7 +428,23 @@ impl<T, S: Store<T>> Shared<T, S> {
     /// the next getter.
     fn uncall(&self) {
         self.called.set(self.called.get() - 1);
+        // Its putter's item may be in the store already (let in by a
+        // resize): it goes to the next waiting getter.
+        self.hand_stored();
         self.call_getters();
+    }
+
+    /// Hands the stored items that no called getter is coming for to
+    /// waiting getters, oldest first.
+    fn hand_stored(&self) {
+        while self.len() > self.called.get() {
+            let Some(g) = self.getters.pop_front() else { break };
+            let popped = self.store.borrow_mut().pop();
+            match popped {
+                Some(item) => g.grant_with(item),
+                None => unreachable!("a queue's store emptied while it was counted"),
+            }
+        }
     }
 
     /// Puts back an item handed to a getter that never took it.
@@ -454,17 +470,8 @@ impl<T, S: Store<T>> Shared<T, S> {
         }
         // Getters called to putters just let in find their items in the
         // store; the other waiting getters are handed the rest.
-        while self.len() > self.called.get() {
-            let Some(g) = self.getters.pop_front() else { break };
-            let popped = self.store.borrow_mut().pop();
-            match popped {
-                Some(item) => g.grant_with(item),
-                None => unreachable!("a queue's store emptied while it was counted"),
-            }
-        }
-        if self.is_rendezvous() {
-            self.call_getters();
-        }
+        self.hand_stored();
+        self.call_getters();
     }
 
     fn close(&self) {
@@ -528,7 +535,9 @@ macro_rules! queue_impl {
             /// On a rendezvous that succeeds only with a getter waiting:
             /// the item is handed to it, and the getter runs before this
             /// returns (the call yields, as eventlet's `put_nowait`
-            /// switches to the getter).
+            /// switches to the getter). A kill that comes during that yield
+            /// does not unwind it: the put is done, and the kill lands at
+            /// the caller's next blocking call.
             ///
             /// # Errors
             ///
@@ -539,7 +548,9 @@ macro_rules! queue_impl {
             pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
                 match self.shared.try_put(item, true) {
                     Ok(Put::Handed) if self.shared.is_rendezvous() => {
-                        crate::yield_now();
+                        // The item is the getter's now: a kill that comes in
+                        // this yield waits for the next blocking call.
+                        crate::hub::with_hub(|h| h.yield_keeping_kill());
                         Ok(())
                     }
                     Ok(_) => Ok(()),
@@ -580,7 +591,11 @@ macro_rules! queue_impl {
             ///
             /// An item taken from a waiting putter (on a rendezvous) lets
             /// that putter run before this returns: the call yields, as
-            /// eventlet's `get_nowait` switches to the putter.
+            /// eventlet's `get_nowait` switches to the putter. A kill that
+            /// comes during that yield does not unwind it (the item would
+            /// be lost, its put having returned `Ok`): the item is
+            /// returned, and the kill lands at the caller's next blocking
+            /// call.
             ///
             /// # Errors
             ///
@@ -589,7 +604,10 @@ macro_rules! queue_impl {
             pub fn try_get(&self) -> Result<T, TryGetError> {
                 match self.shared.try_get() {
                     Ok((item, Got::FromPutter)) => {
-                        crate::yield_now();
+                        // The putter's item is taken (its put returns `Ok`):
+                        // a kill that comes in this yield must not drop it,
+                        // so it waits for the next blocking call.
+                        crate::hub::with_hub(|h| h.yield_keeping_kill());
                         Ok(item)
                     }
                     Ok((item, Got::Stored)) => Ok(item),

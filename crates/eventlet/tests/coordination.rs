@@ -1089,6 +1089,62 @@ mod queue {
     }
 
     #[test]
+    fn rendezvous_try_get_killed_in_its_yield_to_the_putter_keeps_the_item() {
+        // `try_get` takes a waiting putter's item and yields so the putter
+        // runs first. The putter kills the getter there: the item was
+        // lost with the unwinding yield, though the put had returned `Ok`.
+        let q = Queue::bounded(0);
+        let getter_handle: Rc<RefCell<Option<Rc<JoinHandle<()>>>>> = Rc::default();
+        let (q2, gh) = (q.clone(), getter_handle.clone());
+        let putter = eventlet::spawn(move || {
+            q2.put("x").unwrap();
+            let g = gh.borrow().clone().unwrap();
+            g.kill();
+        });
+        yield_until("the putter waits", || q.putting() == 1);
+        let got = Rc::new(RefCell::new(None));
+        let (q3, got2) = (q.clone(), got.clone());
+        let getter = Rc::new(eventlet::spawn(move || {
+            *got2.borrow_mut() = Some(q3.try_get());
+            eventlet::sleep(Duration::from_secs(10)); // where the kill lands
+        }));
+        *getter_handle.borrow_mut() = Some(getter.clone());
+        putter.join().unwrap();
+        getter_handle.borrow_mut().take();
+        let getter = Rc::try_unwrap(getter).unwrap();
+        assert!(getter.join().unwrap_err().is::<Killed>());
+        assert_eq!(*got.borrow(), Some(Ok("x")), "the getter kept the item its put delivered");
+        assert_clean();
+    }
+
+    #[test]
+    fn rendezvous_try_put_killed_in_its_yield_to_the_getter_returns_ok() {
+        let q = Queue::bounded(0);
+        let putter_handle: Rc<RefCell<Option<Rc<JoinHandle<()>>>>> = Rc::default();
+        let (q2, ph) = (q.clone(), putter_handle.clone());
+        let getter = eventlet::spawn(move || {
+            let item = q2.get();
+            let p = ph.borrow().clone().unwrap();
+            p.kill();
+            item
+        });
+        yield_until("the getter waits", || q.getting() == 1);
+        let put = Rc::new(RefCell::new(None));
+        let (q3, put2) = (q.clone(), put.clone());
+        let putter = Rc::new(eventlet::spawn(move || {
+            *put2.borrow_mut() = Some(q3.try_put("x"));
+            eventlet::sleep(Duration::from_secs(10)); // where the kill lands
+        }));
+        *putter_handle.borrow_mut() = Some(putter.clone());
+        assert_eq!(getter.join().unwrap(), Ok("x"));
+        putter_handle.borrow_mut().take();
+        let putter = Rc::try_unwrap(putter).unwrap();
+        assert!(putter.join().unwrap_err().is::<Killed>());
+        assert_eq!(*put.borrow(), Some(Ok(())), "the putter learnt its item was taken");
+        assert_clean();
+    }
+
+    #[test]
     fn rendezvous_close_while_a_getter_is_called_fails_both_and_hands_the_item_back() {
         let q = Queue::bounded(0);
         let getter = waiting_getter(&q);
@@ -1128,6 +1184,26 @@ mod queue {
         yield_until("the called getter waits again", || q.getting() == 1);
         q.put("y").unwrap();
         assert_eq!(called.join().unwrap(), Ok("y"));
+        assert_clean();
+    }
+
+    #[test]
+    fn resizing_a_rendezvous_then_killing_the_called_getter_hands_the_item_to_the_next() {
+        // The putter's item goes into the store for the called getter; that
+        // getter is killed before it runs. The next waiting getter was
+        // left asleep beside the stored item.
+        let q = Queue::bounded(0);
+        let called = waiting_getter(&q);
+        let next = waiting_getter(&q);
+        let q2 = q.clone();
+        let putter = eventlet::spawn(move || q2.put("x"));
+        yield_until("the putter waits", || q.putting() == 1);
+        q.resize(Some(1));
+        called.kill(); // before it runs
+        assert!(called.join().unwrap_err().is::<Killed>());
+        putter.join().unwrap().unwrap();
+        assert_eq!(q.getting(), 0, "the next getter was handed the item");
+        assert_eq!(next.join().unwrap(), Ok("x"));
         assert_clean();
     }
 

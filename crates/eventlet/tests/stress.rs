@@ -26,46 +26,8 @@ use std::time::{Duration, Instant};
 
 use eventlet::net::unix::UnixStream;
 use eventlet::{Lock, Queue, Semaphore};
+use util::ledger::{Ledger, Tracked};
 use util::Rng;
-
-/// Counts every value made and checks each is dropped exactly once.
-struct Ledger {
-    next: Cell<usize>,
-    dropped: RefCell<Vec<bool>>,
-    kinds: RefCell<Vec<&'static str>>,
-}
-
-impl Ledger {
-    fn track(self: &Rc<Self>, sleepy: bool, kind: &'static str) -> Tracked {
-        let id = self.next.get();
-        self.next.set(id + 1);
-        self.dropped.borrow_mut().push(false);
-        self.kinds.borrow_mut().push(kind);
-        Tracked { id, ledger: self.clone(), sleepy }
-    }
-
-    fn live(&self) -> Vec<usize> {
-        self.dropped.borrow().iter().enumerate().filter(|(_, d)| !**d).map(|(i, _)| i).collect()
-    }
-}
-
-/// A value whose drop is recorded; a `sleepy` one blocks in its drop.
-struct Tracked {
-    id: usize,
-    ledger: Rc<Ledger>,
-    sleepy: bool,
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        let twice = std::mem::replace(&mut self.ledger.dropped.borrow_mut()[self.id], true);
-        assert!(!twice, "value {} dropped twice", self.id);
-        if self.sleepy {
-            // Blocks, unless its green thread unwinds (then it returns at once).
-            eventlet::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 eventlet::green_local! {
     static HELD: RefCell<Vec<Tracked>> = RefCell::new(Vec::new());
@@ -246,35 +208,15 @@ fn worker(w: Rc<World>, mut rng: Rng, depth: u32, socks: Option<(UnixStream, Uni
     rng.chance(50).then_some(mine)
 }
 
-/// A logger that drops every record.
-struct Quiet;
-
-impl log::Log for Quiet {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, _: &log::Record<'_>) {}
-    fn flush(&self) {}
-}
-
 #[test]
 fn random_interleavings_keep_every_invariant() {
     let (seed, secs) = util::stress_plan("stress");
-    // Panics are part of the plan: reports go to a logger that drops them.
-    let _ = log::set_logger(&Quiet);
-    log::set_max_level(log::LevelFilter::Error);
-    let quiet_hook = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let planned = info.payload().downcast_ref::<&str>().is_some_and(|s| s.starts_with("a planned panic"));
-        if !planned {
-            quiet_hook(info);
-        }
-    }));
+    // Panics are part of the plan: their reports are dropped.
+    util::quiet_planned_panics();
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     let _ = eventlet::hub::stats(); // the hub's own descriptors
     let before = fds();
-    let ledger =
-        Rc::new(Ledger { next: Cell::new(0), dropped: RefCell::new(Vec::new()), kinds: RefCell::new(Vec::new()) });
+    let ledger = Rc::new(Ledger::default());
     let w = Rc::new(World {
         ledger: ledger.clone(),
         queue: Queue::bounded(3),
@@ -337,9 +279,7 @@ fn random_interleavings_keep_every_invariant() {
     assert_eq!(*w.lock.try_lock().unwrap(), 0);
     assert_eq!(w.written.get(), w.read.get(), "bytes written and read");
     drop(w);
-    let live = ledger.live();
-    let kinds: Vec<_> = live.iter().take(20).map(|&i| (i, ledger.kinds.borrow()[i])).collect();
-    assert!(live.is_empty(), "{} of {} values never dropped: {kinds:?}", live.len(), ledger.next.get());
+    ledger.assert_all_dropped();
     assert_eq!(fds(), before, "descriptors leaked");
-    eprintln!("stress: {} values tracked, all dropped once", ledger.next.get());
+    eprintln!("stress: {} values tracked, all dropped once", ledger.made());
 }

@@ -88,6 +88,9 @@ impl Hub {
             return Self::refuse(cur, deadline);
         }
         self.drop_spare(cur);
+        // A kill left pending by `yield_keeping_kill` lands here, at the
+        // next blocking call (its wake-up token would only end this park).
+        Self::check_kill(cur);
         if cur.notified.replace(false) {
             return Ok(Wakeup::Unparked);
         }
@@ -140,6 +143,7 @@ impl Hub {
         if std::thread::panicking() {
             return Self::refuse(cur, deadline);
         }
+        Self::check_kill(cur);
         if cur.notified.replace(false) {
             return Ok(Wakeup::Unparked);
         }
@@ -212,9 +216,26 @@ impl Hub {
     /// Puts the current green thread (or the root) at the back of the run
     /// queue and lets every other ready green thread, and due I/O, run first.
     pub(crate) fn yield_now(&self) {
+        if self.yield_turn() {
+            Self::check_kill(self.cur());
+        }
+    }
+
+    /// Yields as [`yield_now`](Self::yield_now) does, but a kill that
+    /// comes meanwhile is not delivered here: it stays pending for the
+    /// next blocking call. For a yield made after an operation that
+    /// cannot be undone, whose result the caller must get (an item taken
+    /// from a queue's waiting putter): a kill unwinding from the yield
+    /// would drop it.
+    pub(crate) fn yield_keeping_kill(&self) {
+        self.yield_turn();
+    }
+
+    /// The turn given up by a yield; whether the caller switched away.
+    fn yield_turn(&self) -> bool {
         let cur = self.cur();
         if self.cannot_switch(cur) {
-            return;
+            return false;
         }
         if cur.is_root() {
             // The root's turn comes straight back to it when nothing else is
@@ -232,7 +253,7 @@ impl Hub {
             self.queue.push_back(self.current());
         }
         self.switch_out(cur);
-        Self::check_kill(cur);
+        true
     }
 
     /// Spends one unit of the running green thread's I/O budget, yielding

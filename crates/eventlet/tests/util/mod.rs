@@ -92,6 +92,57 @@ pub fn stress_plan(name: &str) -> (u64, f64) {
     (seed, secs)
 }
 
+/// Keeps planned panics quiet: the panic hook skips those whose message
+/// starts with "a planned panic" (others are reported as usual), and the
+/// runtime's `log` reports go to a logger that drops them.
+pub fn quiet_planned_panics() {
+    struct Quiet;
+    impl log::Log for Quiet {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, _: &log::Record<'_>) {}
+        fn flush(&self) {}
+    }
+    let _ = log::set_logger(&Quiet);
+    log::set_max_level(log::LevelFilter::Error);
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(|s| s.as_str()));
+        if !msg.is_some_and(|s| s.starts_with("a planned panic")) {
+            hook(info);
+        }
+    }));
+}
+
+/// Aborts the process, saying `name`'s seed, if it is not dropped within
+/// `limit`: a wait nobody ends would otherwise hang the test silently.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>, Option<std::thread::JoinHandle<()>>);
+
+impl Watchdog {
+    pub fn start(name: &'static str, seed: u64, limit: std::time::Duration) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!("{name}: stuck after {limit:?}: a wait nobody ends (EVENTLET_STRESS_SEED={seed})");
+                std::process::abort();
+            }
+        });
+        Watchdog(Some(tx), Some(t))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub mod ledger;
 pub mod servers;
 
 #[path = "../../../eventlet-http/tests/util/tools.rs"]
