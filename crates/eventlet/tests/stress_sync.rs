@@ -345,14 +345,15 @@ fn take_other(w: &World, rng: &mut Rng) -> Option<JoinHandle<Option<Tracked>>> {
     (hs[i].thread() != me).then(|| hs.swap_remove(i))
 }
 
-/// Takes one token under the lock, waiting on the condition variable;
-/// untimed from a green thread the end phase will feed.
-fn take_token(w: &World, rng: &mut Rng, tmo: Duration) {
+/// Takes one token under the lock, waiting on the condition variable:
+/// `how` 0 waits untimed (the end phase feeds the waiters left), 1 under
+/// `with_timeout`, 2 with `wait_timeout`.
+fn take_token(w: &World, how: u64, tmo: Duration) {
     let take = |t: &mut u64| {
         *t -= 1;
         w.tokens_taken.set(w.tokens_taken.get() + 1);
     };
-    match rng.below(3) {
+    match how {
         0 => {
             let mut g = w.cv.wait_while(w.tokens.lock(), |t| *t == 0);
             take(&mut g);
@@ -828,6 +829,141 @@ fn spawn_op(w: &Rc<World>, rng: &mut Rng, depth: u32, children: &mut Vec<JoinHan
     }
 }
 
+/// The race a grant's pass-on exists for: a green thread waits on a
+/// primitive, is granted (a unit, the lock, an item, a notification) and
+/// is killed before it wakes to take it up; what it was granted must go
+/// on to the next waiter. The caller makes two children wait (untimed) on
+/// one primitive, lets one in, and at once, before it runs, kills the
+/// first (or not).
+fn handoff_race(w: &Rc<World>, rng: &mut Rng, tmo: Duration) {
+    let kill = rng.chance(70);
+    let yields = 1 + rng.below(3);
+    // Spawns two waiters, lets them start waiting, grants, kills the first.
+    let race = |waiter: &dyn Fn(Rc<World>) -> Box<dyn FnOnce()>, grant: &mut dyn FnMut()| {
+        let first = eventlet::spawn(waiter(w.clone()));
+        let second = eventlet::spawn(waiter(w.clone()));
+        for _ in 0..yields {
+            eventlet::yield_now();
+        }
+        grant();
+        if kill {
+            first.kill();
+        }
+        drop((first, second));
+    };
+    let sleep = rng.ms(1);
+    match rng.below(7) {
+        0 => race(&|w| Box::new(move || take_token(&w, 0, Duration::ZERO)), &mut || add_token(w, false)),
+        1 => {
+            let Ok(g) = eventlet::with_timeout(tmo, || w.rw.write()) else { return };
+            let out = Out::enter(&w.rw_writer);
+            let mut held = Some((g, out));
+            let read = rng.chance(50);
+            race(
+                &|w| {
+                    Box::new(move || {
+                        if read {
+                            let _g = w.rw.read();
+                            let _in = Out::enter(&w.rw_readers);
+                            w.check();
+                            eventlet::sleep(sleep);
+                        } else {
+                            let _g = w.rw.write();
+                            let _in = Out::enter(&w.rw_writer);
+                            w.check();
+                            eventlet::sleep(sleep);
+                        }
+                    })
+                },
+                &mut || drop(held.take()),
+            );
+        }
+        2 => {
+            let Ok(p) = eventlet::with_timeout(tmo, || w.bsem.acquire()) else { return };
+            let mut held = Some(p);
+            race(
+                &|w| {
+                    Box::new(move || {
+                        let _p = w.bsem.acquire();
+                        let _out = Out::enter(&w.bsem_out);
+                        eventlet::sleep(sleep);
+                    })
+                },
+                &mut || drop(held.take()),
+            );
+        }
+        3 => {
+            let i = rng.below(3) as usize;
+            let q = w.queues.borrow()[i].clone();
+            let mut item = Some(Item { id: w.next_item.get(), _value: w.track(rng, "item") });
+            w.next_item.set(w.next_item.get() + 1);
+            race(
+                &|w| {
+                    let q = q.clone();
+                    Box::new(move || {
+                        if let Some(item) = each!(&q, q => q.get().ok()) {
+                            w.got.borrow_mut().push(item.id);
+                        }
+                    })
+                },
+                &mut || {
+                    if let Some(item) = item.take() {
+                        let id = item.id;
+                        let ok = each!(&q, q => q.try_put(item).is_ok());
+                        w.put.borrow_mut().insert(id, ok);
+                    }
+                },
+            );
+        }
+        4 => race(
+            &|w| {
+                Box::new(move || {
+                    w.capped.acquire();
+                    w.capped_acquired.set(w.capped_acquired.get() + 1);
+                })
+            },
+            &mut || {
+                if w.capped.try_release() {
+                    w.capped_released.set(w.capped_released.get() + 1);
+                }
+            },
+        ),
+        5 => {
+            let Ok(g) = eventlet::with_timeout(tmo, || w.pool.get()) else { return };
+            let out = Out::enter(&w.pool_out);
+            let mut held = Some((g, out));
+            race(
+                &|w| {
+                    Box::new(move || {
+                        let _g = w.pool.get();
+                        let _out = Out::enter(&w.pool_out);
+                        eventlet::sleep(sleep);
+                    })
+                },
+                &mut || drop(held.take()),
+            );
+        }
+        _ => {
+            let ev = w.event.borrow().clone();
+            race(
+                &|w| {
+                    let ev = ev.clone();
+                    Box::new(move || {
+                        let v = ev.wait();
+                        assert!((1..=w.event_sent.get()).contains(&v), "an Event gave {v}, never sent");
+                    })
+                },
+                &mut || {
+                    let v = w.event_sent.get() + 1;
+                    if ev.send(v).is_ok() {
+                        w.event_sent.set(v);
+                    }
+                },
+            );
+        }
+    }
+}
+
 fn worker(w: Rc<World>, mut rng: Rng, depth: u32) -> Option<Tracked> {
     let mine = w.track(&mut rng, "result");
     let mut children = Vec::new();
@@ -854,7 +990,7 @@ fn worker(w: Rc<World>, mut rng: Rng, depth: u32) -> Option<Tracked> {
                     drop(h.join());
                 }
             }
-            3 => take_token(&w, &mut rng, tmo),
+            3 => take_token(&w, rng.below(3), tmo),
             4 => add_token(&w, rng.chance(20)),
             5 | 6 => queue_op(&w, &mut rng, tmo),
             7 => semaphore_op(&w, &mut rng, tmo),
@@ -864,6 +1000,7 @@ fn worker(w: Rc<World>, mut rng: Rng, depth: u32) -> Option<Tracked> {
             11 => green_pool_op(&w, &mut rng, tmo),
             12 if rng.chance(20) => dag_op(&w, &mut rng, tmo),
             13 if rng.chance(20) => tpool_op(&w, &mut rng, tmo),
+            13 => handoff_race(&w, &mut rng, tmo),
             14 if depth > 0 && rng.chance(10) => panic!("a planned panic ends a green thread"),
             14 => catch_planned(|| {
                 let _t = w.track(&mut rng, "unwound");
