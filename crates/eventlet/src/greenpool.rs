@@ -917,6 +917,15 @@ impl<T: 'static> GreenPile<T> {
         loop {
             let h = self.shared.pending.borrow_mut().pop_front();
             if let Some(h) = h {
+                // A wait cut short (a kill, a timeout) puts the green
+                // thread back at the front: its result stays in the pile.
+                let mut back = PutBack { shared: &self.shared, handle: Some(h) };
+                if let Some(h) = &back.handle {
+                    if let Err(e) = h.wait_end() {
+                        panic::resume_unwind(Box::new(e));
+                    }
+                }
+                let h = back.handle.take()?;
                 return match h.join() {
                     Ok(v) => Some(v),
                     Err(payload) => panic::resume_unwind(payload),
@@ -927,6 +936,23 @@ impl<T: 'static> GreenPile<T> {
             }
             let wait = pin!(Wait::new(&self.shared.consumers, None, |_, _| {}));
             wait.enqueue().park(None);
+        }
+    }
+}
+
+/// A green thread of a pile that a consumer took and waits for; dropped
+/// before the wait ends, it goes back to the front of the pile, and the
+/// consumers waiting there look again.
+struct PutBack<'a, T> {
+    shared: &'a PileShared<T>,
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T> Drop for PutBack<'_, T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.shared.pending.borrow_mut().push_front(h);
+            self.shared.consumers.grant_all();
         }
     }
 }

@@ -348,7 +348,19 @@ impl<T: 'static> JoinHandle<T> {
     /// [`Elapsed`](crate::timeout::Elapsed) at once (the green thread goes
     /// on, detached).
     pub fn join(self) -> std::thread::Result<T> {
-        let waited = with_hub(|h| {
+        match self.wait_end() {
+            Ok(()) => self.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed))),
+            Err(e) if e.is_refusal() => Err(Box::new(e)),
+            Err(e) => std::panic::resume_unwind(Box::new(e)),
+        }
+    }
+
+    /// Waits for the green thread to end, as [`join`](Self::join) does,
+    /// leaving its result in place; `Err` if a timeout of the caller
+    /// expired first (or the caller, unwinding, cannot wait). A kill of
+    /// the caller unwinds from here, the handle still the caller's.
+    pub(crate) fn wait_end(&self) -> Result<(), crate::timeout::Elapsed> {
+        with_hub(|h| {
             let me = h.current();
             if TaskRef::ptr_eq(&me, self.task.task()) {
                 panic!("eventlet: a green thread cannot join itself");
@@ -364,12 +376,7 @@ impl<T: 'static> JoinHandle<T> {
                 }
             }
             Ok(())
-        });
-        match waited {
-            Ok(()) => self.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed))),
-            Err(e) if e.is_refusal() => Err(Box::new(e)),
-            Err(e) => std::panic::resume_unwind(Box::new(e)),
-        }
+        })
     }
 
     /// Kills the green thread.

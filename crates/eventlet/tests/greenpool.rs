@@ -658,3 +658,40 @@ fn a_shared_pile_waits_for_spawns_in_progress_and_delivers_each_result_once() {
     assert_eq!(pile.spawning(), 0);
     assert_no_green_threads();
 }
+
+#[test]
+fn a_pile_consumer_killed_while_it_waits_for_a_result_leaves_it_in_the_pile() {
+    // The consumer took the oldest green thread off the pile and waited for
+    // it; killed there, it dropped that result with its handle: lost to
+    // every other consumer of the pile.
+    let pile = GreenPile::new(2);
+    let gate = eventlet::Event::new();
+    let g = gate.clone();
+    pile.spawn(move || {
+        g.wait();
+        "slow"
+    });
+    pile.spawn(|| "fast");
+    let p = pile.clone();
+    let doomed = eventlet::spawn(move || p.clone().next());
+    eventlet::yield_now();
+    doomed.kill();
+    assert!(doomed.join().unwrap_err().is::<Killed>());
+    assert_eq!(pile.len(), 2, "the result the killed consumer waited for is still in the pile");
+    gate.send(()).unwrap();
+    assert_eq!((&pile).collect::<Vec<_>>(), ["slow", "fast"], "in spawn order, none lost");
+    assert_no_green_threads();
+}
+
+#[test]
+fn a_pile_consumer_timing_out_leaves_the_result_in_the_pile() {
+    let pile = GreenPile::new(1);
+    pile.spawn(|| {
+        eventlet::sleep(ms(20));
+        7
+    });
+    assert!(eventlet::with_timeout(ms(1), || pile.clone().next()).is_err());
+    assert_eq!(pile.len(), 1);
+    assert_eq!(pile.clone().next(), Some(7));
+    assert_no_green_threads();
+}
