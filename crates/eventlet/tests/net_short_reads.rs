@@ -78,6 +78,27 @@ fn send_urgent(s: &impl AsRawFd, byte: u8) {
 fn tcp_read_stopped_at_the_urgent_mark_does_not_strand_data() {
     let (a, b) = pair();
     b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(read_past_the_mark(a, b), b"beforeafter");
+}
+
+/// The same over a Unix stream socket, whose out-of-band byte also stops a
+/// read at its mark.
+#[test]
+fn unix_read_stopped_at_the_oob_mark_does_not_strand_data() {
+    let (a, b) = UnixStream::pair().unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // The out-of-band byte is not in the stream (SO_OOBINLINE is off).
+    assert_eq!(read_past_the_mark(a, b), b"beforeafter");
+}
+
+/// Sends "before", an urgent byte and "after" from `a` to `b` (whose first
+/// read is already waiting) and reads what `b` gets until "beforeafter"'s
+/// length, each read bounded by `b`'s read timeout.
+fn read_past_the_mark<S>(a: S, b: S) -> Vec<u8>
+where
+    S: AsRawFd + 'static,
+    for<'s> &'s S: Read + Write,
+{
     // Register the reader before anything arrives (its first read parks).
     let first = eventlet::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -98,36 +119,7 @@ fn tcp_read_stopped_at_the_urgent_mark_does_not_strand_data() {
         got.extend_from_slice(&buf[..n]);
     }
     drop(a);
-    assert_eq!(got, b"beforeafter");
-}
-
-/// The same over a Unix stream socket, whose out-of-band byte also stops a
-/// read at its mark.
-#[test]
-fn unix_read_stopped_at_the_oob_mark_does_not_strand_data() {
-    let (a, b) = UnixStream::pair().unwrap();
-    b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let first = eventlet::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let n = (&b).read(&mut buf).unwrap();
-        (b, buf[..n].to_vec())
-    });
-    eventlet::sleep(Duration::from_millis(10));
-    (&a).write_all(b"before").unwrap();
-    send_urgent(&a, b'!');
-    (&a).write_all(b"after").unwrap();
-    // No end of stream: it would raise an edge of its own and hide a
-    // stranded read.
-    let (b, mut got) = first.join().unwrap();
-    let mut buf = [0u8; 4096];
-    while got.len() < b"beforeafter".len() {
-        let n = (&b).read(&mut buf).unwrap_or_else(|e| panic!("after {:?}: {e}", String::from_utf8_lossy(&got)));
-        assert!(n > 0, "end of stream after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    drop(a);
-    // The out-of-band byte is not in the stream (SO_OOBINLINE is off).
-    assert_eq!(got, b"beforeafter");
+    got
 }
 
 /// Sends `data` with one descriptor attached (`SCM_RIGHTS`): a Unix stream
