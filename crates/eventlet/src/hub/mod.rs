@@ -418,12 +418,7 @@ impl Drop for Hub {
         // The root context's green-locals: dropped here, each contained (a
         // panic escaping a thread-local's destructor aborts the process; a
         // wait there finds the hub gone and panics, contained too).
-        let root = self.tasks.get_mut()[0].clone();
-        while let Some(mut locals) = root.locals.take() {
-            for (_, value) in locals.drain() {
-                report::contain(|| drop(value));
-            }
-        }
+        drop_locals_contained(&self.tasks.get_mut()[0]);
         // Green threads that never started: each runs once, with a kill
         // pending, so that its body drops its closure unrun on its own
         // stack (their sockets and everything else they own are closed).
@@ -448,6 +443,7 @@ impl Drop for Hub {
         // scoped ones that never started, are leaked with their stacks, not
         // unwound or dropped: that would run their destructors while this
         // thread's hub (and perhaps what they borrow) is already gone.
+        let mut leaked = Vec::new();
         for (_, t) in self.tasks.get_mut().iter() {
             if !t.is_root() && !t.is_done() {
                 // SAFETY: the hub loop is not running (the thread is exiting),
@@ -455,6 +451,7 @@ impl Drop for Hub {
                 if let Some(c) = unsafe { (*t.coro.get()).take() } {
                     std::mem::forget(c);
                 }
+                leaked.push(t.clone());
             }
         }
         // Their green-locals are `'static` values the leaked frames hold
@@ -462,19 +459,24 @@ impl Drop for Hub {
         // clones the value out), so they can be dropped: their guards then
         // answer whoever joins those green threads from another thread
         // (`local::keep_until_end`) instead of leaving them waiting forever.
-        let leaked: Vec<TaskRef> =
-            self.tasks.get_mut().iter().filter(|(_, t)| !t.is_root() && !t.is_done()).map(|(_, t)| t.clone()).collect();
         for t in leaked {
-            loop {
-                let locals = match t.locals.try_borrow_mut() {
-                    Ok(mut l) => l.take(),
-                    Err(_) => None,
-                };
-                let Some(mut locals) = locals else { break };
-                for (_, value) in locals.drain() {
-                    report::contain(|| drop(value));
-                }
-            }
+            drop_locals_contained(&t);
+        }
+    }
+}
+
+/// Drops the green-locals of `t` one at a time, each contained (a panic
+/// escaping a thread-local's destructor would abort the process), over and
+/// over while destructors make new ones, at its OS thread's exit.
+fn drop_locals_contained(t: &Task) {
+    loop {
+        let locals = match t.locals.try_borrow_mut() {
+            Ok(mut l) => l.take(),
+            Err(_) => None,
+        };
+        let Some(mut locals) = locals else { break };
+        for (_, value) in locals.drain() {
+            report::contain(|| drop(value));
         }
     }
 }
