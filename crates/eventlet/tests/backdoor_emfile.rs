@@ -3,13 +3,10 @@
 //!
 //! Its own test binary: it lowers this process's descriptor limit.
 
-use std::fs::File;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+mod util;
 
 #[test]
 fn console_backs_off_on_emfile_and_recovers() {
@@ -18,17 +15,8 @@ fn console_backs_off_on_emfile_and_recovers() {
     // A client waits in the backlog before the console accepts anything.
     let first = eventlet::connect(addr).unwrap();
 
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write `lim`.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let saved = lim;
-    lim.rlim_cur = (open_fds() + 16) as libc::rlim_t;
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    let mut hog = Vec::new();
-    while let Ok(f) = File::open("/dev/null") {
-        hog.push(f);
-    }
+    // Lower the limit and use up every descriptor left.
+    let hog = util::FdsUsedUp::now();
 
     let console = eventlet::spawn(move || eventlet::backdoor::serve(listener));
     let started = Instant::now();
@@ -37,9 +25,7 @@ fn console_backs_off_on_emfile_and_recovers() {
     }
     assert!(!console.is_finished(), "the console gave up on EMFILE: {:?}", console.join());
 
-    drop(hog);
-    // SAFETY: as above.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+    hog.give_back();
     first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut prompt = [0u8; 8];
     (&first).read_exact(&mut prompt).expect("the console answers once descriptors are free");

@@ -3,13 +3,10 @@
 //!
 //! Its own test binary: it lowers this process's descriptor limit.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+mod util;
 
 #[test]
 fn accept_loop_backs_off_on_emfile_and_recovers() {
@@ -22,17 +19,7 @@ fn accept_loop_backs_off_on_emfile_and_recovers() {
     let clients: Vec<_> = (0..5).map(|_| eventlet::connect(addr).unwrap()).collect();
 
     // Lower the limit and use up every descriptor left.
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write `lim`.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let saved = lim;
-    lim.rlim_cur = (open_fds() + 16) as libc::rlim_t;
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    let mut hog = Vec::new();
-    while let Ok(f) = File::open("/dev/null") {
-        hog.push(f);
-    }
+    let hog = util::FdsUsedUp::now();
 
     let started = Instant::now();
     let accept_loop = eventlet::spawn(move || {
@@ -51,9 +38,7 @@ fn accept_loop_backs_off_on_emfile_and_recovers() {
     assert!(ticks >= 10, "the hub was stuck: {ticks} ticks");
     assert!(!accept_loop.is_finished(), "serve gave up on EMFILE");
 
-    drop(hog);
-    // SAFETY: as above.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+    hog.give_back();
     for (i, mut c) in clients.into_iter().enumerate() {
         let msg = [i as u8; 4];
         c.write_all(&msg).unwrap();

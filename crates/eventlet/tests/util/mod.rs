@@ -143,6 +143,47 @@ impl Drop for Watchdog {
 }
 
 pub mod ledger;
+/// The descriptors this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Every descriptor this process may still open, held: the soft limit is
+/// lowered to 16 above those open, and the rest is taken by `/dev/null`
+/// handles. [`give_back`](Self::give_back) (or dropping it) closes them
+/// and restores the limit. For a test binary of its own.
+pub struct FdsUsedUp {
+    saved: libc::rlimit,
+    held: Vec<std::fs::File>,
+}
+
+impl FdsUsedUp {
+    pub fn now() -> FdsUsedUp {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit only read and write `lim`.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        let saved = lim;
+        lim.rlim_cur = (open_fds() + 16) as libc::rlim_t;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        FdsUsedUp { saved, held }
+    }
+
+    pub fn give_back(self) {}
+}
+
+impl Drop for FdsUsedUp {
+    fn drop(&mut self) {
+        self.held.clear();
+        // SAFETY: setrlimit only reads `saved`.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.saved) };
+    }
+}
+
 pub mod servers;
 
 #[path = "../../../eventlet-http/tests/util/tools.rs"]
