@@ -17,6 +17,7 @@ use std::future::{Future, IntoFuture};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -35,6 +36,11 @@ struct WakeTarget {
     shared: Arc<HubShared>,
     key: usize,
     id: u64,
+    /// Wakes so far: what `block_on` waits on. The unpark alone is not
+    /// enough: a blocking green call made inside the future's own `poll`
+    /// (a sleep, green I/O, a nested `block_on`) can take the unpark
+    /// meant for the `block_on` around it, and its wake would be lost.
+    wakes: AtomicU64,
 }
 
 impl Wake for WakeTarget {
@@ -43,6 +49,7 @@ impl Wake for WakeTarget {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::Release);
         let local = peek_hub(|h| {
             if h.id != self.shared.id {
                 return false;
@@ -63,16 +70,23 @@ impl Wake for WakeTarget {
 ///
 /// The waker of each green thread that has waited in `block_on` on a hub,
 /// by its slot (with its id): made once per green thread, so a `block_on`
-/// costs no allocation and no atomic operation of its own (a slot reused by
-/// a later green thread gets a new waker; the id tells them apart). A field
-/// of the hub ([`Hub::block_on_wakers`]), not a thread-local of its own:
-/// it must live as long as the hub (a thread-local destroyed first made a
-/// `block_on` in another thread-local's destructor panic, an abort).
-pub(crate) type Wakers = RefCell<Vec<Option<(u64, Rc<Waker>)>>>;
+/// costs no allocation and no atomic read-modify-write of its own (a slot
+/// reused by a later green thread gets a new waker; the id tells them
+/// apart). A field of the hub ([`Hub::block_on_wakers`]), not a
+/// thread-local of its own: it must live as long as the hub (a
+/// thread-local destroyed first made a `block_on` in another
+/// thread-local's destructor panic, an abort).
+pub(crate) type Wakers = RefCell<Vec<Option<(u64, Rc<CachedWaker>)>>>;
+
+/// A green thread's waker, and its target (for the count of its wakes).
+pub(crate) struct CachedWaker {
+    waker: Waker,
+    target: Arc<WakeTarget>,
+}
 
 /// The waker of the running green thread (or root) of `h`.
 #[inline]
-fn current_waker(h: &Hub) -> Rc<Waker> {
+fn current_waker(h: &Hub) -> Rc<CachedWaker> {
     let (key, id) = h.current_key_id();
     let mut ws = h.block_on_wakers.borrow_mut();
     match ws.get(key) {
@@ -83,11 +97,12 @@ fn current_waker(h: &Hub) -> Rc<Waker> {
 
 #[cold]
 #[inline(never)]
-fn new_waker(ws: &mut Vec<Option<(u64, Rc<Waker>)>>, h: &Hub, key: usize, id: u64) -> Rc<Waker> {
+fn new_waker(ws: &mut Vec<Option<(u64, Rc<CachedWaker>)>>, h: &Hub, key: usize, id: u64) -> Rc<CachedWaker> {
     if ws.len() <= key {
         ws.resize(key + 1, None);
     }
-    let w = Rc::new(Waker::from(Arc::new(WakeTarget { shared: h.shared.clone(), key, id })));
+    let target = Arc::new(WakeTarget { shared: h.shared.clone(), key, id, wakes: AtomicU64::new(0) });
+    let w = Rc::new(CachedWaker { waker: Waker::from(target.clone()), target });
     ws[key] = Some((id, w.clone()));
     w
 }
@@ -191,7 +206,9 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
         #[cfg(feature = "tokio")]
         h.tokio.activate();
         let waker = current_waker(h);
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(&waker.waker);
+        // A wake after this (even one during the poll) makes it poll again.
+        let mut seen = waker.target.wakes.load(Ordering::Acquire);
         if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
             return v;
         }
@@ -203,7 +220,17 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
         }
         let _waiting = Waiting::new(h);
         loop {
-            h.park(None);
+            // Parks until the waker was used: an unpark that is not its
+            // wake (a stale one) does not poll again, and its wake taken
+            // by a green wait inside the poll is not lost.
+            loop {
+                let now = waker.target.wakes.load(Ordering::Acquire);
+                if now != seen {
+                    seen = now;
+                    break;
+                }
+                h.park(None);
+            }
             if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
                 return v;
             }

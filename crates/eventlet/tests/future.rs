@@ -371,3 +371,63 @@ fn block_on_while_unwinding_does_not_switch() {
     assert_eq!(seen.get(), "pending failed");
     assert_eq!(other_ran.join().unwrap(), 1);
 }
+
+#[test]
+fn a_wake_during_a_green_wait_inside_poll_is_not_lost() {
+    let _turn = turn();
+    // The future's poll registers its waker, then makes a blocking green
+    // call (a sleep) during which the waker is used: the wake unparks the
+    // sleep, which goes back to sleep. Once the poll has returned Pending,
+    // block_on must still poll again.
+    let s = Signal::default();
+    let s2 = s.clone();
+    let waiter = eventlet::spawn(move || {
+        let mut w = Box::pin(s2.wait());
+        let mut polls = 0;
+        eventlet::block_on(std::future::poll_fn(move |cx| {
+            polls += 1;
+            let r = w.as_mut().poll(cx);
+            if polls == 1 {
+                eventlet::sleep(Duration::from_millis(20));
+                return Poll::Pending;
+            }
+            r.map(|()| polls)
+        }))
+    });
+    // Runs once the waiter sleeps inside its poll.
+    eventlet::spawn_n(move || s.set());
+    let r = eventlet::with_timeout(Duration::from_secs(5), || waiter.join());
+    assert_eq!(r.expect("the wake that came during the poll's own green wait was lost").unwrap(), 2);
+}
+
+#[test]
+fn a_wake_taken_by_a_nested_block_on_is_not_lost() {
+    let _turn = turn();
+    // The outer future registers its waker, then (inside its poll) waits
+    // in a nested block_on, during which the outer waker is used; the
+    // nested wait ends later.
+    let (outer, inner) = (Signal::default(), Signal::default());
+    let (o2, i2) = (outer.clone(), inner.clone());
+    let waiter = eventlet::spawn(move || {
+        let mut w = Box::pin(o2.wait());
+        let mut polls = 0;
+        eventlet::block_on(std::future::poll_fn(move |cx| {
+            polls += 1;
+            let r = w.as_mut().poll(cx);
+            if polls == 1 {
+                eventlet::block_on(i2.wait());
+                return Poll::Pending;
+            }
+            r.map(|()| polls)
+        }))
+    });
+    // Runs once the waiter waits in the nested block_on.
+    eventlet::spawn_n(move || {
+        outer.set();
+        // The waiter polls its inner future again, and waits on.
+        eventlet::yield_now();
+        inner.set();
+    });
+    let r = eventlet::with_timeout(Duration::from_secs(5), || waiter.join());
+    assert_eq!(r.expect("the wake taken by the nested block_on was lost").unwrap(), 2);
+}
