@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod util;
+
 /// Sets its flag when dropped.
 struct Flag(Arc<AtomicBool>);
 
@@ -450,4 +452,57 @@ fn block_on_where_another_runtime_is_driven_panics_and_the_hub_goes_on() {
         });
         assert_eq!(joined.unwrap(), 4, "the worker's hub is broken after the refusal");
     }
+}
+
+/// Runs the child case `case` of this binary's `child` test, asserting
+/// that it exited with success and finished.
+fn child_ok(case: &str) {
+    let (status, stderr) = util::run_child_test("child", &[("EVENTLET_TOKIO_CHILD", case)]);
+    assert!(status.success(), "child case {case} failed ({status}): {stderr}");
+    assert!(stderr.contains(&format!("case {case} done")), "child case {case} did not finish: {stderr}");
+}
+
+/// The child cases (alone in their process: they count descriptors, or
+/// may crash it); each ends by printing `case NAME done`.
+#[test]
+fn child() {
+    let Ok(case) = std::env::var("EVENTLET_TOKIO_CHILD") else { return };
+    match case.as_str() {
+        "stale-waker-holds-no-runtime" => stale_waker_holds_no_runtime(),
+        other => panic!("unknown child case {other}"),
+    }
+    eprintln!("case {case} done");
+}
+
+#[test]
+fn a_waker_kept_after_its_hub_thread_exited_holds_no_runtime() {
+    child_ok("stale-waker-holds-no-runtime");
+}
+
+/// A waker of a green thread, kept after its hub's thread exited, keeps
+/// that hub's shared part (its wake-up queue) and nothing else: not its
+/// tokio runtime's descriptors, whether or not the hub's loop ever waited
+/// in tokio.
+fn stale_waker_holds_no_runtime() {
+    fn kept_waker(wait_in_tokio: bool) -> std::task::Waker {
+        std::thread::spawn(move || {
+            if wait_in_tokio {
+                // The loop waits in tokio (the root parks meanwhile).
+                eventlet::block_on(async { tokio::time::sleep(Duration::from_millis(2)).await });
+            }
+            eventlet::block_on(std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())))
+        })
+        .join()
+        .unwrap()
+    }
+    let before = util::open_fds();
+    let plain = kept_waker(false);
+    let plain_fds = util::open_fds() - before;
+    drop(plain);
+    assert_eq!(util::open_fds(), before);
+    let used = kept_waker(true);
+    let used_fds = util::open_fds() - before;
+    assert_eq!(used_fds, plain_fds, "a stale waker of a hub that waited in tokio keeps its runtime's descriptors open");
+    drop(used);
+    assert_eq!(util::open_fds(), before);
 }

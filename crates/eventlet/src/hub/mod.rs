@@ -404,7 +404,13 @@ impl Drop for Hub {
         // Its tokio runtime goes first: its tasks' futures are dropped
         // while the hub's state is still whole.
         #[cfg(feature = "tokio")]
-        self.tokio.shutdown();
+        {
+            self.tokio.shutdown();
+            // And the loop's waker, kept for wake-ups from other threads:
+            // it holds the runtime's driver (its descriptors), which would
+            // live on with any waker, `Unparker` or handle of this hub.
+            drop(self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
         // From now on `Handle::spawn` refuses; what was sent and not run is
         // dropped here (closures not run, as for a killed green thread).
         let unrun = {
