@@ -184,7 +184,10 @@ fn poll_once<F: Future>(h: &Hub, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll
 /// killed while it waits, or a [`Timeout`](crate::Timeout) of it expires,
 /// the wait unwinds (with [`Killed`](crate::Killed) or the timeout's
 /// [`Elapsed`](crate::timeout::Elapsed)) and the future is dropped, which
-/// is how futures are cancelled.
+/// is how futures are cancelled. A future woken by the time the timeout
+/// expires is polled once more first: if it is ready, its output wins
+/// (the timeout fires at the next blocking call), as for every blocking
+/// call (see [the rules](crate::guide::rules)).
 ///
 /// # While unwinding
 ///
@@ -229,7 +232,18 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
                     seen = now;
                     break;
                 }
-                h.park(None);
+                if let Err(e) = h.park_result(None) {
+                    // A `Timeout` expired (or the wait was refused). An
+                    // outcome that came with it wins: the timeout fires at
+                    // the next blocking call, and what the future holds
+                    // (a finished green thread's result) is not dropped.
+                    if waker.target.wakes.load(Ordering::Acquire) != seen {
+                        if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
+                            return v;
+                        }
+                    }
+                    panic::resume_unwind(Box::new(e));
+                }
             }
             if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
                 return v;

@@ -431,3 +431,53 @@ fn a_wake_taken_by_a_nested_block_on_is_not_lost() {
     let r = eventlet::with_timeout(Duration::from_secs(5), || waiter.join());
     assert_eq!(r.expect("the wake taken by the nested block_on was lost").unwrap(), 2);
 }
+
+#[test]
+fn a_result_that_arrives_with_the_timeout_wins() {
+    let _turn = turn();
+    // The awaited green thread finishes in the same turn of the hub as the
+    // timeout of the block_on that awaits it expires (its sleep is due
+    // first, and the hub is held past both): block_on returns its result,
+    // rather than dropping it and reporting the timeout (the timeout
+    // fires at the next blocking call).
+    let dropped = Rc::new(Cell::new(false));
+    struct Value(Rc<Cell<bool>>);
+    impl Drop for Value {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let d = dropped.clone();
+    let work = eventlet::spawn(move || {
+        eventlet::sleep(Duration::from_millis(5));
+        Value(d)
+    });
+    eventlet::spawn_n(|| std::thread::sleep(Duration::from_millis(30)));
+    let r = eventlet::with_timeout(Duration::from_millis(10), || eventlet::block_on(work));
+    assert!(!dropped.get(), "the finished green thread's result was dropped");
+    assert!(r.expect("block_on reported the timeout and dropped the result").is_ok());
+    // The timeout fires at the next blocking call.
+    let late = eventlet::with_timeout(Duration::from_millis(10), || {
+        let v = eventlet::block_on(eventlet::spawn(|| std::thread::sleep(Duration::from_millis(30))));
+        eventlet::sleep(Duration::from_millis(1));
+        v
+    });
+    assert!(late.is_err(), "the expired timeout did not fire at the next blocking call");
+
+    // The same through a GreenFuture of this hub.
+    let dropped = Rc::new(Cell::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dropped.clone();
+    let work = eventlet::hub::handle()
+        .spawn_future(move || {
+            eventlet::sleep(Duration::from_millis(5));
+            tx.send(()).unwrap();
+            7
+        })
+        .unwrap();
+    eventlet::spawn_n(|| std::thread::sleep(Duration::from_millis(30)));
+    let r = eventlet::with_timeout(Duration::from_millis(10), || eventlet::block_on(work));
+    drop(d);
+    assert!(rx.try_recv().is_ok(), "the green thread did not finish");
+    assert_eq!(r.expect("block_on reported the timeout and dropped the result").unwrap(), 7);
+}

@@ -32,7 +32,8 @@
 //!    No suspended green thread is ever panicking.
 //! 5. **An outcome that arrives wins over a timeout that expires with
 //!    it.** A `put` whose item was taken, a `join` whose green thread
-//!    finished, a lock, permit or message handed over: the call reports
+//!    finished, a lock, permit or message handed over, a `block_on` whose
+//!    future was woken and is ready: the call reports
 //!    success and the timeout fires at the next blocking call. Nothing is
 //!    delivered and then reported as timed out.
 //! 6. **Waking needs nothing on the waker's side.** An
