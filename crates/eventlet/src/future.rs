@@ -302,11 +302,14 @@ impl<T: 'static> Future for JoinFuture<T> {
             return Poll::Ready(h.task.slot().borrow_mut().take().unwrap_or_else(|| Err(Box::new(hub::Killed))));
         }
         let id = h.task.id;
-        with_hub(|hub| {
+        // The waker it replaces is dropped after the borrow: its drop is
+        // the executor's code, which may drop another `JoinFuture`.
+        let _old = with_hub(|hub| {
             let mut ws = hub.join_wakers.borrow_mut();
-            match ws.iter_mut().find(|(t, _)| *t == id) {
-                Some((_, w)) => w.clone_from(cx.waker()),
-                None => ws.push((id, cx.waker().clone())),
+            match ws.get_mut(&id) {
+                Some(w) if w.will_wake(cx.waker()) => None,
+                Some(w) => Some(std::mem::replace(w, cx.waker().clone())),
+                None => ws.insert(id, cx.waker().clone()),
             }
         });
         Poll::Pending
@@ -321,7 +324,9 @@ impl<T> Drop for JoinFuture<T> {
         }
         let id = h.task.id;
         peek_hub(|hub| {
-            hub.join_wakers.borrow_mut().retain(|(t, _)| *t != id);
+            // Dropped after the borrow (see `poll`).
+            let waker = hub.join_wakers.borrow_mut().remove(&id);
+            drop(waker);
             hub.kill_key(h.task.key.get(), id);
         });
     }

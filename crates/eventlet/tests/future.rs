@@ -481,3 +481,49 @@ fn a_result_that_arrives_with_the_timeout_wins() {
     assert!(rx.try_recv().is_ok(), "the green thread did not finish");
     assert_eq!(r.expect("block_on reported the timeout and dropped the result").unwrap(), 7);
 }
+
+thread_local! {
+    /// A JoinFuture that `DropsHeld`'s drop drops.
+    static HELD: std::cell::RefCell<Option<eventlet::JoinFuture<()>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A waker whose drop drops the JoinFuture in `HELD` (as a waker that is
+/// the last reference to a task holding one would).
+struct DropsHeld;
+
+impl std::task::Wake for DropsHeld {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for DropsHeld {
+    fn drop(&mut self) {
+        drop(HELD.with_borrow_mut(Option::take));
+    }
+}
+
+#[test]
+fn a_waker_dropped_by_a_join_future_may_drop_another() {
+    let _turn = turn();
+    let sleeper = || eventlet::spawn(|| eventlet::sleep(Duration::from_secs(60)));
+    let (a, b) = (sleeper(), sleeper());
+    let (ta, tb) = (a.thread(), b.thread());
+    eventlet::yield_now(); // both sleep
+    let mut a = a.into_future();
+    let mut b = b.into_future();
+    // b registers a waker that does nothing, then goes to HELD; a
+    // registers the only reference to a DropsHeld waker.
+    assert!(poll_once(&mut b).is_pending());
+    HELD.with_borrow_mut(|h| *h = Some(b));
+    let w = Waker::from(Arc::new(DropsHeld));
+    assert!(Pin::new(&mut a).poll(&mut Context::from_waker(&w)).is_pending());
+    drop(w);
+    // Dropping a drops its waker, which drops b: both are killed.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(a)));
+    assert!(r.is_ok(), "dropping the JoinFuture panicked");
+    assert!(HELD.with_borrow(Option::is_none));
+    let start = Instant::now();
+    while !(ta.is_finished() && tb.is_finished()) && start.elapsed() < Duration::from_secs(5) {
+        eventlet::sleep(Duration::from_millis(1));
+    }
+    assert!(ta.is_finished() && tb.is_finished(), "a dropped JoinFuture did not kill its green thread");
+}

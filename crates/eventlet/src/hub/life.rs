@@ -131,17 +131,13 @@ impl Hub {
         }
     }
 
-    /// Wakes the futures awaiting the end of green thread `id` (a
+    /// Wakes the future awaiting the end of green thread `id` (a
     /// `JoinHandle` turned into a future). A waker's wake is the executor's
     /// code (a push on a run queue), contained should it panic.
     #[cold]
     fn wake_join_futures(&self, id: u64) {
-        loop {
-            let w = {
-                let mut ws = self.join_wakers.borrow_mut();
-                let Some(i) = ws.iter().position(|(t, _)| *t == id) else { return };
-                ws.swap_remove(i).1
-            };
+        let w = self.join_wakers.borrow_mut().remove(&id);
+        if let Some(w) = w {
             crate::report::contain(|| w.wake());
         }
     }

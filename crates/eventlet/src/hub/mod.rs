@@ -164,8 +164,10 @@ pub(crate) struct Hub {
     serving: Cell<bool>,
     next_id: Cell<u64>,
     /// Wakers of futures awaiting a green thread's end
-    /// ([`JoinHandle`](crate::JoinHandle) as a future): (task id, waker).
-    pub(crate) join_wakers: RefCell<Vec<(u64, std::task::Waker)>>,
+    /// ([`JoinHandle`](crate::JoinHandle) as a future), by task id: one
+    /// each (a `JoinHandle` is not `Clone`). A map: thousands may wait at
+    /// once, and each end and each poll looks its own up.
+    pub(crate) join_wakers: RefCell<std::collections::HashMap<u64, std::task::Waker>>,
     /// The wakers `block_on` polls with (see [`crate::future::Wakers`]).
     pub(crate) block_on_wakers: crate::future::Wakers,
     /// Green threads (and the root) waiting in `block_on`: their wakers
@@ -329,7 +331,7 @@ impl Hub {
             io_requested: Cell::new(false),
             serving: Cell::new(false),
             next_id: Cell::new(1),
-            join_wakers: RefCell::new(Vec::new()),
+            join_wakers: RefCell::new(std::collections::HashMap::new()),
             block_on_wakers: RefCell::new(Vec::new()),
             futures_waiting: Cell::new(0),
             #[cfg(feature = "tokio")]
