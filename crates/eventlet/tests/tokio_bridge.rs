@@ -506,3 +506,68 @@ fn stale_waker_holds_no_runtime() {
     drop(used);
     assert_eq!(util::open_fds(), before);
 }
+
+/// A waker tokio defers (a `yield_now`, or a tokio resource polled once
+/// the cooperative budget of the hub's turn is spent) is woken by tokio
+/// after its next turn of the driver, and dropped if its `block_on` returns
+/// first. The hub's loop is that `block_on`'s future and returns whenever
+/// the root goes on, so a green thread whose waker was deferred in the
+/// turn the root was woken in must still be woken.
+#[test]
+fn a_waker_tokio_defers_when_the_root_goes_on_still_wakes() {
+    on_fresh_thread(|| {
+        // The hub drives tokio from here on.
+        eventlet::block_on(async {});
+        for round in 0..50 {
+            // Both run in one turn: `yielder` defers its waker, then `waker`
+            // ends, which wakes the root joining it.
+            let yielder = eventlet::spawn(|| {
+                eventlet::block_on(async {
+                    tokio::task::yield_now().await;
+                    7
+                })
+            });
+            let waker = eventlet::spawn(|| ());
+            waker.join().unwrap();
+            match eventlet::with_timeout(Duration::from_secs(5), move || yielder.join()) {
+                Ok(v) => assert_eq!(v.unwrap(), 7),
+                Err(_) => panic!("round {round}: the deferred green thread was never woken"),
+            }
+        }
+    });
+}
+
+/// The same with the budget: green threads that poll a tokio resource
+/// after the turn's cooperative budget is spent are deferred, while the
+/// root is woken in that turn.
+#[test]
+fn green_threads_past_tokio_budget_when_the_root_goes_on_still_wake() {
+    on_fresh_thread(|| {
+        let (tx, rx) = tokio::sync::watch::channel(0u32);
+        let rx = Rc::new(rx);
+        for round in 0..20 {
+            // Many green threads each poll a ready tokio resource in one
+            // turn: the turn's budget (128) runs out among them.
+            let readers: Vec<_> = (0..300)
+                .map(|_| {
+                    let mut rx = (*rx).clone();
+                    eventlet::spawn(move || {
+                        eventlet::block_on(async move {
+                            rx.changed().await.unwrap();
+                            *rx.borrow_and_update()
+                        })
+                    })
+                })
+                .collect();
+            let ender = eventlet::spawn(|| ());
+            tx.send(round + 1).unwrap();
+            ender.join().unwrap();
+            for r in readers {
+                match eventlet::with_timeout(Duration::from_secs(5), move || r.join()) {
+                    Ok(v) => assert_eq!(v.unwrap(), round + 1),
+                    Err(_) => panic!("round {round}: a green thread deferred by tokio's budget was never woken"),
+                }
+            }
+        }
+    });
+}

@@ -7,25 +7,22 @@
 
 mod util;
 
+use std::io::Write;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use util::servers::{postgres_binaries, start_postgres, TempDir};
 
 const GREEN_THREADS: usize = 100;
 
-#[test]
-fn a_hundred_green_threads_sleep_in_postgres_at_once() {
-    let Some((initdb, postgres)) = postgres_binaries() else { return };
-    let dir = TempDir::new("tokio-postgres");
-    let (_server, port) = start_postgres(&initdb, &postgres, &dir.0, GREEN_THREADS + 20);
-    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=30");
-
-    // The port opens before the server takes connections ("the database
-    // system is starting up"): wait until one goes through.
+/// The port opens before the server takes connections ("the database
+/// system is starting up"): waits until one goes through.
+fn wait_until_ready(conninfo: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match eventlet::block_on(tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)) {
+        match eventlet::block_on(tokio_postgres::connect(conninfo, tokio_postgres::NoTls)) {
             Ok(_) => break,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("PostgreSQL not ready yet: {e:?}");
@@ -34,6 +31,15 @@ fn a_hundred_green_threads_sleep_in_postgres_at_once() {
             Err(e) => panic!("PostgreSQL never took a connection: {e:?}"),
         }
     }
+}
+
+#[test]
+fn a_hundred_green_threads_sleep_in_postgres_at_once() {
+    let Some((initdb, postgres)) = postgres_binaries() else { return };
+    let dir = TempDir::new("tokio-postgres");
+    let (_server, port) = start_postgres(&initdb, &postgres, &dir.0, GREEN_THREADS + 20);
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=30");
+    wait_until_ready(&conninfo);
 
     let go = Rc::new(eventlet::Event::<()>::new());
     let connected = Rc::new(eventlet::Semaphore::new(0));
@@ -81,4 +87,82 @@ fn a_hundred_green_threads_sleep_in_postgres_at_once() {
     );
     assert!(each.iter().all(|d| *d >= Duration::from_millis(500)));
     assert!(took < Duration::from_secs(2), "the queries took {took:?}: they did not run at once");
+}
+
+/// Rounds of 100 green threads that connect, query and hang up at once,
+/// while the root waits for each to connect: the root is woken in the
+/// same turns in which green threads' wakers are deferred by tokio (its
+/// cooperative budget spent), a wake-up once lost (the hub idle in tokio's
+/// `epoll_wait`, a connection's reply unread; within 25 rounds nearly
+/// every run). A stalled round ends the process with a message instead of
+/// hanging.
+#[test]
+fn rounds_of_a_hundred_connections_lose_no_wake_up() {
+    const ROUNDS: usize = 10;
+    let Some((initdb, postgres)) = postgres_binaries() else { return };
+    let dir = TempDir::new("tokio-postgres-rounds");
+    // Room for a round's connections while the last round's backends exit.
+    let (_server, port) = start_postgres(&initdb, &postgres, &dir.0, GREEN_THREADS * 3);
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=30");
+    wait_until_ready(&conninfo);
+    for round in 0..ROUNDS {
+        let go = Rc::new(eventlet::Event::<()>::new());
+        let connected = Rc::new(eventlet::Semaphore::new(0));
+        let workers: Vec<_> = (0..GREEN_THREADS)
+            .map(|i| {
+                let (conninfo, go, connected) = (conninfo.clone(), go.clone(), connected.clone());
+                eventlet::spawn(move || {
+                    let (client, connection) =
+                        eventlet::block_on(tokio_postgres::connect(&conninfo, tokio_postgres::NoTls))
+                            .unwrap_or_else(|e| panic!("round {round}, green thread {i}: connect: {e:?}"));
+                    tokio::spawn(connection);
+                    connected.add_permits(1);
+                    go.wait();
+                    let row = eventlet::block_on(client.query_one("SELECT $1::INT4", &[&(i as i32)]))
+                        .unwrap_or_else(|e| panic!("round {round}, green thread {i}: query: {e:?}"));
+                    row.get::<_, i32>(0)
+                })
+            })
+            .collect();
+        // Not a `Timeout`: a lost wake-up leaves the hub's thread asleep.
+        let watchdog = Watchdog::start(format!("round {round}"), Duration::from_secs(60));
+        for _ in 0..GREEN_THREADS {
+            connected.acquire().forget();
+        }
+        go.send(()).unwrap();
+        let all: Vec<i32> = workers.into_iter().map(|h| h.join().unwrap()).collect();
+        drop(watchdog);
+        assert_eq!(all, (0..GREEN_THREADS as i32).collect::<Vec<_>>());
+    }
+}
+
+/// Ends the process with a message unless dropped within `limit`: a wait
+/// that hangs its whole OS thread (the hub asleep in `epoll_wait`) cannot
+/// be ended from that thread.
+struct Watchdog(Arc<AtomicBool>);
+
+impl Watchdog {
+    fn start(what: String, limit: Duration) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let seen = done.clone();
+        std::thread::spawn(move || {
+            let end = Instant::now() + limit;
+            while Instant::now() < end {
+                if seen.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Past the test harness's output capture: the process ends here.
+            let _ = writeln!(std::io::stderr(), "{what} made no progress for {limit:?}: a wake-up was lost");
+            std::process::exit(1);
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }

@@ -23,6 +23,13 @@
 //!   runtime's scheduler context (a tokio task woken from a green thread is
 //!   a push on the runtime's local queue, no syscall), tokio's tasks run
 //!   between the hub's turns, and tokio's I/O driver and timers progress;
+//! - the `block_on` returns when the root goes on. Tokio keeps the wakers
+//!   it defers (a `yield_now`, a tokio resource polled after the turn's
+//!   cooperative budget is spent, both common in green threads' polls)
+//!   until its next turn of the driver, and drops them if its `block_on`
+//!   returns first; so when green threads ran in the poll that woke the
+//!   root, the loop gives tokio that turn first (one `epoll_wait` that
+//!   does not block);
 //! - the hub's own `epoll` descriptor is registered with tokio's reactor
 //!   (an [`AsyncFd`]): tokio's `epoll_wait` is the only one that blocks,
 //!   and the hub polls its own `epoll` (without waiting) only when tokio
@@ -158,6 +165,9 @@ pub(crate) struct Bridge {
     idle: Cell<Option<Waker>>,
     /// Whether tokio had tasks alive when the loop went idle.
     idle_with_tasks: Cell<bool>,
+    /// Set when the loop popped the root but gave tokio a turn first (see
+    /// [`turn`]): its next poll returns at once.
+    root_due: Cell<bool>,
 }
 
 impl Bridge {
@@ -179,6 +189,7 @@ impl Bridge {
             foreign,
             idle: Cell::new(None),
             idle_with_tasks: Cell::new(false),
+            root_due: Cell::new(false),
         })
     }
 
@@ -296,6 +307,7 @@ pub(crate) fn drive(hub: &Hub) {
     }
     b.driving.set(true);
     let _reset = Reset(&b.driving);
+    b.root_due.set(false);
     let refused = Refused { bridge: b, turned: Cell::new(false) };
     inner.runtime().block_on(std::future::poll_fn(|cx| {
         refused.turned.set(true);
@@ -325,6 +337,10 @@ impl Drop for Refused<'_> {
 fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
     hub.shared.sleeping.store(false, Ordering::SeqCst);
     hub.tokio.idle.take();
+    if hub.tokio.root_due.replace(false) {
+        return Poll::Ready(());
+    }
+    let switches = hub.shared.switches.load(Ordering::Relaxed);
     loop {
         // The hub's own `epoll`, when tokio saw it readable.
         if let Poll::Ready(r) = inner.poll_fd().poll_read_ready(cx) {
@@ -346,7 +362,18 @@ fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
         hub.queue.append(&hub.yielded);
 
         if hub.run_batch() {
-            return Poll::Ready(());
+            if hub.shared.switches.load(Ordering::Relaxed) == switches {
+                return Poll::Ready(());
+            }
+            // Green threads ran in this poll, and tokio may have deferred
+            // their wakers (a `yield_now`, or a tokio resource polled once
+            // the turn's cooperative budget was spent): tokio wakes those
+            // after its next turn of the driver, and drops them if its
+            // `block_on` returns first. So it gets that turn before the
+            // root goes on.
+            hub.tokio.root_due.set(true);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
 
         if hub.shared.pending.load(Ordering::Acquire) {
