@@ -193,15 +193,19 @@ fn poll_once<F: Future>(h: &Hub, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll
 ///
 /// A green thread never switches away while it is panicking. Called during
 /// unwinding (from a destructor), `block_on` polls the future once: if it is
-/// ready its output is returned, otherwise `block_on` panics at once
-/// without waiting (a panic that, escaping a destructor that runs during
-/// unwinding, aborts the process as Rust does for any such panic).
+/// ready its output is returned, otherwise the wait is refused as every
+/// wait is then: `block_on` unwinds at once with an
+/// [`Elapsed`](crate::timeout::Elapsed) for which
+/// [`is_refusal`](crate::timeout::Elapsed::is_refusal) is true. Inside
+/// [`with_timeout`](crate::with_timeout) that is an `Err`, which is how a
+/// destructor that must wait on a future stays safe; escaping a destructor
+/// that runs during unwinding, it aborts the process, as Rust does for any
+/// panic there (see [`timeout`](crate::timeout#while-unwinding)).
 ///
 /// # Panics
 ///
 /// When called from async code running on this thread's hub (a tokio task
-/// of the hub's runtime): async code must not block; `.await` instead. When
-/// called during unwinding with a future that is not ready (see above).
+/// of the hub's runtime): async code must not block; `.await` instead.
 /// When the hub's tokio runtime cannot be started (feature `tokio`).
 pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     let mut fut = pin!(future.into_future());
@@ -214,12 +218,6 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
         let mut seen = waker.target.wakes.load(Ordering::Acquire);
         if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
             return v;
-        }
-        if std::thread::panicking() {
-            panic!(
-                "eventlet::block_on: the future is not ready and this thread is unwinding (a green thread \
-                 never switches away while it is panicking)"
-            );
         }
         let _waiting = Waiting::new(h);
         loop {

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+mod util;
+
 /// The tests of this file take turns (one counts descriptors).
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
@@ -526,4 +528,64 @@ fn a_waker_dropped_by_a_join_future_may_drop_another() {
         eventlet::sleep(Duration::from_millis(1));
     }
     assert!(ta.is_finished() && tb.is_finished(), "a dropped JoinFuture did not kill its green thread");
+}
+
+/// The child cases (they may abort the process); each ends by printing
+/// `case NAME done`.
+#[test]
+fn child() {
+    let Ok(case) = std::env::var("EVENTLET_FUTURE_CHILD") else { return };
+    match case.as_str() {
+        "block-on-in-a-destructor-under-with-timeout" => block_on_in_a_destructor_under_with_timeout(),
+        other => panic!("unknown child case {other}"),
+    }
+    eprintln!("case {case} done");
+}
+
+/// Runs the child case `case` of this binary's `child` test, asserting
+/// that it exited with success and finished.
+fn child_ok(case: &str) {
+    let (status, stderr) = util::run_child_test("child", &[("EVENTLET_FUTURE_CHILD", case)]);
+    assert!(status.success(), "child case {case} failed ({status}): {stderr}");
+    assert!(stderr.contains(&format!("case {case} done")), "child case {case} did not finish: {stderr}");
+}
+
+#[test]
+fn block_on_in_a_destructor_during_unwinding_is_refused_as_other_waits_are() {
+    child_ok("block-on-in-a-destructor-under-with-timeout");
+}
+
+/// A destructor that must block wraps the wait in `with_timeout`, which
+/// returns the refusal as `Err` while the green thread unwinds (see
+/// `timeout`'s docs): that holds for `block_on` of a pending future too
+/// (it panicked with a message instead, which `with_timeout` let through,
+/// out of the destructor: an abort).
+fn block_on_in_a_destructor_under_with_timeout() {
+    struct Goodbye(Signal, Rc<Cell<&'static str>>);
+    impl Drop for Goodbye {
+        fn drop(&mut self) {
+            let r = eventlet::with_timeout(Duration::from_secs(1), || eventlet::block_on(self.0.wait()));
+            self.1.set(match r {
+                Ok(()) => "waited",
+                Err(e) if e.is_refusal() => "refused",
+                Err(_) => "timed out",
+            });
+        }
+    }
+    let seen = Rc::new(Cell::new(""));
+    let s2 = seen.clone();
+    let h = eventlet::spawn(move || {
+        let _g = Goodbye(Signal::default(), s2);
+        panic!("unwind");
+    });
+    assert!(h.join().is_err());
+    assert_eq!(seen.get(), "refused");
+    // Not unwinding, the same destructor waits (here until its timeout).
+    let seen = Rc::new(Cell::new(""));
+    let s2 = seen.clone();
+    let s = Signal::default();
+    let s3 = s.clone();
+    eventlet::spawn_n(move || s3.set());
+    drop(Goodbye(s, s2));
+    assert_eq!(seen.get(), "waited");
 }
