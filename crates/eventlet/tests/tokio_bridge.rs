@@ -469,6 +469,7 @@ fn child() {
     let Ok(case) = std::env::var("EVENTLET_TOKIO_CHILD") else { return };
     match case.as_str() {
         "stale-waker-holds-no-runtime" => stale_waker_holds_no_runtime(),
+        "first-hub-after-tokio-context-destroyed" => first_hub_after_tokio_context_destroyed(),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");
@@ -570,4 +571,40 @@ fn green_threads_past_tokio_budget_when_the_root_goes_on_still_wake() {
             }
         }
     });
+}
+
+#[test]
+fn a_hub_first_made_in_a_thread_local_destructor_after_tokios_works() {
+    child_ok("first-hub-after-tokio-context-destroyed");
+}
+
+/// A thread's first eventlet call in a thread-local's destructor, after
+/// tokio's thread-local context is destroyed: the hub is made without a
+/// runtime (none could be entered there) and runs green threads. It
+/// aborted the process (tokio's panic on entering, in a destructor).
+fn first_hub_after_tokio_context_destroyed() {
+    struct AtExit(Arc<AtomicUsize>);
+    impl Drop for AtExit {
+        fn drop(&mut self) {
+            let j = eventlet::spawn(|| {
+                eventlet::sleep(Duration::from_millis(1));
+                5
+            });
+            self.0.fetch_add(j.join().unwrap(), Ordering::SeqCst);
+            self.0.fetch_add(eventlet::block_on(async { 6 }), Ordering::SeqCst);
+        }
+    }
+    thread_local! {
+        static AT_EXIT: std::cell::RefCell<Option<AtExit>> = const { std::cell::RefCell::new(None) };
+    }
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        AT_EXIT.with_borrow_mut(|a| *a = Some(AtExit(n2)));
+        // Touched after it, tokio's context is destroyed before it.
+        assert!(tokio::runtime::Handle::try_current().is_err());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 11);
 }

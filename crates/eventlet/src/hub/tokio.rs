@@ -172,9 +172,25 @@ pub(crate) struct Bridge {
 
 impl Bridge {
     /// Starts a hub's runtime; enters it for the thread's lifetime unless
-    /// another runtime's context is current.
+    /// another runtime's context is current. A hub made while its thread
+    /// exits, once tokio's thread-local context is destroyed (in another
+    /// thread-local's destructor), gets no runtime: none could be entered
+    /// or driven there (tokio panics, an abort in a destructor), and the
+    /// hub's plain loop still runs green threads.
     pub(crate) fn new() -> std::io::Result<Bridge> {
-        let foreign = ::tokio::runtime::Handle::try_current().is_ok();
+        let current = ::tokio::runtime::Handle::try_current();
+        if current.as_ref().is_err_and(::tokio::runtime::TryCurrentError::is_thread_local_destroyed) {
+            return Ok(Bridge {
+                inner: None,
+                on: Cell::new(false),
+                driving: Cell::new(false),
+                foreign: false,
+                idle: Cell::new(None),
+                idle_with_tasks: Cell::new(false),
+                root_due: Cell::new(false),
+            });
+        }
+        let foreign = current.is_ok();
         let runtime = Builder::new_current_thread().enable_all().on_thread_park(before_park).build()?;
         if !foreign {
             // For the thread's lifetime: green threads and the root see
