@@ -135,7 +135,14 @@
 //! OS threads (two hubs of a group, the test's own hub and a plain thread
 //! sharing channels, with kills, timeouts, selects, joins across hubs and
 //! green threads awaited as futures or cancelled), and fails on a lost,
-//! duplicated or undelivered item or a wait nobody ends. With the
+//! duplicated or undelivered item or a wait nobody ends;
+//! `tests/stress_future.rs` does it for the [async bridge](crate::guide::async_bridge)
+//! on one hub (`block_on` of futures woken from the hub, from a plain
+//! thread and by tokio, some blocking the green way inside their own
+//! `poll`; green threads awaited as futures from `block_on`, `LocalSet`
+//! and tokio tasks, or cancelled), with ping-pongs that wait without a
+//! timeout so that a lost wake-up hangs (3 s in the test suite, 20 s in
+//! CI). With the
 //! [monkey patch](crate::patcher), `eventlet-greening`'s
 //! `tests/soundness.rs` holds the regression tests of the patched calls
 //! (signal handlers, thread exit, standard output, `errno`, arguments at
