@@ -86,6 +86,27 @@
 //!   deadlocked (a task may still wake it), so it waits instead of
 //!   panicking; likewise while a green thread waits in `block_on` (its
 //!   waker may be anywhere).
+//! - The runtime is made with the hub, on the thread's first eventlet
+//!   call; before it, tokio's handle is not current there. So
+//!   `eventlet::block_on(tokio::time::sleep(d))` as a thread's very first
+//!   call panics ("there is no reactor running": the argument is made
+//!   before `block_on` runs); `block_on(async { tokio::time::sleep(d).await
+//!   })` works, or make the hub first (`eventlet::hub::handle()`).
+//! - Until the hub drives its runtime (its first `block_on`, or a tokio
+//!   task spawned on its own thread), it waits for I/O in its own `epoll`,
+//!   which tokio's wake-ups do not reach: a task spawned onto its runtime
+//!   from another OS thread (through a `tokio::runtime::Handle` taken on
+//!   the hub's thread) runs only once the hub wakes for something else.
+//!   From other threads, spawn green work with
+//!   [`Handle::spawn_future`](super::Handle::spawn_future) instead.
+//! - Never call tokio's `Handle::block_on` on a hub's thread: inside the
+//!   loop it panics ("within a runtime"); before the hub drives its
+//!   runtime it blocks the whole OS thread, green threads and all, and the
+//!   runtime's I/O and timers, which nothing then drives, never progress.
+//!   [`block_on`](crate::block_on) is the way.
+//! - A hub first made while its thread exits, after tokio's thread-local
+//!   context was destroyed (in another thread-local's destructor), has no
+//!   runtime: green threads run, futures that need tokio do not.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::future::Future;
