@@ -98,10 +98,13 @@ fn results_and_mutable_borrows_come_back_through_join() {
 #[test]
 fn green_threads_spawn_more_in_the_same_scope_and_scopes_nest() {
     let log = RefCell::new(Vec::new());
+    // Order by events, not by sleeps (timers that come due together on a
+    // loaded machine run in one batch).
+    let child_done = eventlet::Event::<()>::new();
     eventlet::scope(|s| {
         s.spawn(|| {
             s.spawn(|| {
-                eventlet::sleep(ms(5));
+                child_done.wait();
                 log.borrow_mut().push("grandchild");
             });
             eventlet::scope(|inner| {
@@ -111,6 +114,7 @@ fn green_threads_spawn_more_in_the_same_scope_and_scopes_nest() {
                 });
             });
             log.borrow_mut().push("child after inner scope");
+            child_done.send(()).unwrap();
         });
     });
     assert_eq!(*log.borrow(), ["inner", "child after inner scope", "grandchild"]);
