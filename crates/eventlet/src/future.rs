@@ -130,7 +130,7 @@ impl Drop for Waiting<'_> {
 #[inline]
 fn poll_once<F: Future>(h: &Hub, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
     #[cfg(feature = "tokio")]
-    let _enter = h.tokio.enter_for_poll();
+    let _enter = h.tokio.before_poll();
     #[cfg(not(feature = "tokio"))]
     let _ = h;
     fut.poll(cx)

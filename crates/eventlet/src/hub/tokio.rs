@@ -27,9 +27,9 @@
 //!   it defers (a `yield_now`, a tokio resource polled after the turn's
 //!   cooperative budget is spent, both common in green threads' polls)
 //!   until its next turn of the driver, and drops them if its `block_on`
-//!   returns first; so when green threads ran in the poll that woke the
-//!   root, the loop gives tokio that turn first (one `epoll_wait` that
-//!   does not block);
+//!   returns first; so when green threads polled futures in the poll
+//!   that woke the root, the loop gives tokio that turn first (one
+//!   `epoll_wait` that does not block);
 //! - the hub's own `epoll` descriptor is registered with tokio's reactor
 //!   (an [`AsyncFd`]): tokio's `epoll_wait` is the only one that blocks,
 //!   and the hub polls its own `epoll` (without waiting) only when tokio
@@ -189,6 +189,9 @@ pub(crate) struct Bridge {
     /// Set when the loop popped the root but gave tokio a turn first (see
     /// [`turn`]): its next poll returns at once.
     root_due: Cell<bool>,
+    /// Whether a green thread polled a future since the loop's current
+    /// poll began (tokio may have deferred its waker then).
+    polled: Cell<bool>,
 }
 
 impl Bridge {
@@ -209,6 +212,7 @@ impl Bridge {
                 idle: Cell::new(None),
                 idle_with_tasks: Cell::new(false),
                 root_due: Cell::new(false),
+                polled: Cell::new(false),
             });
         }
         let foreign = current.is_ok();
@@ -227,6 +231,7 @@ impl Bridge {
             idle: Cell::new(None),
             idle_with_tasks: Cell::new(false),
             root_due: Cell::new(false),
+            polled: Cell::new(false),
         })
     }
 
@@ -261,10 +266,12 @@ impl Bridge {
         }
     }
 
-    /// Enters the runtime's context for one poll if another runtime's
-    /// context may be the current one.
+    /// Called before `block_on` polls a future: notes the poll (see
+    /// [`turn`]), and enters the runtime's context for it if another
+    /// runtime's context may be the current one.
     #[inline]
-    pub(crate) fn enter_for_poll(&self) -> Option<EnterGuard<'_>> {
+    pub(crate) fn before_poll(&self) -> Option<EnterGuard<'_>> {
+        self.polled.set(true);
         if self.foreign && !self.driving.get() {
             return self.inner.as_ref().map(|i| i.runtime().enter());
         }
@@ -377,7 +384,7 @@ fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
     if hub.tokio.root_due.replace(false) {
         return Poll::Ready(());
     }
-    let switches = hub.shared.switches.load(Ordering::Relaxed);
+    hub.tokio.polled.set(false);
     loop {
         // The hub's own `epoll`, when tokio saw it readable.
         if let Poll::Ready(r) = inner.poll_fd().poll_read_ready(cx) {
@@ -399,15 +406,16 @@ fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
         hub.queue.append(&hub.yielded);
 
         if hub.run_batch() {
-            if hub.shared.switches.load(Ordering::Relaxed) == switches {
+            if !hub.tokio.polled.get() {
                 return Poll::Ready(());
             }
-            // Green threads ran in this poll, and tokio may have deferred
-            // their wakers (a `yield_now`, or a tokio resource polled once
-            // the turn's cooperative budget was spent): tokio wakes those
-            // after its next turn of the driver, and drops them if its
-            // `block_on` returns first. So it gets that turn before the
-            // root goes on.
+            // Green threads polled futures in this poll, and tokio may have
+            // deferred their wakers (a `yield_now`, or a tokio resource
+            // polled once the turn's cooperative budget was spent): tokio
+            // wakes those after its next turn of the driver, and drops them
+            // if its `block_on` returns first. So it gets that turn before
+            // the root goes on. (Tokio defers only wakers it is given in a
+            // poll, and green threads poll only in `block_on`.)
             hub.tokio.root_due.set(true);
             cx.waker().wake_by_ref();
             return Poll::Pending;
