@@ -87,7 +87,9 @@ mod queue_test {
     fn send_last() {
         let q = Queue::new();
         let q2 = q.clone();
-        let gt = eventlet::spawn(move || eventlet::with_timeout(ms(100), || assert_eq!(q2.get(), Ok("hi2"))));
+        // eventlet's guard is 0.1 s; here long enough that a stalled machine
+        // does not reach it before the put.
+        let gt = eventlet::spawn(move || eventlet::with_timeout(ms(10_000), || assert_eq!(q2.get(), Ok("hi2"))));
         eventlet::yield_now();
         eventlet::yield_now();
         q.put("hi2").unwrap();
@@ -1022,7 +1024,8 @@ mod pools_test {
         let size = 2;
         let pool = int_pool(0, size);
         let queue = Queue::new();
-        let done = eventlet::with_timeout(ms(100), || {
+        // eventlet's guard is 0.1 s; a stalled machine must not reach this one.
+        let done = eventlet::with_timeout(ms(10_000), || {
             for index in 0..=size {
                 let pool_item = pool.get();
                 let q = queue.clone();
@@ -1075,7 +1078,9 @@ mod pools_test {
     }
 
     /// `TestIntPool.test_put_with_timed_out_getters`: getters that timed
-    /// out are gone; an item put back is kept, without blocking.
+    /// out are gone; an item put back is kept, without blocking. (Their
+    /// timeout is long beside a stall of the machine: they must still wait
+    /// when counted.)
     #[test]
     fn put_with_timed_out_getters() {
         let p = int_pool(0, 2);
@@ -1083,19 +1088,18 @@ mod pools_test {
         let getters: Vec<_> = (0..5)
             .map(|_| {
                 let p = p.clone();
-                eventlet::spawn(move || p.get_timeout(ms(1)).map(|g| *g))
+                eventlet::spawn(move || p.get_timeout(ms(1000)).map(|g| *g))
             })
             .collect();
         eventlet::yield_now();
         assert_eq!(p.waiting(), 5);
-        eventlet::sleep(ms(20)); // their timeouts fire
+        // Their timeouts fire.
+        let got: Vec<_> = getters.into_iter().map(|g| g.join().unwrap()).collect();
+        assert_eq!(got, [None; 5]);
         let put = eventlet::with_timeout(ms(10_000), || drop(b));
         assert!(put.is_ok());
         assert_eq!(p.free(), 1);
         assert_eq!(p.waiting(), 0);
-        for g in getters {
-            assert_eq!(g.join().unwrap(), None);
-        }
         assert_clean();
     }
 
@@ -1223,8 +1227,9 @@ mod event_test {
         let evt = Event::new();
         let delay = ms(100);
         let e = evt.clone();
-        let sender = eventlet::spawn_after(delay, move || e.send(true).unwrap());
+        // Timed from before the spawn: its delay counts from there.
         let t1 = std::time::Instant::now();
+        let sender = eventlet::spawn_after(delay, move || e.send(true).unwrap());
         let result = evt.wait_timeout(delay * 2);
         assert_eq!(result, Ok(true));
         assert!(t1.elapsed() >= delay);
@@ -1546,9 +1551,12 @@ mod greenthread_test {
             later
         });
         assert_eq!(*lst.borrow(), [1]);
-        eventlet::sleep(ms(300));
+        // eventlet sleeps 0.3 s here; joining waits for the 0.2 s sleep,
+        // which the 0.1 s timer, set first, beats however slowly this runs
+        // (a fixed sleep of ours began before those two were set).
+        let later = gt.join().unwrap();
         assert_eq!(*lst.borrow(), Vec::<i32>::new());
-        assert_eq!(gt.join().unwrap().join().unwrap(), Some(1));
+        assert_eq!(later.join().unwrap(), Some(1));
         assert_clean();
     }
 

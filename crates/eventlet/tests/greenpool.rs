@@ -68,8 +68,9 @@ fn imap_keeps_the_pool_busy_behind_a_slow_head() {
         move |i: u32| {
             s.borrow_mut().push(i);
             if i == 0 {
-                // Wait (boundedly, so a failure does not hang) for the last.
-                let deadline = Instant::now() + ms(500);
+                // Wait (boundedly, so a failure does not hang, and long
+                // enough for a stalled machine) for the last.
+                let deadline = Instant::now() + Duration::from_secs(10);
                 while s.borrow().len() < 6 && Instant::now() < deadline {
                     eventlet::sleep(ms(1));
                 }
@@ -388,7 +389,11 @@ fn killing_an_unstarted_green_thread_frees_its_slot() {
 #[test]
 fn killing_a_waiting_spawner_leaves_the_line() {
     let pool = GreenPool::new(1);
-    let holder = pool.spawn(|| eventlet::sleep(ms(10)));
+    // Held until released (a 10 ms sleep could end, and hand its slot to
+    // the spawner, before the checks below on a stalled machine).
+    let release = eventlet::Event::new();
+    let r = release.clone();
+    let holder = pool.spawn(move || r.wait());
     let ran = Rc::new(Cell::new(false));
     let (p, r) = (pool.clone(), ran.clone());
     let spawner = eventlet::spawn(move || p.spawn_n(move || r.set(true)));
@@ -397,6 +402,7 @@ fn killing_a_waiting_spawner_leaves_the_line() {
     spawner.kill();
     assert!(spawner.join().unwrap_err().is::<Killed>());
     assert_eq!(pool.waiting(), 0);
+    release.send(()).unwrap();
     holder.join().unwrap();
     assert_eq!(pool.running(), 0, "no slot went to the killed spawner");
     assert!(!ran.get());
@@ -566,6 +572,8 @@ fn spawn_from_a_member_of_a_pool_with_room_or_of_another_pool_does_not_run_inlin
     let pool = GreenPool::new(2);
     let other = GreenPool::new(1);
     let (p, o) = (pool.clone(), other.clone());
+    let done = Rc::new(Cell::new(false));
+    let held_done = done.clone();
     let member = pool.spawn(move || {
         let me = eventlet::current().id();
         // Room left: a green thread of its own.
@@ -573,12 +581,14 @@ fn spawn_from_a_member_of_a_pool_with_room_or_of_another_pool_does_not_run_inlin
         assert!(!h.is_finished());
         assert_ne!(h.join().unwrap(), me);
         // The other pool is full (held below): this waits for its slot.
-        let started = Instant::now();
         let h = o.spawn(move || eventlet::current().id());
-        assert!(started.elapsed() >= ms(20), "waited for the other pool's slot");
+        assert!(held_done.get(), "did not wait for the other pool's slot");
         assert_ne!(h.join().unwrap(), me);
     });
-    let holder = other.spawn(|| eventlet::sleep(ms(30)));
+    let holder = other.spawn(move || {
+        eventlet::sleep(ms(30));
+        done.set(true);
+    });
     member.join().unwrap();
     holder.join().unwrap();
     assert_no_green_threads();

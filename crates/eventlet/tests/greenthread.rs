@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 
 use eventlet::{Builder, Killed, Wakeup};
 
+/// Parks until `deadline` (a `sleep` to a fixed instant). Green threads
+/// that sleep to deadlines taken from one instant wake in deadline order
+/// even if the machine stalls between their starts; with `sleep(d)` each
+/// deadline is counted from its own start, so a stall between two starts
+/// longer than the gap between their durations would swap them.
+fn sleep_until(deadline: Instant) {
+    while eventlet::park_deadline(deadline) != Wakeup::TimedOut {}
+}
+
 #[test]
 fn spawn_join_returns_value() {
     let h = eventlet::spawn(|| 40 + 2);
@@ -62,10 +71,11 @@ fn spawn_n_panic_leaves_others_running() {
 fn sleep_order_follows_deadlines() {
     let order = Rc::new(RefCell::new(Vec::new()));
     let mut hs = Vec::new();
+    let start = Instant::now();
     for ms in [30u64, 10, 20, 0, 5] {
         let o = order.clone();
         hs.push(eventlet::spawn(move || {
-            eventlet::sleep(Duration::from_millis(ms));
+            sleep_until(start + Duration::from_millis(ms));
             o.borrow_mut().push(ms);
         }));
     }
@@ -199,12 +209,15 @@ fn kill_unstarted_never_runs() {
 fn kill_delayed_spawn_never_runs() {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    let h = eventlet::spawn_after(Duration::from_millis(10), move || r.set(true));
+    // A delay no stall of the machine reaches before the kill (a short one
+    // came due first when this thread stalled between the spawn and the
+    // kill); the join and the hub's timers show it is gone.
+    let h = eventlet::spawn_after(Duration::from_secs(60), move || r.set(true));
     eventlet::sleep(Duration::from_millis(1));
     h.kill();
-    eventlet::sleep(Duration::from_millis(20));
-    assert!(!ran.get());
     assert_eq!(eventlet::hub::stats().timers, 0);
+    assert!(h.join().unwrap_err().is::<Killed>());
+    assert!(!ran.get());
 }
 
 #[test]
@@ -458,7 +471,14 @@ fn a_dropped_handle_still_runs_its_callbacks_with_the_result_then_drops_it() {
     let (s, d) = (saw.clone(), drops.clone());
     h.link(move |r| s.set(r.is_ok() && d.get() == 0));
     drop(h);
-    eventlet::sleep(Duration::from_millis(20));
+    // Until the result is dropped (not a fixed sleep: its green thread's
+    // own sleep may come due after a shorter one of ours on a loaded
+    // machine).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while drops.get() == 0 {
+        assert!(Instant::now() < deadline, "the detached green thread's result was never dropped");
+        eventlet::sleep(Duration::from_millis(1));
+    }
     assert!(saw.get(), "the callback saw the result, not yet dropped");
     assert_eq!(drops.get(), 1, "then the result was dropped, once");
     assert_eq!(eventlet::hub::stats().green_threads, 0);
@@ -469,11 +489,12 @@ fn results_in_completion_order_through_links() {
     // eventlet's fan-out: collect results as they finish, not in spawn
     // order.
     let done = eventlet::Queue::new();
+    let start = Instant::now();
     let handles: Vec<_> = [40u64, 10, 30, 20]
         .into_iter()
         .map(|ms| {
             let h = eventlet::spawn(move || {
-                eventlet::sleep(Duration::from_millis(ms));
+                sleep_until(start + Duration::from_millis(ms));
                 ms
             });
             let done = done.clone();
@@ -549,15 +570,20 @@ fn a_green_thread_cannot_cancel_itself() {
 #[test]
 fn spawn_after_local_is_canceled_when_the_scheduler_ends_however_it_ends() {
     let ran = Rc::new(Cell::new(0));
-    // Ends by a kill.
+    // Ends by a kill. (A long delay, and its handle kept to see it end:
+    // with a short one, a machine that stalls between the scheduler's
+    // start and the kill lets it come due first.)
     let r = ran.clone();
+    let later = Rc::new(RefCell::new(None));
+    let l = later.clone();
     let scheduler = eventlet::spawn(move || {
-        let later = eventlet::spawn_after_local(Duration::from_millis(10), move || r.set(r.get() + 1));
-        drop(later);
+        *l.borrow_mut() = Some(eventlet::spawn_after_local(Duration::from_secs(60), move || r.set(r.get() + 1)));
         eventlet::sleep(Duration::from_secs(60));
     });
     eventlet::yield_now();
     scheduler.kill();
+    let later = later.borrow_mut().take().expect("the scheduler ran");
+    assert!(later.join().unwrap_err().is::<Killed>(), "the delayed spawn of a killed scheduler still ran");
     // Ends by a panic.
     let r = ran.clone();
     let panicker = eventlet::spawn(move || {
