@@ -375,7 +375,7 @@ pub struct GreenFuture<T> {
 
 impl<T> GreenFuture<T> {
     /// Lets the green thread run on when this handle is dropped; its result
-    /// is then dropped on its hub.
+    /// is then dropped on its hub (or here, if it has finished already).
     pub fn detach(mut self) {
         self.detached = true;
     }
