@@ -207,47 +207,68 @@ fn poll_once<F: Future>(h: &Hub, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll
 /// When called from async code running on this thread's hub (a tokio task
 /// of the hub's runtime): async code must not block; `.await` instead.
 /// When the hub's tokio runtime cannot be started (feature `tokio`).
+// Inlined into its caller, down to the switch in `park_result`: a green
+// thread parked here then resumes in its caller's own frame, not in frames
+// of `block_on` whose returns the CPU would mispredict after the switch
+// (see `Hub::park_plain`). The rare paths are kept out of line.
+#[inline(always)]
 pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     let mut fut = pin!(future.into_future());
-    with_hub(|h| {
-        #[cfg(feature = "tokio")]
-        h.tokio.activate();
-        let waker = current_waker(h);
-        let mut cx = Context::from_waker(&waker.waker);
-        // A wake after this (even one during the poll) makes it poll again.
-        let mut seen = waker.target.wakes.load(Ordering::Acquire);
-        if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
-            return v;
-        }
-        let _waiting = Waiting::new(h);
-        loop {
-            // Parks until the waker was used: an unpark that is not its
-            // wake (a stale one) does not poll again, and its wake taken
-            // by a green wait inside the poll is not lost.
-            loop {
-                let now = waker.target.wakes.load(Ordering::Acquire);
-                if now != seen {
-                    seen = now;
-                    break;
-                }
-                if let Err(e) = h.park_result(None) {
-                    // A `Timeout` expired (or the wait was refused). An
-                    // outcome that came with it wins: the timeout fires at
-                    // the next blocking call, and what the future holds
-                    // (a finished green thread's result) is not dropped.
-                    if waker.target.wakes.load(Ordering::Acquire) != seen {
-                        if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
-                            return v;
-                        }
-                    }
-                    panic::resume_unwind(Box::new(e));
-                }
-            }
+    with_hub(
+        #[inline(always)]
+        |h| {
+            #[cfg(feature = "tokio")]
+            h.tokio.activate();
+            let waker = current_waker(h);
+            let mut cx = Context::from_waker(&waker.waker);
+            // A wake after this (even one during the poll) makes it poll again.
+            let mut seen = waker.target.wakes.load(Ordering::Acquire);
             if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
                 return v;
             }
+            let _waiting = Waiting::new(h);
+            loop {
+                // Parks until the waker was used: an unpark that is not its
+                // wake (a stale one) does not poll again, and its wake taken
+                // by a green wait inside the poll is not lost.
+                loop {
+                    let now = waker.target.wakes.load(Ordering::Acquire);
+                    if now != seen {
+                        seen = now;
+                        break;
+                    }
+                    if let Err(e) = h.park_result(None) {
+                        return expired(h, fut.as_mut(), &mut cx, &waker.target, seen, e);
+                    }
+                }
+                if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
+                    return v;
+                }
+            }
+        },
+    )
+}
+
+/// The end of a `block_on` whose wait failed with `e`: a `Timeout` expired
+/// (or the wait was refused). An outcome that came with it wins: the
+/// timeout fires at the next blocking call, and what the future holds (a
+/// finished green thread's result) is not dropped.
+#[cold]
+#[inline(never)]
+fn expired<F: Future>(
+    h: &Hub,
+    fut: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    target: &WakeTarget,
+    seen: u64,
+    e: crate::timeout::Elapsed,
+) -> F::Output {
+    if target.wakes.load(Ordering::Acquire) != seen {
+        if let Poll::Ready(v) = poll_once(h, fut, cx) {
+            return v;
         }
-    })
+    }
+    panic::resume_unwind(Box::new(e))
 }
 
 /// A [`JoinHandle`] as a future: what `.await` on a `JoinHandle` gives.

@@ -235,10 +235,12 @@ impl Hub {
     }
 
     /// Unparks the live task at `key` if it is still the one with `id`.
+    /// (`unpark` touches only the task and the run queue, so the slab
+    /// stays borrowed meanwhile and its reference is not cloned.)
+    #[inline]
     pub(crate) fn unpark_key(&self, key: usize, id: u64) {
-        let t = self.tasks.borrow().get(key).filter(|t| t.id == id).cloned();
-        if let Some(t) = t {
-            self.unpark(&t);
+        if let Some(t) = self.tasks.borrow().get(key).filter(|t| t.id == id) {
+            self.unpark(t);
         }
     }
 }
