@@ -9,9 +9,10 @@ mod util;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Instant;
 
 use eventlet::dagpool::DAGPool;
-use util::{assert_clean, ms};
+use util::{assert_clean, ms, sleep_until};
 
 #[test]
 fn tasks_run_after_their_dependencies_with_their_values() {
@@ -60,9 +61,12 @@ fn posted_values_wake_tasks_and_getters() {
 fn wait_each_yields_in_the_order_of_posting() {
     let pool: DAGPool<char, u64> = DAGPool::new();
     pool.post('x', 0).unwrap();
+    // Deadlines from one instant: a stall between the tasks' starts must
+    // not reorder them.
+    let start = Instant::now();
     for (key, delay) in [('a', 30), ('b', 10), ('c', 20)] {
         pool.spawn(key, [], move |_| {
-            eventlet::sleep(ms(delay));
+            sleep_until(start + ms(delay));
             delay
         })
         .unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod util;
 
-/// The tests of this file take turns (one counts descriptors).
+/// The tests of this file take turns.
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())
@@ -106,9 +106,16 @@ fn pending_future_woken_from_the_same_hub() {
     assert_eq!(waiter.join().unwrap(), 2, "polled once pending, once woken");
 }
 
+/// In a child process: the descriptors it counts are the whole process's,
+/// and other tests' threads open and close theirs meanwhile (a hub is
+/// closed at its thread's exit, after its test has ended).
 #[test]
 fn woken_from_a_plain_os_thread_that_gets_no_hub() {
     let _turn = turn();
+    child_ok("woken-from-a-plain-os-thread");
+}
+
+fn woken_from_a_plain_os_thread() {
     let s = Signal::default();
     let s2 = s.clone();
     let waker = std::thread::spawn(move || {
@@ -450,8 +457,13 @@ fn a_result_that_arrives_with_the_timeout_wins() {
         }
     }
     let d = dropped.clone();
+    // The work's deadline is taken before the timeout starts, so it is
+    // due first however late the work begins to sleep (a stall of the
+    // machine between the timeout's start and the work's sleep put it
+    // after the timeout).
+    let t0 = Instant::now();
     let work = eventlet::spawn(move || {
-        eventlet::sleep(Duration::from_millis(5));
+        util::sleep_until(t0 + Duration::from_millis(5));
         Value(d)
     });
     eventlet::spawn_n(|| std::thread::sleep(Duration::from_millis(30)));
@@ -470,9 +482,10 @@ fn a_result_that_arrives_with_the_timeout_wins() {
     let dropped = Rc::new(Cell::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let d = dropped.clone();
+    let t0 = Instant::now();
     let work = eventlet::hub::handle()
         .spawn_future(move || {
-            eventlet::sleep(Duration::from_millis(5));
+            util::sleep_until(t0 + Duration::from_millis(5));
             tx.send(()).unwrap();
             7
         })
@@ -537,6 +550,7 @@ fn child() {
     let Ok(case) = std::env::var("EVENTLET_FUTURE_CHILD") else { return };
     match case.as_str() {
         "block-on-in-a-destructor-under-with-timeout" => block_on_in_a_destructor_under_with_timeout(),
+        "woken-from-a-plain-os-thread" => woken_from_a_plain_os_thread(),
         other => panic!("unknown child case {other}"),
     }
     eprintln!("case {case} done");

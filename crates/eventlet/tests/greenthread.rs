@@ -1,19 +1,13 @@
 //! Green threads: spawn, join, panics, kill, sleep, yield, park.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventlet::{Builder, Killed, Wakeup};
-
-/// Parks until `deadline` (a `sleep` to a fixed instant). Green threads
-/// that sleep to deadlines taken from one instant wake in deadline order
-/// even if the machine stalls between their starts; with `sleep(d)` each
-/// deadline is counted from its own start, so a stall between two starts
-/// longer than the gap between their durations would swap them.
-fn sleep_until(deadline: Instant) {
-    while eventlet::park_deadline(deadline) != Wakeup::TimedOut {}
-}
+use util::sleep_until;
 
 #[test]
 fn spawn_join_returns_value() {

@@ -22,18 +22,25 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 fn spawned_closures_run_on_the_groups_threads_and_join_from_anywhere() {
     let group = Group::builder().hubs(3).name("grp").build().unwrap();
     assert_eq!(group.len(), 3);
+    // Each job waits for the gate, opened once all are spawned: none ends
+    // while the spawns are counted (on a stalled spawning thread, short
+    // jobs could end between spawns and leave the first hubs the least
+    // loaded every time).
+    let (gate, gate_rx) = eventlet::channel::unbounded::<()>();
     let handles: Vec<_> = (0..30u64)
         .map(|i| {
+            let gate_rx = gate_rx.clone();
             group
                 .spawn(move || {
                     // Not Send inside: an Rc lives on the hub.
                     let local = std::rc::Rc::new(i);
-                    eventlet::sleep(Duration::from_millis(1));
+                    let _ = gate_rx.recv();
                     (*local * 2, std::thread::current().name().unwrap().to_owned())
                 })
                 .unwrap()
         })
         .collect();
+    drop((gate, gate_rx));
     // Joined from a plain OS thread, from a green thread, and from here.
     let mut handles = handles.into_iter();
     let first = handles.next().unwrap();
@@ -45,7 +52,7 @@ fn spawned_closures_run_on_the_groups_threads_and_join_from_anywhere() {
     let rest: Vec<(u64, String)> = handles.map(|h| h.join().unwrap()).collect();
     assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), (2..30).map(|i| i * 2).collect::<Vec<_>>());
     assert!(rest.iter().all(|r| r.1.starts_with("grp-")), "{rest:?}");
-    // Thirty short jobs spread over all three hubs.
+    // Thirty jobs spread over all three hubs.
     for i in 0..3 {
         assert!(rest.iter().any(|r| r.1 == format!("grp-{i}")), "hub {i} got nothing: {rest:?}");
     }
@@ -128,6 +135,9 @@ fn shutdown_waits_out_the_grace_period_then_kills_what_is_left() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     // Four that finish within the grace period, six that never would.
+    // (The grace is long beside the four's nap: a hub stalled past both
+    // would see the nap and the grace end in one turn.)
+    let grace = Duration::from_secs(1);
     let mut stuck = Vec::new();
     for i in 0..10 {
         let d = Dropped(dropped.clone());
@@ -148,12 +158,12 @@ fn shutdown_waits_out_the_grace_period_then_kills_what_is_left() {
     let kept = group.handle(0).clone();
     wait_until("all ten started", || group.load(0) + group.load(1) == 10);
     let start = Instant::now();
-    let killed = group.shutdown(Duration::from_millis(300));
+    let killed = group.shutdown(grace);
     let took = start.elapsed();
     assert_eq!(killed, 6);
     assert_eq!(finished.load(Ordering::SeqCst), 4);
     assert_eq!(dropped.load(Ordering::SeqCst), 10, "every closure's captures were dropped");
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(10), "{took:?}");
+    assert!(took >= grace && took < Duration::from_secs(10), "{took:?}");
     for h in stuck {
         let payload = h.join().unwrap_err();
         assert!(payload.is::<eventlet::Killed>());
@@ -233,13 +243,23 @@ fn a_hub_held_by_a_green_thread_does_not_answer_and_the_watchdog_says_which() {
     let seen: Arc<Mutex<Vec<Stall>>> = Arc::default();
     let s = seen.clone();
     group.watchdog(Duration::from_millis(100), Some(Box::new(move |stall| s.lock().unwrap().push(stall))));
-    let hog = group.spawn_on(1, || std::thread::sleep(Duration::from_millis(1500))).unwrap();
-    wait_until("the hog runs", || group.load(1) == 1);
-    std::thread::sleep(Duration::from_millis(50));
+    // The hog holds hub 1 (blocking its OS thread) until released after
+    // the inspection, not for a fixed time a stalled machine could use up.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let hog = group
+        .spawn_on(1, move || {
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        })
+        .unwrap();
+    held_rx.recv().unwrap();
+    // Held for at least the inspection's second: past the threshold.
     let reports = group.inspect();
     assert!(reports[0].answer.is_some());
     assert!(reports[1].answer.is_none(), "{:?}", reports[1]);
     assert!(reports[1].to_string().contains("did not answer"));
+    release_tx.send(()).unwrap();
     hog.join().unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");

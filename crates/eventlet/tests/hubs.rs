@@ -190,10 +190,16 @@ fn joining_a_green_thread_leaked_when_its_thread_exits_gives_killed() {
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let started = Arc::new(AtomicUsize::new(0));
+    let s0 = started.clone();
     let thread = std::thread::spawn(move || {
         tx.send(eventlet::hub::handle()).unwrap();
-        // The root runs the hub meanwhile; then the thread returns.
-        eventlet::sleep(Duration::from_millis(300));
+        // The root runs the hub until both have started (not for a fixed
+        // time, which a stalled machine could use up before the spawns
+        // below); then the thread returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s0.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+            eventlet::sleep(Duration::from_millis(1));
+        }
     });
     let hub = rx.recv().unwrap();
     let (s1, s2) = (started.clone(), started.clone());

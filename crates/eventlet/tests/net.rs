@@ -410,8 +410,11 @@ fn many_readers_one_socket() {
 /// kept timer that comes due while its green thread is busy wakes nobody.
 #[test]
 fn read_timeouts_count_from_each_read() {
-    // Long beside the 20 ms steps, so a loaded machine does not fail it.
-    let timeout = Duration::from_millis(150);
+    // Long beside the 20 ms steps: a stall of the machine while a read
+    // waits must not reach its deadline (the writer's 20 ms sleep and the
+    // read's deadline came due in one turn after a 150 ms stall).
+    let timeout = Duration::from_millis(500);
+    const STEPS: u8 = 40;
     let (a, b) = pair();
     let (a, b) = (Rc::new(a), Rc::new(b));
     a.set_read_timeout(Some(timeout)).unwrap();
@@ -419,9 +422,9 @@ fn read_timeouts_count_from_each_read() {
         let a = a.clone();
         move || {
             let mut buf = [0u8; 8];
-            // Sixteen reads answered after 20 ms each: 320 ms in all, well
+            // Forty reads answered after 20 ms each: 800 ms in all, well
             // past the first read's deadline.
-            for i in 0..16u8 {
+            for i in 0..STEPS {
                 assert_eq!((&*a).read(&mut buf).unwrap(), 1);
                 assert_eq!(buf[0], i);
             }
@@ -439,13 +442,13 @@ fn read_timeouts_count_from_each_read() {
             t.elapsed()
         }
     });
-    for i in 0..16u8 {
+    for i in 0..STEPS {
         eventlet::sleep(Duration::from_millis(20));
         (&*b).write_all(&[i]).unwrap();
     }
     // While the reader is busy.
     eventlet::sleep(timeout);
-    (&*b).write_all(&[16]).unwrap();
+    (&*b).write_all(&[STEPS]).unwrap();
     let waited = reader.join().unwrap();
     assert!(waited >= timeout, "timed out after {waited:?}");
     assert_eq!(eventlet::hub::stats().timers, 0, "a timer left behind");

@@ -41,16 +41,28 @@ fn a_read_waits_for_the_writer_without_blocking_the_hub() {
     let (mut r, w) = pipe().unwrap();
     assert!(nonblocking(&r) && nonblocking(&w));
     let (tick, ticks) = ticker();
+    // The writer writes once the ticker has ticked five times (not after a
+    // fixed sleep: on a stalled machine its sleep and the ticker's came due
+    // in one turn, and the read ended after one tick). It runs, and the
+    // ticker ticks, only if the waiting read lets the hub run others; what
+    // it saw says the read was parked in the hub.
+    let t = ticks.clone();
     let writer = eventlet::spawn(move || {
-        eventlet::sleep(ms(30));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.get() < 5 && Instant::now() < deadline {
+            eventlet::sleep(ms(1));
+        }
+        let io_waiters = eventlet::hub::stats().io_waiters;
         (&w).write_all(b"late").unwrap();
-        w
+        (w, io_waiters)
     });
     let mut buf = [0; 4];
     r.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"late");
     assert!(ticks.get() >= 5, "the hub ran others while the read waited ({} ticks)", ticks.get());
-    drop(writer.join().unwrap());
+    let (w, io_waiters) = writer.join().unwrap();
+    assert_eq!(io_waiters, 1, "the read waited in the hub");
+    drop(w);
     tick.kill();
     assert_clean();
 }
@@ -118,7 +130,15 @@ fn a_child_process_pipe_taken_over_is_made_non_blocking_and_waits_green() {
     assert!(!nonblocking(&stdin), "std's pipes block");
     let (mut to_cat, from_cat) = (GreenPipe::from(stdin), GreenPipe::from(stdout));
     assert!(nonblocking(&to_cat) && nonblocking(&from_cat));
-    let (tick, ticks) = ticker();
+    // A green thread that counts its turns: it runs each time the writes
+    // below wait green (a sleeping ticker may see no tick come due if the
+    // whole transfer is fast).
+    let turns = Rc::new(Cell::new(0u32));
+    let t = turns.clone();
+    let tick = eventlet::spawn(move || loop {
+        t.set(t.get() + 1);
+        eventlet::yield_now();
+    });
     let reader = eventlet::spawn(move || {
         let mut out = Vec::new();
         BufReader::new(from_cat).read_to_end(&mut out).unwrap();
@@ -130,7 +150,7 @@ fn a_child_process_pipe_taken_over_is_made_non_blocking_and_waits_green() {
     drop(to_cat);
     assert_eq!(reader.join().unwrap(), data);
     assert!(child.wait().unwrap().success());
-    assert!(ticks.get() > 0);
+    assert!(turns.get() > 0, "nothing else ran while the pipes waited");
     tick.kill();
     assert_clean();
 }

@@ -96,13 +96,30 @@ fn output_captures_stdout_and_stderr() {
 #[test]
 fn wait_parks_only_the_caller() {
     let (ticks, tick) = ticker();
-    let start = Instant::now();
-    let mut child = Command::new("sleep").arg("0.2").spawn().unwrap();
-    assert!(child.wait().unwrap().success());
-    let took = start.elapsed();
-    assert!(took >= ms(200));
-    assert!(took < ms(2000), "the exit was seen late: {took:?}");
-    assert!(ticks.get() >= 20, "only {} ticks in {took:?}: the hub was blocked", ticks.get());
+    // The child lives until a green thread kills it after twenty ticks of
+    // the ticker (not for a fixed time, which a stalled hub could spend
+    // without ticking): that happens only if the wait lets the hub run
+    // others. A wait that blocked the hub would see the child exit by
+    // itself, 10 s later, with no tick.
+    let mut child = Command::new("sleep").arg("10").spawn().unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let t = ticks.clone();
+    let killer = eventlet::spawn(move || {
+        while t.get() < 20 {
+            eventlet::sleep(ms(1));
+        }
+        // SAFETY: kill with a signal number; the child is not reaped
+        // before the wait below returns, so the pid is still its own.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        Instant::now()
+    });
+    let status = child.wait().unwrap();
+    let seen = Instant::now();
+    assert!(ticks.get() >= 20, "only {} ticks: the hub was blocked", ticks.get());
+    assert!(!status.success(), "the child exited by itself: the hub was blocked");
+    let killed = killer.join().unwrap();
+    let late = seen - killed;
+    assert!(late < Duration::from_secs(5), "the exit was seen {late:?} after the kill");
     stop(tick);
     assert_clean();
 }
@@ -144,20 +161,39 @@ fn a_missing_program_is_an_error() {
 
 #[test]
 fn many_children_at_once() {
-    let handles: Vec<_> = (0..30)
+    // Each child waits for a gate file (at most 2 s), which is made once
+    // all thirty green threads are in `output()` at once: they run
+    // together, whatever the machine's speed. (One after another, each
+    // would wait out its 2 s, and the count would never reach thirty.)
+    const N: usize = 30;
+    let gate = std::env::temp_dir().join(format!("eventlet-many-children-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let script =
+        format!("i=0; while [ ! -e {} ] && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done; echo $1", gate.display());
+    let inside = Rc::new(Cell::new(0));
+    let most = Rc::new(Cell::new(0));
+    let handles: Vec<_> = (0..N)
         .map(|i| {
+            let (script, inside, most) = (script.clone(), inside.clone(), most.clone());
             eventlet::spawn(move || {
-                let out = Command::new("sh").args(["-c", &format!("sleep 0.05; echo {i}")]).output().unwrap();
+                inside.set(inside.get() + 1);
+                most.set(most.get().max(inside.get()));
+                let out = Command::new("sh").args(["-c", &script, "sh", &i.to_string()]).output().unwrap();
+                inside.set(inside.get() - 1);
                 String::from_utf8(out.stdout).unwrap()
             })
         })
         .collect();
-    let start = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while most.get() < N && Instant::now() < deadline {
+        eventlet::sleep(ms(1));
+    }
+    std::fs::write(&gate, b"").unwrap();
     for (i, h) in handles.into_iter().enumerate() {
         assert_eq!(h.join().unwrap(), format!("{i}\n"));
     }
-    // Run together (not one after another, which would take 1.5 s).
-    assert!(start.elapsed() < ms(1200), "{:?}", start.elapsed());
+    std::fs::remove_file(&gate).unwrap();
+    assert_eq!(most.get(), N, "the children did not run together");
     assert_clean();
 }
 
@@ -186,14 +222,28 @@ fn wait_parks_on_the_reactor_not_on_a_polling_timer() {
 #[test]
 fn output_cut_short_by_a_timeout_kills_and_reaps_the_child() {
     let dir = std::env::temp_dir().join(format!("eventlet-output-reap-{}", std::process::id()));
+    // The child writes its pid before it sleeps; a loaded machine may not
+    // have run it that far when the timeout fires: then again, with a
+    // longer timeout.
+    let mut pid = None;
+    for timeout in [ms(300), ms(1000), ms(3000)] {
+        let _ = std::fs::remove_file(&dir);
+        let script = format!(
+            "echo $$ > {tmp} && mv {tmp} {dir}; exec sleep 30",
+            tmp = dir.with_extension("tmp").display(),
+            dir = dir.display()
+        );
+        let r =
+            eventlet::with_timeout(timeout, || eventlet::process::Command::new("sh").args(["-c", &script]).output());
+        assert!(!matches!(r, Ok(Ok(_))), "sleep 30 finished within {timeout:?}?");
+        if let Ok(text) = std::fs::read_to_string(&dir) {
+            pid = Some(text.trim().parse::<u32>().unwrap());
+            break;
+        }
+    }
     let _ = std::fs::remove_file(&dir);
-    let script = format!("echo $$ > {}; exec sleep 30", dir.display());
-    let r = eventlet::with_timeout(std::time::Duration::from_millis(300), || {
-        eventlet::process::Command::new("sh").args(["-c", &script]).output()
-    });
-    assert!(!matches!(r, Ok(Ok(_))), "sleep 30 finished within 300 ms?");
-    let pid: u32 = std::fs::read_to_string(&dir).unwrap().trim().parse().unwrap();
-    let _ = std::fs::remove_file(&dir);
+    let _ = std::fs::remove_file(dir.with_extension("tmp"));
+    let pid = pid.expect("the child never got to write its pid");
     let proc_dir = format!("/proc/{pid}");
     let started = std::time::Instant::now();
     while std::path::Path::new(&proc_dir).exists() {

@@ -79,16 +79,28 @@ fn waits_with_their_own_deadline_return_their_timeout() {
 
 #[test]
 fn join_is_interrupted_and_the_target_goes_on() {
-    let h = eventlet::spawn(|| {
-        eventlet::sleep(40 * MS);
-        "done"
+    // The target waits for a release, not for a sleep: a sleep a little
+    // longer than the timeout could come due with it after a stall of the
+    // machine, and the target finish before the joiner saw its timeout.
+    let release = eventlet::Event::new();
+    let done = std::rc::Rc::new(std::cell::Cell::new(false));
+    let (r, d) = (release.clone(), done.clone());
+    let h = eventlet::spawn(move || {
+        r.wait();
+        d.set(true);
     });
     let t = h.thread();
     let r = with_timeout(10 * MS, move || h.join());
     assert!(r.is_err());
     assert!(!t.is_finished(), "a timeout in the joiner does not kill the target");
-    eventlet::sleep(60 * MS);
-    assert!(t.is_finished());
+    release.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !t.is_finished() {
+        assert!(Instant::now() < deadline, "the target never finished");
+        eventlet::sleep(MS);
+    }
+    // Finished its work, not unwound by a kill.
+    assert!(done.get(), "the target was killed");
 }
 
 #[test]

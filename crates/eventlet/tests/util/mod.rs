@@ -45,6 +45,15 @@ pub fn ms(n: u64) -> std::time::Duration {
     std::time::Duration::from_millis(n)
 }
 
+/// Parks until `deadline` (a `sleep` to a fixed instant). Green threads
+/// that sleep to deadlines taken from one instant wake in deadline order
+/// even if the machine stalls between their starts; with `sleep(d)` each
+/// deadline is counted from its own start, so a stall between two starts
+/// longer than the gap between their durations would swap them.
+pub fn sleep_until(deadline: std::time::Instant) {
+    while eventlet::park_deadline(deadline) != eventlet::Wakeup::TimedOut {}
+}
+
 /// No green thread and no timer is left on this test's hub.
 pub fn assert_clean() {
     let s = eventlet::hub::stats();
