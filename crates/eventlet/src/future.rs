@@ -11,13 +11,12 @@
 //! and timers need the `tokio` feature, which gives every hub a tokio
 //! runtime that it drives once used (see the guide page).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -31,16 +30,13 @@ use crate::JoinHandle;
 /// remote wake queue, and the waking thread needs no hub of its own. The
 /// green thread is named by its slot and its process-unique id, so a waker
 /// kept after the green thread ended (or after its hub's thread exited)
-/// wakes nobody.
+/// wakes nobody. Either way the wake is counted on the hub's thread (see
+/// [`CachedWaker::wakes`]), so a wake costs no atomic operation of its own
+/// there.
 struct WakeTarget {
     shared: Arc<HubShared>,
     key: usize,
     id: u64,
-    /// Wakes so far: what `block_on` waits on. The unpark alone is not
-    /// enough: a blocking green call made inside the future's own `poll`
-    /// (a sleep, green I/O, a nested `block_on`) can take the unpark
-    /// meant for the `block_on` around it, and its wake would be lost.
-    wakes: AtomicU64,
 }
 
 impl Wake for WakeTarget {
@@ -49,20 +45,34 @@ impl Wake for WakeTarget {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::Release);
         let local = peek_hub(|h| {
             if h.id != self.shared.id {
                 return false;
             }
-            h.unpark_key(self.key, self.id);
+            wake_here(h, self.key, self.id);
             #[cfg(feature = "tokio")]
             h.tokio.wake_idle();
             true
         });
         if local != Some(true) {
-            self.shared.send(Remote::Unpark { key: self.key, id: self.id });
+            self.shared.send(Remote::WakeFuture { key: self.key, id: self.id });
         }
     }
+}
+
+/// A wake of the `block_on` waker of the green thread at `key` with `id`,
+/// on its hub `h`'s own thread (made there, or sent there from another
+/// thread): counts it, then unparks the green thread.
+#[inline]
+pub(crate) fn wake_here(h: &Hub, key: usize, id: u64) {
+    // Never borrowed mutably here: the only `borrow_mut` (in
+    // `current_waker`) runs no code that could wake a waker.
+    if let Some(Some((i, w))) = h.block_on_wakers.borrow().get(key) {
+        if *i == id {
+            w.wakes.set(w.wakes.get().wrapping_add(1));
+        }
+    }
+    h.unpark_key(key, id);
 }
 
 /// Per slot of the hub's green threads: the id of the last one that used
@@ -78,10 +88,18 @@ impl Wake for WakeTarget {
 /// thread-local's destructor panic, an abort).
 pub(crate) type Wakers = RefCell<Vec<Option<(u64, Rc<CachedWaker>)>>>;
 
-/// A green thread's waker, and its target (for the count of its wakes).
+/// A green thread's waker, and the count of its wakes.
 pub(crate) struct CachedWaker {
     waker: Waker,
-    target: Arc<WakeTarget>,
+    /// Wakes so far: what `block_on` waits on. The unpark alone is not
+    /// enough: a blocking green call made inside the future's own `poll`
+    /// (a sleep, green I/O, a nested `block_on`) can take the unpark
+    /// meant for the `block_on` around it, and its wake would be lost.
+    /// Counted on the hub's thread only, by [`wake_here`]: a wake from
+    /// another thread is counted when the hub takes its message, which
+    /// also orders what the waking thread did before it (the message
+    /// queue's lock) before the poll that follows.
+    wakes: Cell<u64>,
 }
 
 /// The waker of the running green thread (or root) of `h`.
@@ -101,8 +119,8 @@ fn new_waker(ws: &mut Vec<Option<(u64, Rc<CachedWaker>)>>, h: &Hub, key: usize, 
     if ws.len() <= key {
         ws.resize(key + 1, None);
     }
-    let target = Arc::new(WakeTarget { shared: h.shared.clone(), key, id, wakes: AtomicU64::new(0) });
-    let w = Rc::new(CachedWaker { waker: Waker::from(target.clone()), target });
+    let target = Arc::new(WakeTarget { shared: h.shared.clone(), key, id });
+    let w = Rc::new(CachedWaker { waker: Waker::from(target), wakes: Cell::new(0) });
     ws[key] = Some((id, w.clone()));
     w
 }
@@ -222,7 +240,7 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
             let waker = current_waker(h);
             let mut cx = Context::from_waker(&waker.waker);
             // A wake after this (even one during the poll) makes it poll again.
-            let mut seen = waker.target.wakes.load(Ordering::Acquire);
+            let mut seen = waker.wakes.get();
             if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
                 return v;
             }
@@ -232,13 +250,13 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
                 // wake (a stale one) does not poll again, and its wake taken
                 // by a green wait inside the poll is not lost.
                 loop {
-                    let now = waker.target.wakes.load(Ordering::Acquire);
+                    let now = waker.wakes.get();
                     if now != seen {
                         seen = now;
                         break;
                     }
                     if let Err(e) = h.park_result(None) {
-                        return expired(h, fut.as_mut(), &mut cx, &waker.target, seen, e);
+                        return expired(h, fut.as_mut(), &mut cx, &waker.wakes, seen, e);
                     }
                 }
                 if let Poll::Ready(v) = poll_once(h, fut.as_mut(), &mut cx) {
@@ -259,11 +277,11 @@ fn expired<F: Future>(
     h: &Hub,
     fut: Pin<&mut F>,
     cx: &mut Context<'_>,
-    target: &WakeTarget,
+    wakes: &Cell<u64>,
     seen: u64,
     e: crate::timeout::Elapsed,
 ) -> F::Output {
-    if target.wakes.load(Ordering::Acquire) != seen {
+    if wakes.get() != seen {
         if let Poll::Ready(v) = poll_once(h, fut, cx) {
             return v;
         }

@@ -410,6 +410,37 @@ fn a_wake_during_a_green_wait_inside_poll_is_not_lost() {
 }
 
 #[test]
+fn a_wake_from_another_thread_during_a_green_wait_inside_poll_is_not_lost() {
+    let _turn = turn();
+    // As above, but the waker is used by a plain OS thread: its wake is
+    // counted when the hub takes its message, during the poll's own green
+    // wait, which takes the unpark.
+    let s = Signal::default();
+    let waiter = eventlet::spawn(move || {
+        let mut w = Box::pin(s.wait());
+        let mut polls = 0;
+        eventlet::block_on(std::future::poll_fn(move |cx| {
+            polls += 1;
+            let r = w.as_mut().poll(cx);
+            if polls == 1 {
+                let s = s.clone();
+                // The wake is sent before the sleep starts, and taken by
+                // the hub while the green thread sleeps.
+                std::thread::spawn(move || s.set()).join().unwrap();
+                eventlet::sleep(Duration::from_millis(20));
+                return Poll::Pending;
+            }
+            r.map(|()| polls)
+        }))
+    });
+    let r = eventlet::with_timeout(Duration::from_secs(5), || waiter.join());
+    assert_eq!(
+        r.expect("the wake from another thread that came during the poll's own green wait was lost").unwrap(),
+        2
+    );
+}
+
+#[test]
 fn a_wake_taken_by_a_nested_block_on_is_not_lost() {
     let _turn = turn();
     // The outer future registers its waker, then (inside its poll) waits

@@ -10,7 +10,15 @@ use super::peek_hub;
 
 /// A wake-up sent to a hub from another OS thread.
 pub(crate) enum Remote {
+    /// Unpark the green thread at `key` if it is still the one with `id`.
     Unpark {
+        key: usize,
+        id: u64,
+    },
+    /// A wake of the `block_on` waker of the green thread at `key` with
+    /// `id`: counted, then the green thread is unparked (see
+    /// [`crate::future::wake_here`]).
+    WakeFuture {
         key: usize,
         id: u64,
     },

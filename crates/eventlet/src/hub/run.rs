@@ -208,6 +208,7 @@ impl Hub {
         for m in msgs {
             match m {
                 Remote::Unpark { key, id } => self.unpark_key(key, id),
+                Remote::WakeFuture { key, id } => crate::future::wake_here(self, key, id),
                 Remote::FreeSlot(token) => self.reactor.free_slot(token),
                 Remote::Kill { key, id } => self.kill_key(key, id),
                 Remote::Spawn(f) => {
