@@ -145,7 +145,7 @@ impl Drop for Waiting<'_> {
 
 /// Polls `fut` once on this thread's hub `h` (inside its tokio runtime's
 /// context when another runtime's context may be current).
-#[inline]
+#[inline(always)]
 fn poll_once<F: Future>(h: &Hub, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
     #[cfg(feature = "tokio")]
     let _enter = h.tokio.before_poll();
