@@ -110,7 +110,7 @@ fn read_timeout_and_connection_errors() {
     let addr = spawn_server(|s| s, routes);
     let c = Client::builder().timeout_read(Duration::from_millis(100)).build();
     let t = Instant::now();
-    let e = c.get(&format!("http://{addr}/slow")).unwrap_err();
+    let e = c.get(&format!("http://{addr}/stall")).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
     assert!(t.elapsed() < Duration::from_secs(2));
     // A port nobody listens on.
@@ -138,8 +138,9 @@ fn fetches_run_concurrently_on_one_os_thread() {
         n += 1;
     }
     assert_eq!(n, 40);
-    // 40 × 300 ms one after the other would be 12 s.
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // 40 × 300 ms one after the other would be 12 s (the bound leaves room
+    // for a loaded machine).
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
 }
 
 #[test]

@@ -102,8 +102,9 @@ fn other_malformed_heads() {
 #[test]
 fn slowloris_is_dropped_after_the_header_timeout() {
     let addr = spawn_server(|s| s.header_timeout(Duration::from_millis(300)), routes);
-    let mut s = connect(addr);
+    // Timed from before the connect: the server's deadline starts after it.
     let t = Instant::now();
+    let mut s = connect(addr);
     s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     // Trickle a header byte every 100 ms: each read is fast, the head never completes.
     for _ in 0..3 {

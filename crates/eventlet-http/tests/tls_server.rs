@@ -277,6 +277,7 @@ fn disconnecting_a_stalled_wss_member_does_not_wait_for_its_writer() {
     // The member reads nothing more.
     let took = took.recv_timeout(Duration::from_secs(20)).expect("the handler never got to disconnect");
     drop(ws);
-    assert!(took < Duration::from_secs(1), "disconnect took {took:?} (write timeout 5 s)");
+    // Not the write timeout (the bound leaves room for a loaded machine).
+    assert!(took < Duration::from_secs(3), "disconnect took {took:?} (write timeout 5 s)");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -326,9 +326,11 @@ fn protocol_violations_get_their_close_codes() {
 fn upgraded_connection_with_a_stalled_peer_times_out() {
     use std::io::{Read, Write};
     let addr = spawn_server(|s| s.upgrade_timeout(Some(std::time::Duration::from_millis(300))), routes);
+    // Timed from before the upgrade: the server's deadline starts after it,
+    // however late this thread goes on.
+    let t = std::time::Instant::now();
     let mut s = raw_ws(addr, "/read-only");
     s.write_all(&[0x81, 0x85]).unwrap();
-    let t = std::time::Instant::now();
     let mut buf = [0; 64];
     let n = match s.read(&mut buf) {
         Ok(n) => n,
@@ -355,7 +357,7 @@ fn start_chat(args: &[&str]) -> (KillOnDrop, SocketAddr) {
 }
 
 /// A member that never reads fills its socket buffers; the others' messages
-/// still reach each other within a second (the broadcast wrote to each
+/// still reach each other within seconds (the broadcast wrote to each
 /// member in turn and waited on the full one until the write timeout, 58 s).
 #[test]
 fn chat_slow_member_does_not_freeze_the_room() {
@@ -388,7 +390,9 @@ fn chat_slow_member_does_not_freeze_the_room() {
         }
     }
     let took = t.elapsed();
-    assert!(took < std::time::Duration::from_secs(1), "the message took {took:?}");
+    // Seconds, not the 58 s write timeout (the bound leaves room for a
+    // loaded machine).
+    assert!(took < std::time::Duration::from_secs(10), "the message took {took:?}");
     drop(slow);
 }
 

@@ -8,6 +8,7 @@ mod util;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,22 @@ use eventlet_http::{Body, Server};
 use http::{Request, Response};
 use util::{connect, read_all, read_response};
 
-/// Answers with the name of the hub thread that served the request; `/slow`
-/// takes 300 ms; `/panic` panics.
+/// Set once a `/held` request has begun.
+static HELD_ENTERED: AtomicBool = AtomicBool::new(false);
+/// Lets `/held` requests answer.
+static HELD_RELEASED: AtomicBool = AtomicBool::new(false);
+
+/// Answers with the name of the hub thread that served the request; `/held`
+/// waits until released (10 s at most); `/panic` panics.
 fn which_hub(req: Request<Body>) -> Response<Body> {
     match req.uri().path() {
-        "/slow" => eventlet::sleep(Duration::from_millis(300)),
+        "/held" => {
+            HELD_ENTERED.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !HELD_RELEASED.load(Ordering::SeqCst) && Instant::now() < deadline {
+                eventlet::sleep(Duration::from_millis(1));
+            }
+        }
         "/panic" => panic!("handler told to panic"),
         _ => {}
     }
@@ -79,14 +91,15 @@ fn keep_alive_connections_spread_over_the_hubs_and_shut_down_gracefully() {
     assert!(log.lock().unwrap().iter().all(|l| l.contains("\"GET / HTTP/1.1\" 200 ")));
     assert_eq!(stop.running(), 40);
 
-    // A slow request in flight when the shutdown starts is finished, with
-    // `Connection: close`; the idle connections are closed; serve returns.
+    // A request in flight when the shutdown starts (held until the idle
+    // connections, on both hubs, are seen closed: not a fixed time, which
+    // a stalled machine could use up before the shutdown) is finished,
+    // with `Connection: close`; the idle connections are closed; serve
+    // returns.
     let mut busy = conns.pop().unwrap();
-    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    busy.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    wait_until("the held request has begun", || HELD_ENTERED.load(Ordering::SeqCst));
     stop.stop();
-    let r = read_all(&mut busy);
-    assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.contains("Connection: close\r\n"), "{r}");
     for mut c in conns {
         let mut b = [0u8; 1];
         match c.read(&mut b) {
@@ -95,6 +108,9 @@ fn keep_alive_connections_spread_over_the_hubs_and_shut_down_gracefully() {
             other => panic!("an idle connection stayed open: {other:?}"),
         }
     }
+    HELD_RELEASED.store(true, Ordering::SeqCst);
+    let r = read_all(&mut busy);
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.contains("Connection: close\r\n"), "{r}");
     serving.join().unwrap().unwrap();
     assert_eq!(stop.running(), 0);
     assert!(TcpStream::connect(addr).is_err(), "the listener is closed");

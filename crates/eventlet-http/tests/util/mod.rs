@@ -65,6 +65,12 @@ pub fn routes(req: Request<Body>) -> Response<Body> {
             eventlet::sleep(Duration::from_millis(300));
             Response::new(Body::from("slow"))
         }
+        // Longer than any stall of a loaded machine: a client timeout
+        // shorter than this fires first, whatever the machine does.
+        "/stall" => {
+            eventlet::sleep(Duration::from_secs(5));
+            Response::new(Body::from("stalled"))
+        }
         "/panic" => panic!("handler panics on purpose"),
         p if p.starts_with("/redirect/") => {
             let n: u32 = p["/redirect/".len()..].parse().unwrap();
