@@ -128,9 +128,9 @@ fn depth_follows_same_host_links_once_each() {
     assert!(out.stdout.lines().last().unwrap().contains("crawled 8 URLs"), "{}", out.stdout);
 
     // The server saw each of those paths exactly once, and nothing deeper.
-    std::thread::sleep(Duration::from_millis(100));
-    let log = server.stderr();
-    for p in ["/", "/a.html", "/b.html", "/sub/", "/index.html", "/c.html", "/sub/x.html"] {
+    let paths = ["/", "/a.html", "/b.html", "/sub/", "/index.html", "/c.html", "/sub/x.html"];
+    let log = server.stderr_once(|log| paths.iter().all(|p| log.contains(&format!("\"GET {p} HTTP/1.1\""))));
+    for p in paths {
         let n = log.matches(&format!("\"GET {p} HTTP/1.1\"")).count();
         assert_eq!(n, 1, "{p} fetched {n} times; log:\n{log}");
     }

@@ -4,12 +4,86 @@
 
 mod util;
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{closed_port, run, Proc};
 
 const LIMIT: Duration = Duration::from_secs(60);
+
+/// An echo server on threads of the test, which says how far the load
+/// has got (so that a test acts once the load is under way, not after a
+/// fixed time that a loaded machine may spend starting the program) and
+/// can die mid-run.
+struct WatchedEcho {
+    addr: String,
+    /// The most bytes echoed on one connection.
+    most: Arc<AtomicUsize>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    dead: Arc<AtomicBool>,
+}
+
+impl WatchedEcho {
+    fn start() -> WatchedEcho {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (most, conns, dead) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Mutex::new(Vec::<TcpStream>::new())),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (m, c, d) = (most.clone(), conns.clone(), dead.clone());
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { continue };
+                if d.load(Ordering::SeqCst) {
+                    // Dropping the listener too: connects are refused.
+                    return;
+                }
+                c.lock().unwrap().push(s.try_clone().unwrap());
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let (mut buf, mut echoed) = ([0u8; 4096], 0);
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        echoed += n;
+                        m.fetch_max(echoed, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        WatchedEcho { addr, most, conns, dead }
+    }
+
+    /// Waits (at most 20 s) until one connection has had `bytes` echoed.
+    fn wait_for(&self, bytes: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.most.load(Ordering::SeqCst) < bytes {
+            assert!(
+                Instant::now() < deadline,
+                "the load sent {} bytes on a connection",
+                self.most.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Closes every connection and the listener.
+    fn die(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().iter() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        // Wakes the accept loop, which then ends.
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
 
 /// Runs `eventlet load ARGS --json` and checks what every run must hold.
 fn load_json(args: &[&str]) -> Value {
@@ -89,9 +163,11 @@ fn human_summary_has_the_percentiles() {
 
 #[test]
 fn ctrl_c_stops_it_early_with_a_summary() {
-    let (_echo, addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0"]);
-    let p = Proc::spawn(&["load", "echo", &addr, "-c", "5", "-d", "60s", "--json"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let echo = WatchedEcho::start();
+    let p = Proc::spawn(&["load", "echo", &echo.addr, "-c", "5", "-d", "60s", "--json"]);
+    // A second message on a connection: the first came back, a request
+    // is done (and the Ctrl-C handler is in place).
+    echo.wait_for(2 * 64);
     let t = Instant::now();
     p.interrupt();
     let out = p.wait(Duration::from_secs(15));
@@ -107,10 +183,10 @@ fn ctrl_c_stops_it_early_with_a_summary() {
 
 #[test]
 fn a_server_that_dies_mid_run_is_counted_as_errors() {
-    let (echo, addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0"]);
-    let p = Proc::spawn(&["load", "echo", &addr, "-c", "4", "-d", "1500ms", "--json", "--timeout", "1s"]);
-    std::thread::sleep(Duration::from_millis(500));
-    drop(echo);
+    let echo = WatchedEcho::start();
+    let p = Proc::spawn(&["load", "echo", &echo.addr, "-c", "4", "-d", "1500ms", "--json", "--timeout", "1s"]);
+    echo.wait_for(2 * 64);
+    echo.die();
     let out = p.wait(Duration::from_secs(30));
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();

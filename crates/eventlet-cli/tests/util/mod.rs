@@ -124,6 +124,22 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Its standard error once `done` holds of it, or as it is after 10 s
+    /// (the caller's assertions then say what is missing): a server logs
+    /// after it has answered, so a client that has its answer may look
+    /// before the line is there, however long a fixed wait would be on a
+    /// loaded machine.
+    pub fn stderr_once(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.stderr();
+            if done(&s) || Instant::now() >= deadline {
+                return s;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGINT (Ctrl-C) by PID.
     pub fn interrupt(&self) {
         let pid = libc::pid_t::try_from(self.pid()).unwrap();
