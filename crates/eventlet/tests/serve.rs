@@ -64,6 +64,15 @@ fn a_panicking_handler_ends_only_its_own_connection() {
     accept_loop.join().unwrap().unwrap();
 }
 
+/// Sleeps a millisecond at a time until `cond` holds (at most 10 s).
+fn yield_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        eventlet::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn stops_accepting_while_full() {
     let server = Server::new(eventlet::listen("127.0.0.1:0").unwrap(), 2);
@@ -78,13 +87,17 @@ fn stops_accepting_while_full() {
         })
     });
     let clients: Vec<TcpStream> = (0..3).map(|_| eventlet::connect(addr).unwrap()).collect();
+    // Until two have started (a fixed sleep could end, on a stalled hub,
+    // before the handlers the accept loop spawned in the same turn ran),
+    // then a while more for a third that should not come.
+    yield_until("two handlers start", || started.get() >= 2);
     eventlet::sleep(Duration::from_millis(30));
     assert_eq!(started.get(), 2, "a third handler started while two ran");
     assert_eq!(stop.running(), 2);
     (&clients[0]).write_all(b"x").unwrap();
     let mut b = [0; 1];
     (&clients[0]).read_exact(&mut b).unwrap();
-    eventlet::sleep(Duration::from_millis(30));
+    yield_until("the third handler starts", || started.get() >= 3);
     assert_eq!(started.get(), 3, "a freed slot lets the next connection in");
     for c in &clients[1..] {
         (&*c).write_all(b"y").unwrap();

@@ -86,7 +86,9 @@ fn a_hundred_green_threads_sleep_in_postgres_at_once() {
         each.iter().max().unwrap()
     );
     assert!(each.iter().all(|d| *d >= Duration::from_millis(500)));
-    assert!(took < Duration::from_secs(2), "the queries took {took:?}: they did not run at once");
+    // One after another they would take 50 s; the bound leaves room for a
+    // loaded machine.
+    assert!(took < Duration::from_secs(10), "the queries took {took:?}: they did not run at once");
 }
 
 /// Rounds of 100 green threads that connect, query and hang up at once,

@@ -4,8 +4,6 @@
 
 mod util;
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,23 +13,26 @@ use util::{assert_clean, ms};
 
 #[test]
 fn a_blocking_call_does_not_stop_other_green_threads() {
-    let ticks = Rc::new(Cell::new(0u32));
+    let ticks = Arc::new(AtomicUsize::new(0));
     let t = ticks.clone();
     let ticker = eventlet::spawn(move || loop {
         eventlet::sleep(ms(2));
-        t.set(t.get() + 1);
+        t.fetch_add(1, Ordering::SeqCst);
     });
-    let start = Instant::now();
-    let v = tpool::execute(|| {
-        std::thread::sleep(ms(100));
+    // The job blocks its pool thread until the hub's ticker has ticked ten
+    // times (not for a fixed time, in which a stalled hub may tick less):
+    // a hub blocked by the call would never tick, and the job give up
+    // after 10 s.
+    let t = ticks.clone();
+    let v = tpool::execute(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.load(Ordering::SeqCst) < 10 && Instant::now() < deadline {
+            std::thread::sleep(ms(1));
+        }
         "slept"
     });
-    let took = start.elapsed();
     assert_eq!(v, "slept");
-    assert!(took >= ms(100));
-    // At one tick per 2 ms, 100 ms of sleep on the pool leaves room for
-    // ~50 ticks on the hub; a blocked hub would give none.
-    assert!(ticks.get() >= 10, "the ticker ticked only {} times in {took:?}", ticks.get());
+    assert!(ticks.load(Ordering::SeqCst) >= 10, "the ticker ticked only {} times", ticks.load(Ordering::SeqCst));
     ticker.kill();
     assert!(ticker.join().unwrap_err().is::<Killed>());
     assert_clean();
