@@ -150,7 +150,8 @@ mod pg {
         assert!(patch());
         let (connected, queried) = sleep_in_server(&pg, 100, 0.5);
         eprintln!("100 connections in {connected:?}; 100 x pg_sleep(0.5) in {queried:?}");
-        assert!(queried < Duration::from_secs(2), "serially it would take 50 s: {queried:?}");
+        // The bound leaves room for a loaded machine.
+        assert!(queried < Duration::from_secs(10), "serially it would take 50 s: {queried:?}");
         assert!(queried >= Duration::from_millis(500));
     }
 
@@ -193,12 +194,13 @@ mod pg {
 
         // A Timeout: PQexec fails (libpq's poll failed with ETIMEDOUT),
         // with_timeout says it fired, and PQfinish closes the connection.
-        let start = Instant::now();
+        // (Connected first: on a loaded machine the connect alone may take
+        // longer than the timeout.)
         let error = Rc::new(RefCell::new(String::new()));
         let e = error.clone();
-        let i = info.clone();
+        let c = Conn::connect(&info).unwrap();
+        let start = Instant::now();
         let r = eventlet::with_timeout(Duration::from_millis(300), move || {
-            let c = Conn::connect(&i).unwrap();
             *e.borrow_mut() = c.query("SELECT pg_sleep(30)").unwrap_err();
             drop(c);
         });

@@ -61,11 +61,12 @@ fn a_thousand_green_threads_block_in_blpop_at_once() {
     let Some(redis) = Redis::start() else { return };
     raise_nofile();
     assert!(patch());
-    let (got, took) = blpop(&redis, 1000, 5);
+    // A BLPOP timeout no loaded machine reaches: each one gets its value.
+    let (got, took) = blpop(&redis, 1000, 30);
     for (i, v) in got.iter().enumerate() {
         assert_eq!(v.as_deref(), Some(format!("value {i}").as_str()), "green thread {i}");
     }
-    assert!(took < Duration::from_millis(2500), "took {took:?}: well under the 5 s BLPOP timeout");
+    assert!(took < Duration::from_secs(20), "took {took:?}: well under the 30 s BLPOP timeout");
     eprintln!("1,000 BLPOPs answered in {took:?}");
 }
 
