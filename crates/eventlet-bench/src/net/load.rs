@@ -815,7 +815,9 @@ mod tests {
             threads: 1,
             load_cpus: vec![],
             warmup: Duration::from_millis(20),
-            window: Duration::from_millis(100),
+            // Long beside a stall of a loaded machine: one as long as the
+            // window left nothing in it.
+            window: Duration::from_millis(500),
             console: None,
         };
         let out = run(&spec).unwrap();
@@ -852,7 +854,8 @@ mod tests {
             threads,
             load_cpus: util::allowed_cpus(),
             warmup: Duration::from_millis(20),
-            window: Duration::from_millis(100),
+            // Long beside a stall of a loaded machine (see above).
+            window: Duration::from_millis(500),
             console: None,
         };
         for threads in [1, 2] {
@@ -861,15 +864,16 @@ mod tests {
             assert_eq!(out.failed, 0, "{out:?}");
             assert!(out.p99 > Duration::ZERO);
         }
-        // Paced: one connection every 5 ms, three every 50 ms: about 20 + 6
-        // in 100 ms.
+        // Paced: one connection every 5 ms, three every 50 ms: about 100 +
+        // 30 in 500 ms (fewer if the machine stalls, as a paced connection
+        // does not catch up; flat out it would be thousands).
         let pace = Pace {
             light_interval: Duration::from_millis(50),
             heavy_interval: Duration::from_millis(5),
             heavy: vec![true, false, false, false],
         };
         let out = run(&spec(1, Some(pace))).unwrap();
-        assert!((10..=40).contains(&out.done), "{out:?}");
+        assert!((50..=200).contains(&out.done), "{out:?}");
         assert_eq!(out.failed, 0, "{out:?}");
     }
 }
