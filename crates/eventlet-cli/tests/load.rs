@@ -125,7 +125,9 @@ fn load_against_echo() {
     assert_eq!(v["bytes"].as_u64().unwrap(), 64 * v["requests"].as_u64().unwrap());
     assert_eq!(v["interrupted"].as_bool(), Some(false));
 
-    let v = load_json(&["echo", &addr, "-c", "3", "-d", "300ms", "--size", "1000"]);
+    // (Runs of a second: a run must get a request through, and a shorter
+    // one could be spent whole in a stall of a loaded machine.)
+    let v = load_json(&["echo", &addr, "-c", "3", "-d", "1s", "--size", "1000"]);
     assert_eq!(v["bytes"].as_u64().unwrap(), 1000 * v["requests"].as_u64().unwrap());
 }
 
@@ -142,14 +144,14 @@ fn load_against_http_directly_and_through_the_forwarder() {
     // Echo through the forwarder too.
     let (_echo, echo_addr) = Proc::server(&["echo", "--listen", "127.0.0.1:0"]);
     let (_fwd2, fwd2) = Proc::server(&["forward", "127.0.0.1:0", &echo_addr, "--quiet"]);
-    let v = load_json(&["echo", &fwd2, "-c", "10", "-d", "500ms"]);
+    let v = load_json(&["echo", &fwd2, "-c", "10", "-d", "1s"]);
     assert_eq!(v["errors"].as_u64(), Some(0));
 }
 
 #[test]
 fn human_summary_has_the_percentiles() {
     let (_serve, addr) = Proc::server(&["serve", "--listen", "127.0.0.1:0"]);
-    let out = run(&["load", "http", &format!("http://{addr}/missing"), "-c", "2", "-d", "300ms"], LIMIT);
+    let out = run(&["load", "http", &format!("http://{addr}/missing"), "-c", "2", "-d", "1s"], LIMIT);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stderr, "");
     let s = &out.stdout;
