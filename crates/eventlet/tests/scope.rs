@@ -291,10 +291,21 @@ fn a_kill_during_the_cancellation_wait_is_swallowed() {
 #[test]
 fn a_timeout_while_waiting_cancels_the_scope() {
     let log = RefCell::new(Vec::new());
+    let started = Cell::new(false);
     let t0 = Instant::now();
     let r = eventlet::with_timeout(ms(10), || {
         eventlet::scope(|s| {
-            s.spawn(|| linger_when_killed(&log, "slow", ms(10)));
+            s.spawn(|| {
+                started.set(true);
+                linger_when_killed(&log, "slow", ms(10));
+            });
+            // Until the green thread has started (a yield is no blocking
+            // call: the timeout does not fire in it). On a stalled machine
+            // the timeout could otherwise expire before it ran, and cancel
+            // it unstarted: nothing would linger.
+            while !started.get() {
+                eventlet::yield_now();
+            }
         });
     });
     assert!(r.is_err(), "the timeout fired");
