@@ -94,7 +94,9 @@ impl Timers {
         None
     }
 
-    /// Removes and returns one timer due at `now`, with its key.
+    /// Removes and returns one timer due at `now`, with its key: of the
+    /// timers due, the one with the earliest deadline (a hub held past
+    /// several deadlines wakes their green threads in deadline order).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(TimerKey, TaskRef)> {
         while let Some(Reverse((at, seq, slot))) = self.heap.peek().copied() {
             let deadline = self.entries.get(slot).filter(|e| e.seq == seq).map(|e| e.deadline);
@@ -103,9 +105,11 @@ impl Timers {
             }
             self.heap.pop();
             match deadline {
-                Some(d) if d > now => {
-                    // Moved later: back in at its deadline. (A timer moved
-                    // earlier and then later again may have two heap
+                Some(d) if d > at => {
+                    // Moved later: back in at its deadline, even if that is
+                    // due too, so that it fires in its place among the due
+                    // ones and not in that of its old deadline. (A timer
+                    // moved earlier and then later again may have two heap
                     // entries; whichever comes up second finds it gone.)
                     self.heap.push(Reverse((d, seq, slot)));
                 }
@@ -142,6 +146,24 @@ mod tests {
         assert_eq!(timers.len(), 1);
         assert_eq!(timers.pop_due(ms(30)).map(|(k, _)| k), Some(key));
         assert_eq!(timers.len(), 0);
+        assert!(timers.next_deadline().is_none());
+    }
+
+    /// A timer moved later whose new deadline is due with another's fires
+    /// after it when its deadline is later (it fired at its old deadline's
+    /// place: a green thread that had slept to a later deadline ran first).
+    #[test]
+    fn due_timers_come_out_in_deadline_order_even_one_moved_later() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut timers = Timers::new();
+        let moved = timers.insert(ms(10), task());
+        let other = timers.insert(ms(20), task());
+        assert!(timers.rearm(moved, ms(30)));
+        // Held past both deadlines.
+        assert_eq!(timers.pop_due(ms(40)).map(|(k, _)| k), Some(other));
+        assert_eq!(timers.pop_due(ms(40)).map(|(k, _)| k), Some(moved));
+        assert!(timers.pop_due(ms(40)).is_none());
         assert!(timers.next_deadline().is_none());
     }
 
