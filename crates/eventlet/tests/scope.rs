@@ -271,15 +271,24 @@ fn a_killed_owner_waits_for_its_scope_even_when_killed_again() {
 fn a_kill_during_the_cancellation_wait_is_swallowed() {
     let log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();
+    let failing = Rc::new(Cell::new(false));
+    let f = failing.clone();
     let owner = eventlet::spawn(move || {
         let _after = OnDrop { log: &l, name: "owner frame", linger: Duration::ZERO };
         eventlet::scope(|s| {
             s.spawn(|| linger_when_killed(&l, "child", ms(20)));
             eventlet::yield_now();
+            f.set(true);
             panic!("body failed");
         });
     });
-    eventlet::sleep(ms(5)); // the owner waits for its cancelled child
+    // Once the body has failed, the owner has cancelled its child and
+    // waits for it (it switched away only there). Not a sleep: one that
+    // outlasted the child's 20 ms on a stalled machine (always under
+    // valgrind) let the owner finish before the kill.
+    while !failing.get() {
+        eventlet::yield_now();
+    }
     owner.kill();
     assert!(!owner.is_finished());
     let r = owner.join();
