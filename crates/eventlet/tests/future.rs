@@ -381,63 +381,50 @@ fn block_on_while_unwinding_does_not_switch() {
     assert_eq!(other_ran.join().unwrap(), 1);
 }
 
-#[test]
-fn a_wake_during_a_green_wait_inside_poll_is_not_lost() {
-    let _turn = turn();
-    // The future's poll registers its waker, then makes a blocking green
-    // call (a sleep) during which the waker is used: the wake unparks the
-    // sleep, which goes back to sleep. Once the poll has returned Pending,
-    // block_on must still poll again.
+/// Runs a green thread whose future, at its first poll, registers its
+/// waker on a signal, hands the signal to `wake`, then makes a blocking
+/// green call (a 20 ms sleep) and returns Pending: a wake made meanwhile
+/// unparks the sleep, which goes back to sleep. block_on must still poll
+/// again; the future is ready at its second poll. Returns the count of
+/// polls, or `None` if the wake was lost (nothing polled it again within
+/// 5 s).
+fn polls_when_woken_during_a_green_wait_inside_poll(wake: impl FnOnce(Signal) + 'static) -> Option<usize> {
     let s = Signal::default();
-    let s2 = s.clone();
-    let waiter = eventlet::spawn(move || {
-        let mut w = Box::pin(s2.wait());
-        let mut polls = 0;
-        eventlet::block_on(std::future::poll_fn(move |cx| {
-            polls += 1;
-            let r = w.as_mut().poll(cx);
-            if polls == 1 {
-                eventlet::sleep(Duration::from_millis(20));
-                return Poll::Pending;
-            }
-            r.map(|()| polls)
-        }))
-    });
-    // Runs once the waiter sleeps inside its poll.
-    eventlet::spawn_n(move || s.set());
-    let r = eventlet::with_timeout(Duration::from_secs(5), || waiter.join());
-    assert_eq!(r.expect("the wake that came during the poll's own green wait was lost").unwrap(), 2);
-}
-
-#[test]
-fn a_wake_from_another_thread_during_a_green_wait_inside_poll_is_not_lost() {
-    let _turn = turn();
-    // As above, but the waker is used by a plain OS thread: its wake is
-    // counted when the hub takes its message, during the poll's own green
-    // wait, which takes the unpark.
-    let s = Signal::default();
+    let mut wake = Some(wake);
     let waiter = eventlet::spawn(move || {
         let mut w = Box::pin(s.wait());
         let mut polls = 0;
         eventlet::block_on(std::future::poll_fn(move |cx| {
             polls += 1;
             let r = w.as_mut().poll(cx);
-            if polls == 1 {
-                let s = s.clone();
-                // The wake is sent before the sleep starts, and taken by
-                // the hub while the green thread sleeps.
-                std::thread::spawn(move || s.set()).join().unwrap();
+            if let Some(wake) = wake.take() {
+                wake(s.clone());
                 eventlet::sleep(Duration::from_millis(20));
                 return Poll::Pending;
             }
             r.map(|()| polls)
         }))
     });
-    let r = eventlet::with_timeout(Duration::from_secs(5), || waiter.join());
-    assert_eq!(
-        r.expect("the wake from another thread that came during the poll's own green wait was lost").unwrap(),
-        2
-    );
+    eventlet::with_timeout(Duration::from_secs(5), || waiter.join()).ok().map(|r| r.unwrap())
+}
+
+#[test]
+fn a_wake_during_a_green_wait_inside_poll_is_not_lost() {
+    let _turn = turn();
+    // The waker is used by a green thread that runs once the poll sleeps.
+    let polls = polls_when_woken_during_a_green_wait_inside_poll(|s| eventlet::spawn_n(move || s.set()));
+    assert_eq!(polls.expect("the wake that came during the poll's own green wait was lost"), 2);
+}
+
+#[test]
+fn a_wake_from_another_thread_during_a_green_wait_inside_poll_is_not_lost() {
+    let _turn = turn();
+    // The waker is used by a plain OS thread before the sleep starts: its
+    // wake is counted when the hub takes its message, during the poll's
+    // own green wait, which takes the unpark.
+    let polls =
+        polls_when_woken_during_a_green_wait_inside_poll(|s| std::thread::spawn(move || s.set()).join().unwrap());
+    assert_eq!(polls.expect("the wake from another thread that came during the poll's own green wait was lost"), 2);
 }
 
 #[test]
