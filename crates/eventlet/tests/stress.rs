@@ -205,6 +205,10 @@ fn worker(w: Rc<World>, mut rng: Rng, depth: u32, socks: Option<(UnixStream, Uni
             w.read.set(w.read.get() + k as u64);
         }
     }
+    // Dropped before the result is made: a drop that blocks (a child's
+    // sleepy result) may unwind on a kill, which would leak a result made
+    // already (rust-lang/rust#47949).
+    drop(children);
     rng.chance(50).then_some(mine)
 }
 
