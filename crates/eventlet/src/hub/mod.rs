@@ -57,7 +57,7 @@ pub(crate) use timers::TimerKey;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use slab::Slab;
@@ -153,6 +153,9 @@ pub(crate) struct Hub {
     timers: RefCell<Timers>,
     pub(crate) reactor: io::Reactor,
     pub(crate) shared: Arc<HubShared>,
+    /// The buffer swapped in for the remote queue's messages when they are
+    /// taken (see `drain_remote`).
+    remote_spare: Cell<Vec<Remote>>,
     stacks: RefCell<StackPool>,
     blocks: BlockCache,
     budget: Cell<u32>,
@@ -296,7 +299,7 @@ impl Hub {
             waker,
             queue: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
+            sleeping: AtomicU8::new(remote::AWAKE),
             handles: AtomicUsize::new(0),
             switches: AtomicU64::new(0),
             running: AtomicU64::new(0),
@@ -333,6 +336,7 @@ impl Hub {
             next_id: Cell::new(1),
             join_wakers: RefCell::new(std::collections::HashMap::new()),
             block_on_wakers: RefCell::new(Vec::new()),
+            remote_spare: Cell::new(Vec::new()),
             futures_waiting: Cell::new(0),
             #[cfg(feature = "tokio")]
             tokio,

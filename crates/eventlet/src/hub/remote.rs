@@ -3,7 +3,7 @@
 //! [`Unparker`], which wakes one green thread from anywhere.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::peek_hub;
@@ -41,7 +41,10 @@ pub(crate) struct HubShared {
     pub(super) waker: mio::Waker,
     pub(super) queue: Mutex<Vec<Remote>>,
     pub(super) pending: AtomicBool,
-    pub(super) sleeping: AtomicBool,
+    /// Where the hub's thread waits, if it does: [`AWAKE`], [`IN_EPOLL`]
+    /// or [`IN_TOKIO`]. The sender that finds it waiting sets it back to
+    /// `AWAKE` and wakes it: one wake per wait, however many senders.
+    pub(super) sleeping: AtomicU8,
     /// Live `Unparker`s: while any exists, something outside may wake us.
     pub(crate) handles: AtomicUsize,
     /// Green threads switched to so far (written by the hub only; read by
@@ -55,13 +58,24 @@ pub(crate) struct HubShared {
     /// Cleared (under `queue`'s lock) when the hub's thread exits: nothing
     /// sent after that would ever be received.
     pub(super) alive: AtomicBool,
-    /// While the hub's loop waits inside its tokio runtime: the loop's
-    /// waker, which wakes it with tokio's own cross-thread wake (one
-    /// `eventfd` write) rather than through the hub's `epoll`, nested in
-    /// tokio's (which costs the loop an extra `epoll_wait`).
+    /// The waker of the hub's loop inside its tokio runtime, for a wake
+    /// while it waits there ([`IN_TOKIO`]): tokio's own cross-thread wake
+    /// (one `eventfd` write) rather than one through the hub's `epoll`,
+    /// nested in tokio's (which costs the loop an extra `epoll_wait`).
+    /// Set when the loop's waker changes (once per runtime in practice),
+    /// not per wait.
     #[cfg(feature = "tokio")]
     pub(super) loop_waker: Mutex<Option<std::task::Waker>>,
 }
+
+/// The hub's thread is not waiting (it runs, or is about to look at its
+/// messages).
+pub(super) const AWAKE: u8 = 0;
+/// The hub's thread waits in its own `epoll`: its `mio::Waker` wakes it.
+pub(super) const IN_EPOLL: u8 = 1;
+/// The hub's loop waits inside its tokio runtime: the loop's waker wakes it.
+#[cfg(feature = "tokio")]
+pub(super) const IN_TOKIO: u8 = 2;
 
 impl HubShared {
     pub(crate) fn send(&self, msg: Remote) {
@@ -79,15 +93,33 @@ impl HubShared {
             q.push(make());
         }
         self.pending.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
-            #[cfg(feature = "tokio")]
-            if let Some(w) = self.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                w.wake();
-                return true;
-            }
-            let _ = self.waker.wake();
+        // A load first: while the hub runs, senders only read the line
+        // the hub writes.
+        if self.sleeping.load(Ordering::SeqCst) != AWAKE {
+            self.wake_waiting();
         }
         true
+    }
+
+    /// Wakes the hub's thread if it still waits (and no other sender woke
+    /// it first).
+    #[cold]
+    fn wake_waiting(&self) {
+        match self.sleeping.swap(AWAKE, Ordering::SeqCst) {
+            AWAKE => {}
+            #[cfg(feature = "tokio")]
+            IN_TOKIO => {
+                // Cloned, and woken once the lock is released: the wake
+                // is a syscall, and the hub may want the lock meanwhile.
+                let w = self.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(w) = w {
+                    w.wake();
+                }
+            }
+            _ => {
+                let _ = self.waker.wake();
+            }
+        }
     }
 }
 

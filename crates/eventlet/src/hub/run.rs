@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
 
-use super::{Hub, Remote, State, Task, TaskRef, Wakeup, BATCH, BUDGET, IO_INTERVAL};
+use super::{remote, Hub, Remote, State, Task, TaskRef, Wakeup, BATCH, BUDGET, IO_INTERVAL};
 use crate::report;
 use crate::sys;
 
@@ -115,10 +115,10 @@ impl Hub {
                      thread, timer, I/O wait or wake-up from another thread is left to wake it"
                 );
             }
-            self.shared.sleeping.store(true, Ordering::SeqCst);
+            self.shared.sleeping.store(remote::IN_EPOLL, Ordering::SeqCst);
             let timeout = if self.shared.pending.load(Ordering::SeqCst) { Some(Duration::ZERO) } else { timeout };
             self.poll_io(timeout);
-            self.shared.sleeping.store(false, Ordering::SeqCst);
+            self.shared.sleeping.store(remote::AWAKE, Ordering::SeqCst);
             if self.shared.pending.load(Ordering::Acquire) {
                 self.drain_remote();
             }
@@ -204,8 +204,11 @@ impl Hub {
 
     pub(super) fn drain_remote(&self) {
         self.shared.pending.store(false, Ordering::SeqCst);
-        let msgs = std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        for m in msgs {
+        // Swapped with the spare buffer, which goes back emptied: the
+        // queue keeps its capacity, and a message costs no allocation.
+        let mut msgs = self.remote_spare.take();
+        std::mem::swap(&mut msgs, &mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        for m in msgs.drain(..) {
             match m {
                 Remote::Unpark { key, id } => self.unpark_key(key, id),
                 Remote::WakeFuture { key, id } => crate::future::wake_here(self, key, id),
@@ -223,6 +226,10 @@ impl Hub {
                 }
                 Remote::Wake => {}
             }
+        }
+        // Kept unless a burst made it large.
+        if msgs.capacity() <= 256 {
+            self.remote_spare.set(msgs);
         }
     }
 

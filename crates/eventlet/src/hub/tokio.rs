@@ -118,10 +118,10 @@ use std::time::Duration;
 
 use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::Interest;
-use ::tokio::runtime::{Builder, EnterGuard, Runtime};
+use ::tokio::runtime::{Builder, EnterGuard, Runtime, RuntimeMetrics};
 use ::tokio::time::Sleep;
 
-use super::{peek_hub, Hub, State, IO_INTERVAL};
+use super::{peek_hub, remote, Hub, State, IO_INTERVAL};
 
 /// The runtime and what the loop keeps in it.
 struct Inner {
@@ -131,12 +131,19 @@ struct Inner {
     poll_fd: OnceCell<AsyncFd<OwnedFd>>,
     /// The hub's next timer, made on the first idle turn.
     sleep: RefCell<Option<Pin<Box<Sleep>>>>,
+    /// The runtime's metrics, kept: `Runtime::metrics` clones its handle
+    /// (two atomic operations) each time the loop asks for its tasks.
+    metrics: Option<RuntimeMetrics>,
     runtime: Option<Runtime>,
 }
 
 impl Inner {
     fn runtime(&self) -> &Runtime {
         self.runtime.as_ref().expect("the runtime lives as long as the bridge")
+    }
+
+    fn tasks_alive(&self) -> bool {
+        self.metrics.as_ref().is_some_and(|m| m.num_alive_tasks() > 0)
     }
 
     fn poll_fd(&self) -> &AsyncFd<OwnedFd> {
@@ -162,6 +169,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         drop(self.poll_fd.take());
         drop(self.sleep.get_mut().take());
+        drop(self.metrics.take());
         // Without waiting for blocking-pool threads (a stuck
         // `spawn_blocking` must not hold up the thread's exit).
         if let Some(rt) = self.runtime.take() {
@@ -182,8 +190,11 @@ pub(crate) struct Bridge {
     /// Whether another runtime's context was current when this one
     /// started (then this one is entered around polls, not for good).
     foreign: bool,
-    /// The loop's waker while it waits in tokio.
-    idle: Cell<Option<Waker>>,
+    /// The loop's waker, as last seen (tokio's `block_on` gives the same
+    /// one to every poll).
+    waker: RefCell<Option<Waker>>,
+    /// Whether the loop waits in tokio.
+    idle: Cell<bool>,
     /// Whether tokio had tasks alive when the loop went idle.
     idle_with_tasks: Cell<bool>,
     /// Set when the loop popped the root but gave tokio a turn first (see
@@ -209,7 +220,8 @@ impl Bridge {
                 on: Cell::new(false),
                 driving: Cell::new(false),
                 foreign: false,
-                idle: Cell::new(None),
+                waker: RefCell::new(None),
+                idle: Cell::new(false),
                 idle_with_tasks: Cell::new(false),
                 root_due: Cell::new(false),
                 polled: Cell::new(false),
@@ -224,11 +236,17 @@ impl Bridge {
             std::mem::forget(runtime.enter());
         }
         Ok(Bridge {
-            inner: Some(Inner { poll_fd: OnceCell::new(), sleep: RefCell::new(None), runtime: Some(runtime) }),
+            inner: Some(Inner {
+                poll_fd: OnceCell::new(),
+                sleep: RefCell::new(None),
+                metrics: Some(runtime.metrics()),
+                runtime: Some(runtime),
+            }),
             on: Cell::new(false),
             driving: Cell::new(false),
             foreign,
-            idle: Cell::new(None),
+            waker: RefCell::new(None),
+            idle: Cell::new(false),
             idle_with_tasks: Cell::new(false),
             root_due: Cell::new(false),
             polled: Cell::new(false),
@@ -255,7 +273,7 @@ impl Bridge {
 
     /// Whether the runtime has tasks alive.
     pub(crate) fn tasks_alive(&self) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.runtime().metrics().num_alive_tasks() > 0)
+        self.inner.as_ref().is_some_and(Inner::tasks_alive)
     }
 
     /// From now on the hub's loop runs inside the runtime.
@@ -291,14 +309,19 @@ impl Bridge {
     /// Wakes the loop if it waits in tokio.
     #[inline]
     pub(crate) fn wake_idle(&self) {
-        if let Some(w) = self.idle.take() {
-            w.wake();
+        if self.idle.replace(false) {
+            // Tokio's `block_on` waker only marks its future woken and
+            // unparks its driver: nothing here is borrowed again.
+            if let Some(w) = self.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
         }
     }
 
     /// Drops the runtime (the hub's thread is exiting).
     pub(crate) fn shutdown(&mut self) {
-        self.idle.take();
+        self.idle.set(false);
+        drop(self.waker.take());
         self.on.set(false);
         drop(self.inner.take());
     }
@@ -379,22 +402,36 @@ impl Drop for Refused<'_> {
 /// One poll of the loop: runs green threads until the root is popped
 /// (`Ready`), tokio should have a turn, or nothing is ready (`Pending`).
 fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
-    hub.shared.sleeping.store(false, Ordering::SeqCst);
-    hub.tokio.idle.take();
+    if hub.shared.sleeping.load(Ordering::Relaxed) != remote::AWAKE {
+        hub.shared.sleeping.store(remote::AWAKE, Ordering::SeqCst);
+    }
+    hub.tokio.idle.set(false);
     if hub.tokio.root_due.replace(false) {
         return Poll::Ready(());
     }
     hub.tokio.polled.set(false);
+    // Whether tokio found the hub's `epoll` not readable in this poll, and
+    // keeps the loop's waker for when it is: that cannot change before the
+    // poll returns (only tokio's driver, which runs between polls, sets
+    // the readiness), so it is not asked again. Nor is it asked while no
+    // green thread waits for I/O: events wait in the `epoll` until one
+    // does (as in the plain loop).
+    let mut io_registered = false;
     loop {
         // The hub's own `epoll`, when tokio saw it readable.
-        if let Poll::Ready(r) = inner.poll_fd().poll_read_ready(cx) {
-            match r {
-                Ok(mut ready) => {
+        if !io_registered && hub.reactor.waiters() > 0 {
+            match inner.poll_fd().poll_read_ready(cx) {
+                Poll::Ready(Ok(mut ready)) => {
                     if !hub.poll_io(Some(Duration::ZERO)) {
                         ready.clear_ready();
                     }
                 }
-                Err(e) => log::error!("eventlet: tokio's reactor failed on the hub's epoll: {e}"),
+                Poll::Ready(Err(e)) => {
+                    // Not asked again in this poll (no busy loop on it).
+                    log::error!("eventlet: tokio's reactor failed on the hub's epoll: {e}");
+                    io_registered = true;
+                }
+                Poll::Pending => io_registered = true,
             }
         }
         if hub.shared.pending.load(Ordering::Acquire) {
@@ -466,17 +503,30 @@ fn turn(hub: &Hub, inner: &Inner, cx: &mut Context<'_>) -> Poll<()> {
                 continue;
             }
         }
-        if inner.poll_fd().poll_read_ready(cx).is_ready() {
-            continue;
+        if !io_registered && hub.reactor.waiters() > 0 {
+            if inner.poll_fd().poll_read_ready(cx).is_ready() {
+                continue;
+            }
+            io_registered = true;
         }
-        *hub.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-        hub.shared.sleeping.store(true, Ordering::SeqCst);
+        let fresh = !hub.tokio.waker.borrow().as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if fresh {
+            // Published for other threads only when it changes: a wait
+            // costs no lock and no clone.
+            let w = cx.waker().clone();
+            let old = hub.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).replace(w.clone());
+            drop(old);
+            let old = hub.tokio.waker.replace(Some(w));
+            drop(old);
+        }
+        hub.tokio.idle.set(true);
+        hub.shared.sleeping.store(remote::IN_TOKIO, Ordering::SeqCst);
         if hub.shared.pending.load(Ordering::SeqCst) {
-            hub.shared.sleeping.store(false, Ordering::SeqCst);
+            hub.shared.sleeping.store(remote::AWAKE, Ordering::SeqCst);
+            hub.tokio.idle.set(false);
             continue;
         }
         hub.tokio.idle_with_tasks.set(hub.tokio.tasks_alive());
-        hub.tokio.idle.set(Some(cx.waker().clone()));
         return Poll::Pending;
     }
 }
