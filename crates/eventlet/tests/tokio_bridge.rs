@@ -24,9 +24,17 @@ impl Drop for Flag {
 }
 
 /// Runs `f` on a fresh OS thread (a fresh hub and runtime) and returns
-/// its result.
+/// its result once the thread has exited. Fails if `f` has not returned
+/// within a minute: a lost wake-up hangs, and must fail the test, not hold
+/// up the run.
 fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    let t = std::thread::spawn(f);
+    let start = Instant::now();
+    while !t.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the test's thread hangs (a lost wake-up?)");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 #[test]

@@ -60,12 +60,14 @@
 //! asyncio's loop, are the same shape.
 //!
 //! What wakes the loop while it waits in tokio: tokio's reactor (the
-//! hub's `epoll` readable: green I/O), a wake-up from another thread (it
-//! wakes the loop's waker, which is tokio's own cross-thread wake: one
-//! `eventfd` write, no extra `epoll_wait` for the hub), the `Sleep`, a green thread's waker
-//! used by tokio code (it wakes the loop at once), and, for anything else
-//! that makes a green thread ready from tokio code (a `Queue::put` in a
-//! tokio task), a hook tokio runs before it parks its thread.
+//! hub's `epoll` readable, asked for only while green threads wait for
+//! I/O), a wake-up from another thread (it wakes the loop's waker, which
+//! is tokio's own cross-thread wake: one `eventfd` write, no extra
+//! `epoll_wait` for the hub, and no lock the hub could block on), the
+//! `Sleep`, a green thread's waker used by tokio code (it wakes the loop
+//! at once), and, for anything else that makes a green thread ready from
+//! tokio code (a `Queue::put` in a tokio task), a hook tokio runs before
+//! it parks its thread.
 //!
 //! # Limits
 //!
