@@ -459,6 +459,21 @@ fn a_wake_taken_by_a_nested_block_on_is_not_lost() {
     assert_eq!(r.expect("the wake taken by the nested block_on was lost").unwrap(), 2);
 }
 
+/// Runs `f` under a `Timeout`, while a green thread holds the hub (a
+/// blocking std sleep) until past the timeout's deadline, so that the
+/// timeout expires in the same turn of the hub as what `f` waits for. The
+/// timeout is long enough for `f` to park before it expires even on a slow
+/// machine (under valgrind, 10 ms went by before the park: the timeout
+/// expired before the awaited work ever ran). After a stall of more than
+/// 50 ms before the timeout starts, the hold ends before it and `f`'s
+/// result simply comes first.
+fn with_timeout_held_past<T>(f: impl FnOnce() -> T) -> Result<T, eventlet::timeout::Elapsed> {
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let until = Instant::now() + TIMEOUT + Duration::from_millis(50);
+    eventlet::spawn_n(move || std::thread::sleep(until.saturating_duration_since(Instant::now())));
+    eventlet::with_timeout(TIMEOUT, f)
+}
+
 #[test]
 fn a_result_that_arrives_with_the_timeout_wins() {
     let _turn = turn();
@@ -484,8 +499,7 @@ fn a_result_that_arrives_with_the_timeout_wins() {
         util::sleep_until(t0 + Duration::from_millis(5));
         Value(d)
     });
-    eventlet::spawn_n(|| std::thread::sleep(Duration::from_millis(30)));
-    let r = eventlet::with_timeout(Duration::from_millis(10), || eventlet::block_on(work));
+    let r = with_timeout_held_past(|| eventlet::block_on(work));
     assert!(!dropped.get(), "the finished green thread's result was dropped");
     assert!(r.expect("block_on reported the timeout and dropped the result").is_ok());
     // The timeout fires at the next blocking call.
@@ -508,8 +522,7 @@ fn a_result_that_arrives_with_the_timeout_wins() {
             7
         })
         .unwrap();
-    eventlet::spawn_n(|| std::thread::sleep(Duration::from_millis(30)));
-    let r = eventlet::with_timeout(Duration::from_millis(10), || eventlet::block_on(work));
+    let r = with_timeout_held_past(|| eventlet::block_on(work));
     drop(d);
     assert!(rx.try_recv().is_ok(), "the green thread did not finish");
     assert_eq!(r.expect("block_on reported the timeout and dropped the result").unwrap(), 7);
