@@ -257,3 +257,41 @@ fn readiness_that_came_while_nobody_waited_for_io_is_seen() {
         writer.join().unwrap();
     });
 }
+
+/// The same for the patcher's kind of wait ([`trampoline`]): each wait
+/// registers the descriptor afresh, already readable (its byte was written
+/// while the green thread waited in `block_on`, not for I/O).
+///
+/// [`trampoline`]: eventlet::hub::trampoline
+#[test]
+fn a_trampoline_wait_on_a_descriptor_ready_before_it_returns() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    on_fresh_thread(|| {
+        eventlet::block_on(async {});
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (wrote_tx, mut wrote_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let mut b = b;
+            while go_rx.recv().is_ok() {
+                b.write_all(&[7]).unwrap();
+                if wrote_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        let reader = eventlet::spawn(move || {
+            let mut buf = [0u8; 64];
+            for _ in 0..300 {
+                go_tx.send(()).unwrap();
+                eventlet::block_on(wrote_rx.recv()).unwrap();
+                eventlet::hub::trampoline(&a, eventlet::hub::Interest::READ, None).unwrap();
+                assert_eq!(a.read(&mut buf).unwrap(), 1);
+            }
+        });
+        reader.join().unwrap();
+        writer.join().unwrap();
+    });
+}
