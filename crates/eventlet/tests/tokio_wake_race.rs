@@ -295,3 +295,53 @@ fn a_trampoline_wait_on_a_descriptor_ready_before_it_returns() {
         writer.join().unwrap();
     });
 }
+
+/// What makes a green thread ready from a tokio task of the hub's runtime
+/// without a waker (a local `unpark`, a spawn, a spawn with a delay) while
+/// the loop waits in tokio must wake the loop, even while tokio always has
+/// work and so never parks (here the task itself, yielding until the green
+/// thread has run: its deferred waker keeps tokio from parking, and with
+/// it from running its before-park hook).
+#[test]
+fn green_threads_made_ready_by_a_tokio_task_that_keeps_yielding_run() {
+    on_fresh_thread(|| {
+        eventlet::block_on(async {});
+        for case in ["unpark", "spawn", "spawn_after"] {
+            let ran = Arc::new(AtomicBool::new(false));
+            let go = Arc::new(AtomicBool::new(false));
+            let waiter = {
+                let (ran, go) = (ran.clone(), go.clone());
+                eventlet::spawn(move || {
+                    if case == "unpark" {
+                        while !go.load(Ordering::SeqCst) {
+                            eventlet::park();
+                        }
+                        ran.store(true, Ordering::SeqCst);
+                    }
+                })
+            };
+            let unparker = waiter.thread().unparker();
+            let r = ran.clone();
+            let task = tokio::spawn(async move {
+                match case {
+                    "unpark" => {
+                        go.store(true, Ordering::SeqCst);
+                        unparker.unpark();
+                    }
+                    "spawn" => drop(eventlet::spawn(move || r.store(true, Ordering::SeqCst))),
+                    _ => drop(eventlet::spawn_after(Duration::from_millis(1), move || r.store(true, Ordering::SeqCst))),
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !ran.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    tokio::task::yield_now().await;
+                }
+                ran.load(Ordering::SeqCst)
+            });
+            assert!(
+                eventlet::block_on(task).unwrap(),
+                "{case}: the green thread made ready by a yielding tokio task never ran"
+            );
+            waiter.join().unwrap();
+        }
+    });
+}

@@ -57,6 +57,9 @@ impl Hub {
             }
             _ => self.queue.push_back(t),
         }
+        // Spawned by tokio code while the loop waits in tokio.
+        #[cfg(feature = "tokio")]
+        self.tokio.wake_idle();
         Ok(task)
     }
 
@@ -87,6 +90,8 @@ impl Hub {
                 }
                 t.state.set(State::Ready);
                 self.queue.push_back(t.clone());
+                #[cfg(feature = "tokio")]
+                self.tokio.wake_idle();
                 true
             }
             _ => {

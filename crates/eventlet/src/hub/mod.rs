@@ -390,6 +390,8 @@ impl Hub {
                 t.wake.set(Wakeup::Unparked);
                 // SAFETY: `p` is live; the queue keeps the count taken here.
                 self.queue.push_back(unsafe { TaskRef::from_ptr(p) });
+                #[cfg(feature = "tokio")]
+                self.tokio.wake_idle();
             }
             State::Done => {}
             _ => t.notified.set(true),

@@ -64,10 +64,10 @@
 //! I/O), a wake-up from another thread (it wakes the loop's waker, which
 //! is tokio's own cross-thread wake: one `eventfd` write, no extra
 //! `epoll_wait` for the hub, and no lock the hub could block on), the
-//! `Sleep`, a green thread's waker used by tokio code (it wakes the loop
-//! at once), and, for anything else that makes a green thread ready from
-//! tokio code (a `Queue::put` in a tokio task), a hook tokio runs before
-//! it parks its thread.
+//! `Sleep`, and tokio code that makes a green thread ready (a green
+//! thread's waker it wakes, a `Queue::put`, an unpark or a spawn in a
+//! tokio task): that wakes the loop at once (a flag, no syscall), even
+//! while tokio has work of its own and does not park.
 //!
 //! # Limits
 //!
@@ -308,15 +308,27 @@ impl Bridge {
         }
     }
 
-    /// Wakes the loop if it waits in tokio.
+    /// Wakes the loop if it waits in tokio: called by whatever makes a
+    /// green thread ready or changes the hub's timers (an unpark, a spawn,
+    /// a kill). While the loop waits, only tokio code runs on this thread
+    /// (its tasks, wakers its driver wakes), and tokio need not park (the
+    /// before-park hook would see it then) while it has work of its own:
+    /// a task that yields until a green thread has run never lets it.
     #[inline]
     pub(crate) fn wake_idle(&self) {
-        if self.idle.replace(false) {
-            // Tokio's `block_on` waker only marks its future woken and
-            // unparks its driver: nothing here is borrowed again.
-            if let Some(w) = self.waker.borrow().as_ref() {
-                w.wake_by_ref();
-            }
+        if self.idle.get() {
+            self.wake_idle_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_idle_now(&self) {
+        self.idle.set(false);
+        // Tokio's `block_on` waker only marks its future woken and unparks
+        // its driver: nothing here is borrowed again.
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
         }
     }
 
@@ -339,9 +351,10 @@ fn refuse() -> ! {
     );
 }
 
-/// Tokio's hook before it parks the hub's thread: if tokio code made green
-/// threads ready (or a wake-up came from another thread), the loop runs
-/// before tokio blocks.
+/// Tokio's hook before it parks the hub's thread: if green threads are
+/// ready (a wake-up from another thread, or tokio code, made them so; both
+/// wake the loop already) or tokio's last task ended, the loop runs before
+/// tokio blocks.
 fn before_park() {
     peek_hub(|h| {
         let ready = !h.queue.is_empty() || !h.yielded.is_empty() || h.shared.pending.load(Ordering::Acquire);
