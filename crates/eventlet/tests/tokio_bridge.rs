@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod util;
+use util::on_fresh_thread;
 
 /// Sets its flag when dropped.
 struct Flag(Arc<AtomicBool>);
@@ -21,20 +22,6 @@ impl Drop for Flag {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-/// Runs `f` on a fresh OS thread (a fresh hub and runtime) and returns
-/// its result once the thread has exited. Fails if `f` has not returned
-/// within a minute: a lost wake-up hangs, and must fail the test, not hold
-/// up the run.
-fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let t = std::thread::spawn(f);
-    let start = Instant::now();
-    while !t.is_finished() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the test's thread hangs (a lost wake-up?)");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 #[test]

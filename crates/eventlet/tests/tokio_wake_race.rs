@@ -12,19 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 mod util;
-use util::Rng;
-
-/// Runs `f` on a fresh OS thread (a fresh hub and runtime); fails if it has
-/// not returned within a minute (a lost wake-up hangs).
-fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let t = std::thread::spawn(f);
-    let start = Instant::now();
-    while !t.is_finished() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the test's thread hangs (a lost wake-up?)");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
+use util::{on_fresh_thread, Rng};
 
 /// How an OS thread makes a green thread go on.
 #[derive(Clone, Copy)]
@@ -222,23 +210,32 @@ fn wakes_race_a_hub_thread_that_drives_tokio_ending() {
 /// Green I/O whose readiness comes while no green thread waits for I/O
 /// (the loop then does not ask tokio about the hub's `epoll`): a read that
 /// parks on the drained socket afterwards still sees it.
+/// A plain thread that writes one byte to `b` each time it is told to
+/// (`go`), then says so through a tokio channel (for a green thread to
+/// wait on in `block_on`, not for I/O). Ends when either side is dropped.
+fn byte_writer(
+    mut b: impl std::io::Write + Send + 'static,
+) -> (mpsc::Sender<()>, tokio::sync::mpsc::UnboundedReceiver<()>, std::thread::JoinHandle<()>) {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (wrote_tx, wrote_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let writer = std::thread::spawn(move || {
+        while go_rx.recv().is_ok() {
+            b.write_all(&[7]).unwrap();
+            if wrote_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    (go_tx, wrote_rx, writer)
+}
+
 #[test]
 fn readiness_that_came_while_nobody_waited_for_io_is_seen() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     on_fresh_thread(|| {
         eventlet::block_on(async {});
         let (mut a, b) = eventlet::net::unix::UnixStream::pair().unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (wrote_tx, mut wrote_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let writer = std::thread::spawn(move || {
-            let mut b = b;
-            while go_rx.recv().is_ok() {
-                b.write_all(&[7]).unwrap();
-                if wrote_tx.send(()).is_err() {
-                    break;
-                }
-            }
-        });
+        let (go_tx, mut wrote_rx, writer) = byte_writer(b);
         let reader = eventlet::spawn(move || {
             let mut buf = [0u8; 64];
             // The first read waits (the socket joins the hub's `epoll`).
@@ -265,23 +262,13 @@ fn readiness_that_came_while_nobody_waited_for_io_is_seen() {
 /// [`trampoline`]: eventlet::hub::trampoline
 #[test]
 fn a_trampoline_wait_on_a_descriptor_ready_before_it_returns() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     use std::os::unix::net::UnixStream;
     on_fresh_thread(|| {
         eventlet::block_on(async {});
         let (mut a, b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (wrote_tx, mut wrote_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let writer = std::thread::spawn(move || {
-            let mut b = b;
-            while go_rx.recv().is_ok() {
-                b.write_all(&[7]).unwrap();
-                if wrote_tx.send(()).is_err() {
-                    break;
-                }
-            }
-        });
+        let (go_tx, mut wrote_rx, writer) = byte_writer(b);
         let reader = eventlet::spawn(move || {
             let mut buf = [0u8; 64];
             for _ in 0..300 {

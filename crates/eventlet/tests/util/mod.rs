@@ -54,6 +54,20 @@ pub fn sleep_until(deadline: std::time::Instant) {
     while eventlet::park_deadline(deadline) != eventlet::Wakeup::TimedOut {}
 }
 
+/// Runs `f` on a fresh OS thread (a fresh hub, and with feature `tokio` a
+/// fresh runtime) and returns its result once the thread has exited.
+/// Fails if `f` has not returned within a minute: a lost wake-up hangs,
+/// and must fail the test, not hold up the run.
+pub fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let t = std::thread::spawn(f);
+    let start = std::time::Instant::now();
+    while !t.is_finished() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the test's thread hangs (a lost wake-up?)");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 /// No green thread and no timer is left on this test's hub.
 pub fn assert_clean() {
     let s = eventlet::hub::stats();
